@@ -1,0 +1,74 @@
+"""Optimiser registry: the course's optimisers (ours) beside Keras' built-ins.
+
+``get(name, learning_rate, **hyperparameters)`` builds an optimiser from the course's
+hyperparameter names (METHODS.md §7): ``beta`` (momentum), ``beta1`` / ``beta2`` (Adam, RMSprop),
+``epsilon``. The ``keras_*`` entries configure Keras' built-ins from those same names through the
+mappings of METHODS.md §7, so that a comparison starts from one set of numbers.
+
+``HYPERPARAMETERS[name]`` lists the course hyperparameters each entry accepts; any other keyword
+is passed to the ``keras.optimizers.Optimizer`` base class (``clipnorm``, ``weight_decay``, ...).
+"""
+
+import keras
+
+# The course hyperparameters each registry entry takes (beyond learning_rate).
+HYPERPARAMETERS = {
+    "keras_sgd": (),
+    "keras_momentum": ("beta",),
+    "keras_rmsprop": ("beta2", "epsilon"),
+    "keras_adam": ("beta1", "beta2", "epsilon"),
+}
+
+DESCRIPTIONS = {
+    "keras_sgd": "Keras SGD(momentum=0): w <- w - lr g",
+    "keras_momentum": "Keras SGD(momentum=beta, lr=alpha(1-beta)): equal to course momentum at constant alpha",
+    "keras_rmsprop": "Keras RMSprop(rho=beta2): epsilon inside the square root",
+    "keras_adam": "Keras Adam: 'epsilon hat' form, epsilon outside sqrt of the uncorrected s",
+}
+
+NAMES = tuple(HYPERPARAMETERS)
+
+
+def _keras_sgd(learning_rate, **base):
+    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0, **base)
+
+
+def _keras_momentum(learning_rate, beta=0.9, **base):
+    # METHODS.md §7: v <- m v - lr g equals the course's v <- beta v + (1-beta) g with m = beta
+    # and lr = alpha (1 - beta), exactly, while alpha is constant.
+    return keras.optimizers.SGD(learning_rate=learning_rate * (1.0 - beta), momentum=beta, **base)
+
+
+def _keras_rmsprop(learning_rate, beta2=0.9, epsilon=1e-8, **base):
+    return keras.optimizers.RMSprop(learning_rate=learning_rate, rho=beta2, epsilon=epsilon, **base)
+
+
+def _keras_adam(learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-8, **base):
+    return keras.optimizers.Adam(
+        learning_rate=learning_rate, beta_1=beta1, beta_2=beta2, epsilon=epsilon, **base
+    )
+
+
+_FACTORIES = {
+    "keras_sgd": _keras_sgd,
+    "keras_momentum": _keras_momentum,
+    "keras_rmsprop": _keras_rmsprop,
+    "keras_adam": _keras_adam,
+}
+
+
+def get(name, learning_rate, **hyperparameters):
+    """Builds the optimiser registered as ``name`` from course hyperparameters.
+
+    Args:
+      name: one of ``NAMES``.
+      learning_rate: α, a positive float or a ``LearningRateSchedule``.
+      **hyperparameters: the course hyperparameters in ``HYPERPARAMETERS[name]`` and any
+        ``keras.optimizers.Optimizer`` base-class argument.
+
+    Raises:
+      ValueError: for an unknown name, naming the ones that exist.
+    """
+    if name not in _FACTORIES:
+        raise ValueError(f"optimizer must be one of {', '.join(NAMES)}. Received: optimizer={name!r}")
+    return _FACTORIES[name](learning_rate, **hyperparameters)
