@@ -1,0 +1,50 @@
+"""Test-session set-up shared by every test file.
+
+The CPU is split into two logical devices before TensorFlow initialises, so that tests can run
+`tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])` on this two-core, GPU-less machine.
+Nothing here changes numerics for single-device code: ops still run on /cpu:0 by default.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import pytest
+import tensorflow as tf
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_TFDS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "tfds")
+
+
+@pytest.fixture
+def float64():
+    """Runs a test with Keras' default float type set to float64, restored afterwards."""
+    previous = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx(previous)
+
+
+@pytest.fixture
+def two_cpu_strategy():
+    """A MirroredStrategy over the two logical CPU devices."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture
+def repo_root():
+    return REPO_ROOT
+
+
+@pytest.fixture
+def shared_tfds():
+    """Path of the offline mnist_t10k TFDS data; skips the test where ../shared is absent."""
+    if not os.path.isdir(os.path.join(SHARED_TFDS, "mnist_t10k")):
+        pytest.skip(f"mnist_t10k not found under {SHARED_TFDS} (../shared is absent)")
+    return SHARED_TFDS
