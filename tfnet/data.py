@@ -127,6 +127,27 @@ def load(name, data_dir=None, dev_fraction=0.2, seed=0):
     return _load_tfds(name, data_dir, dev_fraction)
 
 
+def check_available(name, data_dir=None):
+    """Raises ``DatasetNotFoundError`` unless ``name`` is embedded or prepared in ``data_dir``.
+
+    Reads only local metadata: nothing is downloaded and the network is never probed.
+    """
+    if name not in EMBEDDED_DATASETS:
+        _tfds_builder(name, data_dir)
+
+
+def _tfds_builder(name, data_dir):
+    import tensorflow_datasets as tfds  # Heavy import, only when a TFDS dataset is asked for.
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DatasetNotFoundError(_not_found_message(name, data_dir, registered=False)) from None
+    if not builder.is_prepared():
+        raise DatasetNotFoundError(_not_found_message(name, data_dir, registered=True))
+    return builder
+
+
 def _load_embedded(name, dev_fraction, seed):
     x, y = make_embedded(name, seed=seed)
     x_test, y_test = make_embedded(name, num_examples=_EMBEDDED_SIZES[name][1], seed=seed + 1)
@@ -147,14 +168,9 @@ def _dev_size(num_examples, dev_fraction):
 
 
 def _load_tfds(name, data_dir, dev_fraction):
-    import tensorflow_datasets as tfds  # Heavy import, only when a TFDS dataset is asked for.
+    import tensorflow_datasets as tfds
 
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
-        raise DatasetNotFoundError(_not_found_message(name, data_dir, registered=False)) from None
-    if not builder.is_prepared():
-        raise DatasetNotFoundError(_not_found_message(name, data_dir, registered=True))
+    builder = _tfds_builder(name, data_dir)
     image_key, label_key = builder.info.supervised_keys
     num_classes = builder.info.features[label_key].num_classes
     input_shape = tuple(builder.info.features[image_key].shape)

@@ -19,6 +19,21 @@ def define_train_flags(flag_values=flags.FLAGS, names=None):
         if names is not None and field.name not in names:
             continue
         _define(field, flag_values)
+    if "dataset" in flag_values and "data_dir" in flag_values:
+        flags.register_multi_flags_validator(
+            ["dataset", "data_dir"], _dataset_available, message="invalid --dataset",
+            flag_values=flag_values,
+        )
+
+
+def _dataset_available(values):
+    from tfnet import data  # Imported lazily: it imports TensorFlow.
+
+    try:
+        data.check_available(values["dataset"], values["data_dir"])
+    except data.DatasetNotFoundError as error:
+        raise flags.ValidationError(f"--dataset={values['dataset']}: {error}") from None
+    return True
 
 
 def _define(field, flag_values):
