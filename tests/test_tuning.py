@@ -9,9 +9,7 @@ It exits 3 when ``hidden_units`` is 13 (a crash) and reports NaN losses when α 
 import csv
 import json
 import math
-import os
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -209,3 +207,36 @@ def test_bad_config_is_named(tmp_path, fake, overrides, message):
     script, _ = fake
     with pytest.raises(ValueError, match=re.escape(message)):
         _config(tmp_path, script, **overrides)
+
+
+def test_hparams_config_declares_each_parameter_with_its_domain(tmp_path):
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import metadata
+
+    space = ss.SearchSpace((ss.LogUniform("learning_rate", 1e-4, 1.0),
+                            ss.OneMinusLogUniform("beta", 0.9, 0.999),
+                            ss.IntUniform("epochs", 2, 5),
+                            ss.IntUniform("hidden_units", 4, 32),
+                            ss.Choice("batch_size", (32, 64)),
+                            ss.Choice("optimizer", ("keras_adam", "keras_sgd"))))
+    tuning.write_hparams_config(space, str(tmp_path))
+    [path] = list(tmp_path.glob("events.out.tfevents.*"))
+    [experiment] = [metadata.parse_experiment_plugin_data(value.metadata.plugin_data.content)
+                    for event in tf.compat.v1.train.summary_iterator(str(path))
+                    for value in event.summary.value if value.tag == "_hparams_/experiment"]
+    infos = {info.name: info for info in experiment.hparam_infos}
+    assert list(infos) == list(space.names)
+    assert (infos["learning_rate"].domain_interval.min_value,
+            infos["learning_rate"].domain_interval.max_value) == (1e-4, 1.0)
+    assert (infos["beta"].domain_interval.min_value,
+            infos["beta"].domain_interval.max_value) == (0.9, 0.999)
+    assert (infos["epochs"].domain_interval.min_value,
+            infos["epochs"].domain_interval.max_value) == (2, 5)
+    # train.py logs hidden_units as a string ("16,8"), so an int range there gets no domain.
+    assert infos["hidden_units"].WhichOneof("domain") is None
+    assert [v.number_value for v in infos["batch_size"].domain_discrete.values] == [32, 64]
+    assert [v.string_value for v in infos["optimizer"].domain_discrete.values] == [
+        "keras_adam", "keras_sgd"]
+    assert [(m.name.group, m.name.tag) for m in experiment.metric_infos] == [
+        ("dev", "epoch_accuracy"), ("dev", "epoch_loss"),
+        ("train", "epoch_accuracy"), ("train", "epoch_loss")]

@@ -21,7 +21,8 @@ The search directory holds:
   which ``scripts/train.py --flagfile=`` reproduces (bit for bit with ``--deterministic``);
 - ``search.json``: the settings, each round's space and trials, and each finished trial's record.
   A restarted search reads it and runs only the trials without a record (rounds may be added);
-  a trial interrupted half-way has no record, so its directory is cleared and it runs again.
+  finished trials, failed ones included, are not re-run; a trial interrupted half-way has no
+  record, so its directory is cleared and it runs again.
 """
 
 import csv
@@ -228,7 +229,10 @@ def _start(trial, config):
     log = open(os.path.join(model_dir, "train.log"), "w")
     command = [config.python, config.train_script,
                *trial_flags(trial["values"], config.base_flags, model_dir)]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=config.env)
+    # A session of its own: Ctrl-C reaches only the search, which stops the trials itself, so no
+    # trial dies of the signal first and gets recorded as failed.
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=config.env,
+                               start_new_session=True)
     return process, log
 
 
