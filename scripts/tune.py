@@ -14,6 +14,7 @@ a larger --rounds to add rounds.
 import dataclasses
 import json
 import os
+import signal
 import sys
 
 from absl import app, flags
@@ -107,6 +108,9 @@ def main(argv):
         metric=FLAGS.metric, top_fraction=FLAGS.top_fraction, padding=FLAGS.padding,
         narrow_choices=FLAGS.narrow_choices, env=dict(os.environ, PYTHONPATH=python_path),
     )
+    # `kill` (SIGTERM) then unwinds like Ctrl-C: the search stops its running trials, which run
+    # again when the search is restarted.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     records = tuning.run_search(space, config, report=_report)
     failed = sum(r["status"] != "ok" for r in records)
     print(f"{len(records)} trials, {failed} failed. Table: {FLAGS.search_dir}/results.csv")
