@@ -186,7 +186,11 @@ def _plan_round(state, config, round_index):
 
 
 def trial_flags(values, base_flags, model_dir):
-    """The training script's command-line flags for one trial."""
+    """The training script's flags for one trial: ``base_flags``, then ``values`` over them.
+
+    Bools become ``--name`` / ``--noname``, floats are written with ``repr`` (exact round trip),
+    and ``--model_dir=<model_dir>`` and ``--noexport`` come last.
+    """
     flags = {**base_flags, **values, "model_dir": model_dir, "export": False}
     lines = []
     for name, value in flags.items():
