@@ -28,7 +28,14 @@ def seed_generators(model):
 class RunState:
     """The checkpointed position of a run, with its checkpoint managers."""
 
-    def __init__(self, model, optimizer, run_dir, keep_checkpoints):
+    def __init__(self, model, optimizer, run_dir, keep_checkpoints, save_dir=None):
+        """Checkpoints go to ``<save_dir or run_dir>/checkpoints``; restores read ``run_dir``'s.
+
+        Under ``MultiWorkerMirroredStrategy`` every worker must save (saving may run collective
+        ops), but only the chief's checkpoints are kept: the others pass a temporary
+        ``save_dir``, and all of them restore from the chief's ``run_dir``.
+        """
+        self._restore_dir = os.path.join(run_dir, "checkpoints")
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -42,11 +49,12 @@ class RunState:
             best_dev_accuracy=self.best_dev_accuracy,
             epochs_without_improvement=self.epochs_without_improvement, history=self._history,
         )
+        save_dir = save_dir or run_dir
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(run_dir, "checkpoints"), max_to_keep=keep_checkpoints
+            self.checkpoint, os.path.join(save_dir, "checkpoints"), max_to_keep=keep_checkpoints
         )
         self.best = tf.train.CheckpointManager(
-            tf.train.Checkpoint(model=model), os.path.join(run_dir, "best"), max_to_keep=1
+            tf.train.Checkpoint(model=model), os.path.join(save_dir, "best"), max_to_keep=1
         )
 
     @property
@@ -58,7 +66,7 @@ class RunState:
 
     def restore_latest(self):
         """Restores the latest checkpoint, if any; returns its path or None."""
-        path = self.manager.latest_checkpoint
+        path = tf.train.latest_checkpoint(self._restore_dir)
         if path:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         return path

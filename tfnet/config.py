@@ -129,6 +129,17 @@ class TrainConfig:
         10, "Write the mini-batch cost to TensorBoard every this many steps.", _positive_int
     )
     histograms: bool = _field(False, "Write weight histograms to TensorBoard every epoch.")
+    # Distribution.
+    strategy: str = _field(
+        "default", "tf.distribute strategy: default (one device), mirrored (all local GPUs, or "
+        "--cpu_devices logical CPUs), multi_worker (the machines in TF_CONFIG), tpu (--tpu).",
+        _choice("default", "mirrored", "multi_worker", "tpu"),
+    )
+    tpu: str = _field(None, "TPU name or grpc:// address for --strategy=tpu ('' or local on a TPU VM).")
+    cpu_devices: int = _field(
+        0, "Split the CPU into this many logical devices (for --strategy=mirrored without a "
+        "GPU); 0 leaves it whole.", _non_negative_int,
+    )
     # Reliability.
     checkpoint_every_steps: int = _field(
         100, "Write a checkpoint every this many steps (and at every epoch end).", _positive_int

@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 
@@ -38,6 +39,7 @@ from tfnet import checkpointing
 from tfnet import config as config_lib
 from tfnet import data as data_lib
 from tfnet import diagnosis
+from tfnet import distribute
 from tfnet import events
 from tfnet import export as export_lib
 from tfnet import model as model_lib
@@ -49,6 +51,7 @@ RESUMABLE_CHANGES = frozenset({
     "epochs", "export", "export_dir", "export_name", "log_every_steps", "histograms",
     "checkpoint_every_steps", "keep_checkpoints", "resume", "overwrite", "on_nonfinite",
     "early_stopping_patience", "early_stopping_min_delta", "best_error", "model_dir",
+    "strategy", "tpu", "cpu_devices",  # checkpoints restore under any strategy
 })
 
 
@@ -96,12 +99,20 @@ class Trainer:
 
     def __init__(self, config, strategy=None, verbose=None):
         self.config = config_lib.validate(config)
-        self.strategy = strategy or tf.distribute.get_strategy()
         self.verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
         self.run_dir = config.run_dir
         paths.check_writable_dir(self.run_dir, "model_dir")
         if config.export:
             paths.check_writable_dir(config.export_dir, "export_dir")
+        self.strategy = strategy or distribute.make_strategy(
+            config.strategy, tpu=config.tpu, cpu_devices=config.cpu_devices
+        )
+        # Under multi-worker training only the chief writes; the others save their (required)
+        # checkpoints to a scratch directory and log nothing.
+        self.is_chief = distribute.is_chief(self.strategy)
+        self._scratch_dir = None if self.is_chief else tempfile.mkdtemp(prefix="tfnet-worker-")
+        if not self.is_chief:
+            self.verbose = 0
         self._check_run_dir()
 
         keras.utils.set_random_seed(config.seed)
@@ -120,10 +131,13 @@ class Trainer:
             )
             self.optimizer = make_optimizer(config, self.steps_per_epoch)
             self.optimizer.build(self.model.trainable_variables)
-            self.state = checkpointing.RunState(
-                self.model, self.optimizer, self.run_dir, config.keep_checkpoints
-            )
-        self._gradient_step, self._apply_step = self._make_steps()
+        # The run's position is per-process bookkeeping, not mirrored (and multi-worker
+        # strategies cannot broadcast its string history).
+        self.state = checkpointing.RunState(
+            self.model, self.optimizer, self.run_dir, config.keep_checkpoints,
+            save_dir=self._scratch_dir,
+        )
+        self._train_step = self._make_train_step()
         self._evaluate_batch = tf.function(self._evaluate_batch_eager)
         self._signal = None
 
@@ -139,7 +153,8 @@ class Trainer:
                     f"model_dir {self.run_dir} already holds a run and --noresume was given: "
                     "pass --overwrite to delete it, or choose another --model_dir."
                 )
-            shutil.rmtree(self.run_dir)
+            if self.is_chief:
+                shutil.rmtree(self.run_dir)
         elif has_run:
             with open(saved) as f:
                 previous = json.load(f)
@@ -158,7 +173,7 @@ class Trainer:
 
     # -- The compiled steps --------------------------------------------------------------------
 
-    def _make_steps(self):
+    def _make_train_step(self):
         model, optimizer, strategy = self.model, self.optimizer, self.strategy
 
         def replica_gradients(x, y):
@@ -173,22 +188,29 @@ class Trainer:
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
             return cost, 1.0 - tf.cast(finite, tf.float32), gradients
 
+        def replica_apply(gradients):
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+
         @tf.function
-        def gradient_step(batch):
-            """Cost and gradients of one global mini-batch; nothing is updated yet."""
+        def train_step(batch):
+            """One update on one global mini-batch, applied only when cost and gradients are
+            finite on every replica; returns (cost, finite)."""
             cost, nonfinite, gradients = strategy.run(replica_gradients, args=batch)
             cost = strategy.reduce("sum", cost, axis=None)
-            all_finite = strategy.reduce("sum", nonfinite, axis=None) == 0  # replicas agree
-            return cost, tf.logical_and(all_finite, tf.math.is_finite(cost)), gradients
-
-        @tf.function
-        def apply_step(gradients):
-            strategy.run(
-                lambda g: optimizer.apply_gradients(zip(g, model.trainable_variables)),
-                args=(gradients,),
+            finite = tf.logical_and(
+                strategy.reduce("sum", nonfinite, axis=None) == 0, tf.math.is_finite(cost)
             )
 
-        return gradient_step, apply_step
+            def apply():
+                strategy.run(replica_apply, args=(gradients,))
+                return tf.constant(True)
+
+            # As in Keras' LossScaleOptimizer: the cond sits in cross-replica context, because
+            # a replica-context cond cannot hold the optimiser's merge_call.
+            tf.cond(finite, apply, lambda: tf.constant(False))
+            return cost, finite
+
+        return train_step
 
     def _evaluate_batch_eager(self, x, y):
         logits = self.model(x, training=False)
@@ -213,6 +235,9 @@ class Trainer:
     def _open_writers(self, fresh):
         from tensorboard.plugins.hparams import api as hp  # tf.summary needs tensorboard.
 
+        if not self.is_chief:
+            self.train_writer = self.dev_writer = tf.summary.create_noop_writer()
+            return
         os.makedirs(self.run_dir, exist_ok=True)
         with open(os.path.join(self.run_dir, "flags.txt"), "w") as f:
             f.write(self.config.to_flags())
@@ -295,19 +320,17 @@ class Trainer:
 
     def _train_one_step(self, batch, epoch):
         state, config = self.state, self.config
-        cost, finite, gradients = self._gradient_step(batch)
+        cost, finite = self._train_step(batch)
         cost = float(cost)
         step = int(state.global_step.numpy()) + 1
-        if bool(finite):
-            self._apply_step(gradients)
-        elif config.on_nonfinite == "stop":
+        if not bool(finite) and config.on_nonfinite == "stop":
             raise NonFiniteError(
                 f"non-finite cost or gradient (cost={cost}) at step {step} (epoch {epoch + 1}, "
                 f"mini-batch {int(state.step_in_epoch.numpy()) + 1}); the update was not applied. "
                 f"Last good checkpoint, left intact: {state.latest or 'none yet'}. Lower "
                 "--learning_rate, or pass --on_nonfinite=skip_step to drop such updates."
             )
-        else:
+        elif not bool(finite):
             self._say(f"step {step}: non-finite cost or gradient (cost={cost}), update skipped")
         state.global_step.assign_add(1)
         state.step_in_epoch.assign_add(1)
@@ -383,6 +406,10 @@ class Trainer:
         verdict = diagnosis.diagnose(
             1 - last["train_accuracy"], 1 - last["dev_accuracy"], config.best_error
         )
+        if not self.is_chief:
+            shutil.rmtree(self._scratch_dir, ignore_errors=True)
+            return TrainResult(history, test_loss, test_accuracy, self.run_dir, None, verdict,
+                               self.model)
         export_path = None
         if config.export:
             export_path = export_lib.export_model(self.model, config.export_dir, config.model_name)
