@@ -268,14 +268,15 @@ def build(names, input_shape, **options):
     def augment(images, seed):
         images = tf.convert_to_tensor(images)
         single = images.shape.rank == len(input_shape)
-        if single:
-            images = images[tf.newaxis]
-        if not images.dtype.is_floating or not images.shape[1:].is_compatible_with(input_shape):
+        shape = images.shape if single else images.shape[1:]
+        if not images.dtype.is_floating or not shape.is_compatible_with(input_shape):
             raise ValueError(
                 f"`images` must be a float tensor of shape {input_shape} or (batch,) + "
                 f"{input_shape}. Received: images.shape={images.shape}, "
                 f"images.dtype={images.dtype.name}"
             )
+        if single:
+            images = images[tf.newaxis]
         batch_size = tf.shape(images)[0]
         matrices = None
         for index, entry in steps:
