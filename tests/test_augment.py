@@ -226,3 +226,11 @@ def test_images_of_another_shape_or_an_integer_dtype_are_refused():
         fn(tf.zeros(RGB), tf.constant([0, 0]))
     with pytest.raises(ValueError, match=r"images.dtype=uint8"):
         fn(tf.zeros(GREY, tf.uint8), tf.constant([0, 0]))
+
+
+def test_describe_lists_every_augmentation_and_option_on_one_line_each():
+    lines = augment.describe().splitlines()
+    for name, entry in augment.AUGMENTATIONS.items():
+        assert f"  {name}: {entry.description}" in lines
+    for key, (default, *_) in augment.OPTIONS.items():
+        assert any(line.startswith(f"  {key}={default}: ") for line in lines)

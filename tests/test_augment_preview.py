@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import plugin_tags, run_script
 from tensorboard.backend.event_processing import event_accumulator
 
 from tfnet import augment, augment_preview
@@ -62,8 +63,6 @@ def test_num_versions_below_one_is_refused():
 
 
 def test_show_augmentations_script_writes_png_and_tensorboard(shared_tfds, tmp_path):
-    from tests.helpers import plugin_tags, run_script
-
     out = tmp_path / "show"
     completed = run_script("show_augmentations.py", f"--data_dir={shared_tfds}",
                            "--augment=crop,rotate", "--num_images=2", "--num_versions=2",

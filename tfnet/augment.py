@@ -45,14 +45,20 @@ class Augmentation(NamedTuple):
     colour_only: bool
 
 
-# Option name -> (default, predicate, rule as it reads in the error message).
+# Option name -> (default, predicate, rule as it reads in the error message, help).
 OPTIONS = {
-    "crop_padding": (4, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "max_rotation": (15.0, lambda v: 0 < v <= 180, "in (0, 180] (degrees)"),
-    "max_zoom": (0.1, lambda v: 0 < v < 1, "in (0, 1)"),
-    "max_brightness": (0.2, lambda v: 0 < v <= 1, "in (0, 1] (a fraction of 255)"),
-    "max_contrast": (0.2, lambda v: 0 < v < 1, "in (0, 1)"),
-    "max_saturation": (0.3, lambda v: 0 < v < 1, "in (0, 1)"),
+    "crop_padding": (4, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1",
+                     "crop: zero padding in pixels, the largest shift"),
+    "max_rotation": (15.0, lambda v: 0 < v <= 180, "in (0, 180] (degrees)",
+                     "rotate: largest angle in degrees"),
+    "max_zoom": (0.1, lambda v: 0 < v < 1, "in (0, 1)",
+                 "zoom: largest relative change of scale"),
+    "max_brightness": (0.2, lambda v: 0 < v <= 1, "in (0, 1] (a fraction of 255)",
+                       "brightness: largest shift, as a fraction of 255"),
+    "max_contrast": (0.2, lambda v: 0 < v < 1, "in (0, 1)",
+                     "contrast: largest relative change of the factor"),
+    "max_saturation": (0.3, lambda v: 0 < v < 1, "in (0, 1)",
+                       "saturation: largest relative change of the factor"),
 }
 
 
@@ -169,6 +175,15 @@ AUGMENTATIONS = {
 NAMES = tuple(AUGMENTATIONS)
 
 
+def describe():
+    """Help text for an ``--augment`` flag: one line per augmentation, then the options."""
+    lines = ["Comma-separated training augmentations (train split only; default none):"]
+    lines += [f"  {name}: {entry.description}" for name, entry in AUGMENTATIONS.items()]
+    lines += ["Options (keyword arguments of tfnet.augment.build):"]
+    lines += [f"  {key}={default}: {help}" for key, (default, _, _, help) in OPTIONS.items()]
+    return "\n".join(lines)
+
+
 def _parse_names(names):
     if isinstance(names, str):
         names = names.split(",")
@@ -196,10 +211,10 @@ def _parse_options(options):
             f"Received: {', '.join(f'{key}={options[key]!r}' for key in unknown)}"
         )
     for key, value in options.items():
-        _, valid, rule = OPTIONS[key]
+        _, valid, rule, _ = OPTIONS[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
             raise ValueError(f"`{key}` must be {rule}. Received: {key}={value!r}")
-    return {key: options.get(key, default) for key, (default, _, _) in OPTIONS.items()}
+    return {key: options.get(key, entry[0]) for key, entry in OPTIONS.items()}
 
 
 def _resample(images, matrices, interpolation):
