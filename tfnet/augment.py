@@ -284,7 +284,8 @@ def build(names, input_shape, **options):
         images = tf.convert_to_tensor(images)
         single = images.shape.rank == len(input_shape)
         shape = images.shape if single else images.shape[1:]
-        if not images.dtype.is_floating or not shape.is_compatible_with(input_shape):
+        if (images.shape.rank is None or not images.dtype.is_floating
+                or not shape.is_compatible_with(input_shape)):
             raise ValueError(
                 f"`images` must be a float tensor of shape {input_shape} or (batch,) + "
                 f"{input_shape}. Received: images.shape={images.shape}, "
