@@ -6,6 +6,10 @@
 
 Every flag is checked before any work: an invalid value exits with status 1 and one line naming
 the flag, the value and what is allowed. `--helpfull` lists every flag with its help.
+
+Exit status: 0 done; 1 bad flags or unusable --model_dir / --export_dir (nothing written);
+3 a non-finite cost or gradient (the last good checkpoint is kept); 128 + N when signal N
+(SIGINT 130, SIGTERM 143) stopped training after a checkpoint: run the same command to resume.
 """
 
 import sys
@@ -25,7 +29,19 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel writer logs every file.
     from tfnet import training  # Imported after validation: TensorFlow loads only for real work.
 
-    result = training.train(config)
+    from tfnet import paths
+
+    try:
+        result = training.train(config)
+    except (paths.UnusablePathError, training.RunDirError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except training.NonFiniteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    except training.TrainingInterrupted as error:
+        print(f"interrupted: {error}", file=sys.stderr)
+        return 128 + error.signal_number
     print(f"TensorBoard logs: {result.run_dir}  (open with: tensorboard --logdir {result.run_dir})")
     print(f"Flags of this run: {result.run_dir}/flags.txt  (reproduce with --flagfile=...)")
     if result.export_path:

@@ -28,6 +28,11 @@ def _positive_int(name, value):
         _fail(name, "a positive integer", value)
 
 
+def _non_negative_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _fail(name, "a non-negative integer", value)
+
+
 def _non_negative(name, value):
     if not value >= 0:
         _fail(name, ">= 0", value)
@@ -124,6 +129,30 @@ class TrainConfig:
         10, "Write the mini-batch cost to TensorBoard every this many steps.", _positive_int
     )
     histograms: bool = _field(False, "Write weight histograms to TensorBoard every epoch.")
+    # Reliability.
+    checkpoint_every_steps: int = _field(
+        100, "Write a checkpoint every this many steps (and at every epoch end).", _positive_int
+    )
+    keep_checkpoints: int = _field(3, "How many recent checkpoints to keep.", _positive_int)
+    resume: bool = _field(
+        True, "Resume from the checkpoint in --model_dir when there is one. --noresume starts "
+        "over, and refuses a --model_dir that holds a run unless --overwrite."
+    )
+    overwrite: bool = _field(
+        False, "With --noresume, delete the run already in --model_dir and start over."
+    )
+    on_nonfinite: str = _field(
+        "stop", "What a non-finite cost or gradient does: stop (keep the last good checkpoint "
+        "and exit non-zero) or skip_step (drop that update and go on).",
+        _choice("stop", "skip_step"),
+    )
+    early_stopping_patience: int = _field(
+        0, "Stop after this many epochs without dev-accuracy improvement and export the best "
+        "weights; 0 turns early stopping off.", _non_negative_int,
+    )
+    early_stopping_min_delta: float = _field(
+        0.0, "Smallest dev-accuracy increase that counts as an improvement.", _non_negative
+    )
     best_error: float = _field(
         0.0, "Best achievable error rate (human or Bayes) in [0, 1), the reference of the "
         "bias/variance diagnosis printed at the end. The embedded sets are noisy: a few percent.",
