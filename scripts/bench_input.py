@@ -13,9 +13,12 @@ import sys
 
 from absl import app, flags
 
-flags.DEFINE_string("data_dir", None, "TFDS data directory holding mnist_t10k (offline).")
-flags.DEFINE_integer("batch_size", 64, "Mini-batch size b.", lower_bound=1)
-flags.DEFINE_list("hidden_units", ["128", "64"], "Hidden units of the MLP's layers.")
+from tfnet import flags as tfnet_flags
+
+# --data_dir (holding mnist_t10k), --batch_size, --hidden_units and --seed, shared with
+# scripts/train.py; the MLP here defaults to 128,64 hidden units.
+tfnet_flags.define_train_flags(names=("data_dir", "batch_size", "hidden_units", "seed"))
+flags.FLAGS.set_default("hidden_units", ["128", "64"])
 flags.DEFINE_integer("repeats", 5, "Timed rounds; each runs every contender once.", lower_bound=1)
 flags.DEFINE_string("mnist_augment", "crop,rotate", "Augmentations on mnist_t10k (no flip: "
                     "a mirrored digit is another symbol).")
@@ -32,7 +35,8 @@ def main(argv):
     from tfnet import data, input_bench  # TensorFlow loads only after the flags parse.
 
     hidden_units = tuple(int(units) for units in FLAGS.hidden_units)
-    common = dict(batch_size=FLAGS.batch_size, hidden_units=hidden_units, repeats=FLAGS.repeats)
+    common = dict(batch_size=FLAGS.batch_size, hidden_units=hidden_units, repeats=FLAGS.repeats,
+                  seed=FLAGS.seed)
     mnist = data.load("mnist_t10k", data_dir=FLAGS.data_dir)
     cifar_info = data.DatasetInfo("synthetic_cifar", 10, (32, 32, 3), FLAGS.cifar_examples, 0, 0)
     rates = input_bench.measure("mnist_t10k", mnist.train, mnist.info, FLAGS.mnist_augment,

@@ -11,13 +11,15 @@ import sys
 
 from absl import app, flags
 
-flags.DEFINE_string("dataset", "mnist_t10k", "An image dataset tfnet.data.load knows.")
-flags.DEFINE_string("data_dir", None, "TFDS data directory (e.g. ../shared/tfds for mnist_t10k).")
+from tfnet import flags as tfnet_flags
+
+# --data_dir and --seed, shared with scripts/train.py.
+tfnet_flags.define_train_flags(names=("data_dir", "seed"))
+flags.DEFINE_string("dataset", "mnist_t10k", "An image dataset prepared in --data_dir.")
 flags.DEFINE_list("augment", ["crop", "rotate", "zoom"],
                   "Augmentations to show (tfnet.augment.NAMES); see scripts/train.py --helpfull.")
 flags.DEFINE_integer("num_images", 6, "Training images, one per row.", lower_bound=1)
 flags.DEFINE_integer("num_versions", 5, "Augmented versions of each image.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of the augmentations.")
 flags.DEFINE_string("output_dir", "runs/augmentations",
                     "Where augmentations.png and the TensorBoard event file go.")
 FLAGS = flags.FLAGS
@@ -28,7 +30,11 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from tfnet import augment, augment_preview, data  # TensorFlow loads after the flags parse.
 
-    splits = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir)
+    try:
+        splits = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir)
+    except data.DatasetNotFoundError as error:
+        print(f"--dataset={FLAGS.dataset}: {error}", file=sys.stderr)
+        return 1
     try:
         augment_fn = augment.build(FLAGS.augment, splits.info.input_shape)
     except ValueError as error:

@@ -3,10 +3,11 @@
 For one dataset, ``measure(...)`` times in turn, ``repeats`` times, alternating the contenders so
 that all see the same machine load:
 
-- the **training step**: the compiled ``tf.function`` step of ``tfnet.training`` (forward pass,
-  softmax cross-entropy from logits, ``GradientTape``, Keras ``Adam``) on the MLP of
-  ``tfnet.model.build_model`` (input normalisation, hidden ``relu`` layers), fed batches already
-  in memory, so that it measures the model alone;
+- the **training step**: a compiled ``tf.function`` step like ``tfnet.training.Trainer``'s
+  without the distribution strategy (forward pass, ``training.cross_entropy`` from logits,
+  ``GradientTape``, Keras ``Adam``) on the MLP of ``tfnet.model.build_model`` (input
+  normalisation, hidden ``relu`` layers), fed batches already in memory, so that it measures the
+  model alone;
 - the **input pipeline** alone, one full epoch of ``tfnet.data.train_batches`` over the cached
   training split, with no augmentation and with ``augment`` mapped per example (as
   ``train_batches`` does);
