@@ -1,0 +1,185 @@
+"""Measures whether the input pipeline keeps up with the training step.
+
+For one dataset, ``measure(...)`` times in turn, ``repeats`` times, alternating the contenders so
+that all see the same machine load:
+
+- the **training step**: a compiled ``tf.function`` step like ``tfnet.training.Trainer``'s
+  without the distribution strategy (forward pass, ``training.cross_entropy`` from logits,
+  ``GradientTape``, Keras ``Adam``) on the MLP of ``tfnet.model.build_model`` (input
+  normalisation, hidden ``relu`` layers), fed batches already in memory, so that it measures the
+  model alone;
+- the **input pipeline** alone, one full epoch of ``tfnet.data.train_batches`` over the cached
+  training split, with no augmentation and with ``augment`` mapped per example (as
+  ``train_batches`` does);
+- the same epoch with ``augment`` called **per batch** (batch first, then one call on each
+  ``[B, H, W, C]`` batch with a seed unique per (run seed, epoch, batch index)): the variant that
+  makes one op per transform per batch instead of one per example;
+- an epoch with no per-example ``tf.data`` work at all: the split held as one tensor, each
+  epoch's order a stateless permutation of the indices, each batch one gather (then ``augment``
+  per batch, or none).
+
+Each rate is in examples per second; a contender's ratio is the median over repeats of its rate
+divided by the training step's rate in the same repeat.
+"""
+
+import dataclasses
+import statistics
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfnet import augment as augment_lib
+from tfnet import data, model as model_lib, training
+
+
+@dataclasses.dataclass(frozen=True)
+class Rate:
+    dataset: str
+    contender: str
+    examples_per_second: float  # median over repeats
+    ratio_to_train_step: float  # median over repeats of (this rate / the step's rate)
+
+
+def synthetic_images(num_examples=10_000, shape=(32, 32, 3), num_classes=10, seed=0):
+    """A CIFAR-sized stand-in: uniform uint8 pixels cast to float32 in [0, 255], random labels."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (num_examples,) + tuple(shape), dtype=np.uint8)
+    labels = rng.integers(0, num_classes, num_examples).astype(np.int64)
+    return tf.data.Dataset.from_tensor_slices((pixels.astype(np.float32), labels))
+
+
+def _batch_augmented_batches(dataset, batch_size, seed, epoch, augment):
+    # train_batches' shuffle, then augmentation on whole batches, each with its own seed pair.
+    shuffle_seed = data.epoch_seed(seed, epoch)
+    ds = dataset.shuffle(int(dataset.cardinality()), seed=shuffle_seed,
+                         reshuffle_each_iteration=False).batch(batch_size).enumerate()
+    ds = ds.map(
+        lambda index, batch: (
+            augment(batch[0], tf.stack([tf.constant(shuffle_seed, tf.int64), index])), batch[1]
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _gathered_batches(features, labels, batch_size, seed, epoch, augment):
+    # Every op works on a whole batch: the permutation once per epoch, then one gather per batch.
+    shuffle_seed = data.epoch_seed(seed, epoch)
+    seed_pair = tf.constant([shuffle_seed, 0], tf.int64)
+    order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(labels)[0]), seed_pair)
+    num_batches = data.steps_per_epoch(int(labels.shape[0]), batch_size)
+
+    def batch(index):
+        chosen = order[index * batch_size:(index + 1) * batch_size]
+        x, y = tf.gather(features, chosen), tf.gather(labels, chosen)
+        if augment is not None:
+            x = augment(x, tf.stack([tf.constant(shuffle_seed, tf.int64), index]))
+        return x, y
+
+    ds = tf.data.Dataset.range(num_batches).map(
+        batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch_rate(batches):
+    start, count = time.perf_counter(), 0
+    for _, labels in batches:
+        count += int(labels.shape[0])
+    return count / (time.perf_counter() - start)
+
+
+def _train_step_timer(train, info, batch_size, hidden_units, seed):
+    mean, variance = data.normalization_statistics(train)
+    model = model_lib.build_model(info.input_shape, info.num_classes, hidden_units, mean,
+                                  variance, seed=seed)
+    optimizer = keras.optimizers.Adam(learning_rate=1e-3)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            cost = tf.reduce_mean(training.cross_entropy(y, model(x, training=True)))
+        gradients = tape.gradient(cost, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return cost
+
+    # One epoch of real batches held in memory: the step is timed without any input work.
+    batches = [(tf.constant(x), tf.constant(y))
+               for x, y in train.batch(batch_size, drop_remainder=True).as_numpy_iterator()]
+    train_step(*batches[0])  # trace once, outside the timing
+
+    def rate():
+        start = time.perf_counter()
+        for x, y in batches:
+            cost = train_step(x, y)
+        float(cost)  # wait for the last step
+        return len(batches) * batch_size / (time.perf_counter() - start)
+
+    return rate
+
+
+def measure(name, train, info, augment_names, batch_size=64, hidden_units=(128, 64), repeats=5,
+            seed=0):
+    """Examples/s of the training step and of the input pipeline on one dataset.
+
+    Args:
+      name: the dataset's name, for the report.
+      train: the unbatched training split, ``(features float32 in [0, 255], label int64)``.
+      info: its ``DatasetInfo`` (``input_shape``, ``num_classes``).
+      augment_names: augmentations for ``tfnet.augment.build``, e.g. ``"crop,rotate"``.
+      batch_size: b. Default 64 (``TrainConfig``'s default).
+      hidden_units: the MLP's hidden layers. Default (128, 64).
+      repeats: timed rounds, each running every contender once. Default 5.
+      seed: the run seed of the pipeline and of the weights. Default 0.
+
+    Returns:
+      A list of ``Rate``, the training step first.
+    """
+    if repeats < 1:
+        raise ValueError(f"`repeats` must be >= 1. Received: repeats={repeats}")
+    train = train.cache()
+    augment = augment_lib.build(augment_names, info.input_shape)
+    if augment is None:
+        raise ValueError(f"`augment_names` must name at least one augmentation. "
+                         f"Received: augment_names={augment_names!r}")
+    label = augment_names
+    features, labels = train.batch(int(train.cardinality())).get_single_element()
+    contenders = {
+        "pipeline, no augmentation":
+            lambda epoch: data.train_batches(train, batch_size, seed, epoch),
+        f"pipeline, {label} per example":
+            lambda epoch: data.train_batches(train, batch_size, seed, epoch, augment=augment),
+        f"pipeline, {label} per batch":
+            lambda epoch: _batch_augmented_batches(train, batch_size, seed, epoch, augment),
+        "gathered batches, no augmentation":
+            lambda epoch: _gathered_batches(features, labels, batch_size, seed, epoch, None),
+        f"gathered batches, {label} per batch":
+            lambda epoch: _gathered_batches(features, labels, batch_size, seed, epoch, augment),
+    }
+    step_rate = _train_step_timer(train, info, batch_size, tuple(hidden_units), seed)
+    for make in contenders.values():
+        _epoch_rate(make(0))  # fill the cache, trace the maps
+    step_rates, rates = [], {contender: [] for contender in contenders}
+    for repeat in range(1, repeats + 1):
+        step_rates.append(step_rate())
+        for contender, make in contenders.items():
+            rates[contender].append(_epoch_rate(make(repeat)))
+    step = f"train step (MLP {','.join(map(str, hidden_units))}, Adam, b={batch_size})"
+    results = [Rate(name, step, statistics.median(step_rates), 1.0)]
+    for contender, values in rates.items():
+        ratios = [value / step_value for value, step_value in zip(values, step_rates)]
+        results.append(Rate(name, contender, statistics.median(values), statistics.median(ratios)))
+    return results
+
+
+def format_table(rates):
+    """The rates as a markdown table."""
+    lines = ["| dataset | contender | examples/s | × train step |", "| --- | --- | ---: | ---: |"]
+    for rate in rates:
+        lines.append(f"| {rate.dataset} | {rate.contender} | {rate.examples_per_second:,.0f} | "
+                     f"{rate.ratio_to_train_step:.2f} |")
+    return "\n".join(lines)
