@@ -24,16 +24,26 @@ SHARED_TFDS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "tfds")
 
 @pytest.fixture
 def float64():
-    """Runs a test with Keras' default float type set to float64, restored afterwards."""
-    previous = keras.config.floatx()
+    """Runs a test with Keras' float type and dtype policy set to float64, restored afterwards.
+
+    Both are needed: Keras caches its global dtype policy once a layer has been built, after
+    which ``set_floatx`` alone no longer reaches new layers.
+    """
+    previous_floatx, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     yield
-    keras.config.set_floatx(previous)
+    keras.config.set_floatx(previous_floatx)
+    keras.config.set_dtype_policy(previous_policy)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def two_cpu_strategy():
-    """A MirroredStrategy over the two logical CPU devices."""
+    """A MirroredStrategy over the two logical CPU devices, one per test session.
+
+    One instance only: every MirroredStrategy numbers its collective ops from the same key, so a
+    second instance in the same process would reuse keys with other shapes and abort.
+    """
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 

@@ -91,14 +91,23 @@ def test_train_batches_reshuffle_each_epoch_and_repeat_with_the_seed():
     assert data.steps_per_epoch(100, 16) == 7
 
 
-def test_train_batches_augment_gets_a_distinct_seed_per_example():
-    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((10, 1), np.float32), np.zeros(10, np.int64)))
+def test_train_batches_augment_chunks_keep_batches_and_seed_per_chunk():
+    m = 2 * data.AUGMENT_CHUNK + 100
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((m, 1), np.float32), np.arange(m)))
 
     def augment(features, seed_pair):
-        return features + tf.cast(seed_pair[1], tf.float32)  # the example's position
+        return features + tf.cast(seed_pair[1], tf.float32)  # the chunk's index
 
-    batch = next(iter(data.train_batches(dataset, 10, seed=0, epoch=0, augment=augment)))
-    assert sorted(batch[0].numpy().ravel()) == list(range(10))
+    batches = list(data.train_batches(dataset, 64, seed=0, epoch=0, augment=augment).as_numpy_iterator())
+    plain = list(data.train_batches(dataset, 64, seed=0, epoch=0).as_numpy_iterator())
+    assert [len(y) for _, y in batches] == [len(y) for _, y in plain]  # same mini-batches
+    for (_, y), (_, y_plain) in zip(batches, plain):
+        np.testing.assert_array_equal(y, y_plain)  # same order, labels untouched
+    chunk_of_example = np.concatenate([x.ravel() for x, _ in batches])
+    chunk = 64 * (data.AUGMENT_CHUNK // 64)
+    np.testing.assert_array_equal(chunk_of_example, np.arange(m) // chunk)
+    resumed = list(data.train_batches(dataset, 64, seed=0, epoch=0, skip_batches=40, augment=augment).as_numpy_iterator())
+    np.testing.assert_array_equal(resumed[0][0], batches[40][0])
 
 
 def test_unknown_dataset_names_what_exists(tmp_path):

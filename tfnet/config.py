@@ -92,6 +92,10 @@ class TrainConfig:
     dev_fraction: float = _field(
         0.2, "Fraction of the training split held out as the dev set, in (0, 1).", _open_unit
     )
+    augment: str = _field(
+        "", "Comma-separated augmentations of the training split (never dev or test), e.g. "
+        "crop,rotate; empty for none.", None,
+    )
     # Model.
     hidden_units: tuple = _field(
         (64, 32), "Units of each hidden layer, comma-separated (e.g. 64,32).", _hidden_units

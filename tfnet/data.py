@@ -254,22 +254,31 @@ def epoch_seed(seed, epoch):
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
+# Examples augmented per vectorised call: one op per transform per chunk instead of per
+# example amortises TensorFlow's per-op cost, which otherwise dominates small images.
+AUGMENT_CHUNK = 2048
+
+
 def train_batches(dataset, batch_size, seed, epoch, skip_batches=0, augment=None):
     """One epoch of shuffled, batched, prefetched training mini-batches (METHODS.md §5).
 
-    The training split is cached in memory, shuffled with a full buffer (a uniform
-    permutation) seeded by ``epoch_seed(seed, epoch)``, optionally augmented per example, cut
-    into mini-batches of ``batch_size`` (the last may be smaller) and prefetched.
+    The training split (ideally already ``.cache()``d) is shuffled with a full buffer (a uniform
+    permutation) seeded by ``epoch_seed(seed, epoch)``, optionally augmented, cut into
+    mini-batches of ``batch_size`` (the last may be smaller) and prefetched, so that the next
+    batches are prepared while the model trains on this one.
 
     Args:
-      dataset: the unbatched training split (``Splits.train``), ideally already ``.cache()``d.
+      dataset: the unbatched training split (``Splits.train``).
       batch_size: b, examples per mini-batch.
       seed: the run's seed.
       epoch: the epoch number (0-based); each epoch has its own order.
       skip_batches: mini-batches of this epoch already trained (resuming mid-epoch).
-      augment: optional ``augment(features, seed_pair) -> features``; ``seed_pair`` is an int64
-        tensor of shape [2] unique per (run seed, epoch, example position), so stateless random
-        ops give the same augmentation on every run and every resume.
+      augment: optional ``augment(features, seed_pair) -> features`` on a batch of examples
+        (``tfnet.augment.build``). It is applied, in parallel and ahead of training, to chunks
+        of about ``AUGMENT_CHUNK`` examples (a multiple of ``batch_size``, so mini-batches are
+        cut exactly as without augmentation), each with ``seed_pair = [epoch seed, chunk
+        index]``: stateless random ops then give the same augmentation on every run and every
+        resume. Dev and test data never pass through here.
     """
     shuffle_seed = epoch_seed(seed, epoch)
     size = int(dataset.cardinality())
@@ -278,16 +287,18 @@ def train_batches(dataset, batch_size, seed, epoch, skip_batches=0, augment=None
         seed=shuffle_seed,
         reshuffle_each_iteration=False,
     )
-    if augment is not None:
-        ds = ds.enumerate().map(
-            lambda index, example: (
-                augment(example[0], tf.stack([tf.constant(shuffle_seed, tf.int64), index])),
-                example[1],
+    if augment is None:
+        ds = ds.batch(batch_size)
+    else:
+        chunk = batch_size * max(1, AUGMENT_CHUNK // batch_size)
+        ds = ds.batch(chunk).enumerate().map(
+            lambda index, examples: (
+                augment(examples[0], tf.stack([tf.constant(shuffle_seed, tf.int64), index])),
+                examples[1],
             ),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
-        )
-    ds = ds.batch(batch_size)
+        ).rebatch(batch_size)
     if skip_batches:
         ds = ds.skip(skip_batches)
     return ds.prefetch(tf.data.AUTOTUNE)

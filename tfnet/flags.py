@@ -38,6 +38,10 @@ def _dataset_available(values):
 
 def _define(field, flag_values):
     name, default, help = field.name, field.default, field.metadata["help"]
+    if name == "augment":
+        from tfnet import augment  # The names and their descriptions, for --helpfull.
+
+        help = f"{help}\n{augment.describe()}"
     if isinstance(default, bool):
         flags.DEFINE_bool(name, default, help, flag_values=flag_values)
     elif isinstance(default, tuple):

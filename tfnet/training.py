@@ -124,6 +124,11 @@ class Trainer:
         info = self.splits.info
         self.steps_per_epoch = data_lib.steps_per_epoch(info.num_train, config.batch_size)
         mean, variance = data_lib.normalization_statistics(self.train_split)
+        self.augment = None
+        if config.augment:
+            from tfnet import augment as augment_lib
+
+            self.augment = augment_lib.build(config.augment, info.input_shape)
         with self.strategy.scope():
             self.model = model_lib.build_model(
                 info.input_shape, info.num_classes, config.hidden_units, mean, variance,
@@ -309,7 +314,9 @@ class Trainer:
             skip = int(state.step_in_epoch.numpy())
             progress = keras.utils.Progbar(self.steps_per_epoch, verbose=1 if self.verbose == 1 else 0)
             progress.update(skip)
-            batches = data_lib.train_batches(self.train_split, config.batch_size, config.seed, epoch, skip)
+            batches = data_lib.train_batches(
+                self.train_split, config.batch_size, config.seed, epoch, skip, self.augment
+            )
             for batch in self.strategy.experimental_distribute_dataset(batches):
                 cost = self._train_one_step(batch, epoch)
                 progress.add(1, values=[("cost", cost)])
