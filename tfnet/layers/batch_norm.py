@@ -212,7 +212,7 @@ class BatchNorm(keras.layers.Layer):
         if not self.bias_correction:
             return moving_mean, moving_variance
         step = tf.cast(self.step, dtype)
-        correction = 1.0 - tf.pow(tf.cast(self.momentum, dtype), step)  # 0 before any step
+        correction = 1.0 - tf.pow(tf.constant(self.momentum, dtype), step)  # 0 before any step
         trained = step > 0
         mean = tf.where(trained, tf.math.divide_no_nan(moving_mean, correction), 0.0)
         variance = tf.where(trained, tf.math.divide_no_nan(moving_variance, correction), 1.0)

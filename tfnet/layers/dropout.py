@@ -42,7 +42,7 @@ class InvertedDropout(keras.layers.Layer):
         uniform_dtype = keras.backend.result_type(inputs.dtype, "float32")
         d = keras.random.uniform(tf.shape(inputs), dtype=uniform_dtype, seed=self.seed_generator)
         d = tf.cast(d < self.keep_prob, inputs.dtype)
-        return inputs * d / tf.cast(self.keep_prob, inputs.dtype)
+        return inputs * d / tf.constant(self.keep_prob, inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
