@@ -246,6 +246,34 @@ def test_synchronized_matches_single_device_on_full_batch(two_cpu_strategy, bias
     assert np.abs(unsynchronized[0][0] - expected[0][0].numpy()).max() > 1e-2
 
 
+def test_synchronized_fit_matches_single_device(two_cpu_strategy):
+    """model.fit on two replicas with synchronized=True takes the single-device steps.
+
+    With synchronized statistics every replica normalises with the global batch's μ and σ², so
+    the summed replica gradients equal the full-batch gradient: weights and running averages
+    after two SGD steps agree with the same model fitted on one device.
+    """
+    rng = np.random.default_rng(0)
+    x = (2.0 + 3.0 * rng.standard_normal((16, 5))).astype("float32")
+    y = rng.standard_normal((16, 1)).astype("float32")
+
+    def fitted(strategy):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([
+                keras.Input((5,)),
+                keras.layers.Dense(4, use_bias=False),
+                BatchNorm(momentum=0.9, bias_correction=True, synchronized=True),
+                keras.layers.Dense(1),
+            ])
+            model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        return [w.numpy() for w in model.weights]
+
+    for got, want in zip(fitted(two_cpu_strategy), fitted(tf.distribute.get_strategy())):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_config_round_trip():
     layer = BatchNorm(axis=1, momentum=0.9, epsilon=1e-4, bias_correction=True, synchronized=True, name="bn")
     config = layer.get_config()

@@ -90,7 +90,6 @@ class BatchNorm(keras.layers.Layer):
         self.epsilon = float(epsilon)
         self.bias_correction = bool(bias_correction)
         self.synchronized = bool(synchronized)
-        self.supports_masking = False
 
     def build(self, input_shape):
         ndim = len(input_shape)
