@@ -211,12 +211,12 @@ def test_synchronized_matches_single_device_on_full_batch(two_cpu_strategy, bias
         step = tf.function(lambda x, w: two_cpu_strategy.run(replica_step, (x, w)))
         results = []
         for x in batches:
-            per_replica = two_cpu_strategy.experimental_distribute_values_from_function(
-                lambda ctx, x=x: tuple(
-                    tf.constant(a[ctx.replica_id_in_sync_group * 4:(ctx.replica_id_in_sync_group + 1) * 4])
-                    for a in (x, upstream)
-                )
-            )
+            # Replica r gets examples 4r .. 4r+3 of the batch and of the upstream gradient.
+            def halves(ctx, x=x):
+                r = ctx.replica_id_in_sync_group
+                return tf.constant(x[4 * r:4 * r + 4]), tf.constant(upstream[4 * r:4 * r + 4])
+
+            per_replica = two_cpu_strategy.experimental_distribute_values_from_function(halves)
             y, dx, dgamma = step(*per_replica)
             local = two_cpu_strategy.experimental_local_results
             results.append((
