@@ -53,6 +53,11 @@ def _hidden_units(name, value):
         _fail(name, "a non-empty comma-separated list of positive integers", ",".join(map(str, value)))
 
 
+def _keep_prob(name, value):
+    if not value or any(not 0.0 < p <= 1.0 for p in value):
+        _fail(name, "one value or one per hidden layer, each in (0, 1]", ",".join(map(str, value)))
+
+
 def _choice(*allowed):
     def check(name, value):
         if value not in allowed:
@@ -102,6 +107,34 @@ class TrainConfig:
     )
     activation: str = _field(
         "relu", "Hidden-layer activation.", _choice("relu", "tanh", "sigmoid", "elu", "gelu")
+    )
+    initializer: str = _field(
+        "he", "Weight initialisation: he (randn*sqrt(2/n_in), for ReLU), xavier "
+        "(randn*sqrt(1/n_in), for tanh), zeros or random_large (randn*10; demonstrations of "
+        "failure).", _choice("he", "xavier", "zeros", "random_large"),
+    )
+    batch_norm: bool = _field(
+        False, "BatchNorm after each hidden Dense layer (which then has no bias), before the "
+        "activation."
+    )
+    bn_momentum: float = _field(
+        0.99, "Momentum of BatchNorm's running averages, in [0, 1).", _beta
+    )
+    bn_bias_correction: bool = _field(
+        False, "Divide BatchNorm's running averages by 1 - momentum^t (they start at 0), so "
+        "inference is right after a few steps."
+    )
+    bn_synchronized: bool = _field(
+        True, "All-reduce BatchNorm's batch statistics across tf.distribute replicas, so that "
+        "R replicas normalise like one device on the global batch."
+    )
+    keep_prob: tuple = _field(
+        (1.0,), "Inverted-dropout keep probability in (0, 1] after the hidden layers: one value "
+        "for all or one per hidden layer (e.g. 0.8,0.9); 1 means no dropout.", _keep_prob,
+    )
+    l2: float = _field(
+        0.0, "L2 strength lambda: adds (lambda/2m) * sum ||W||_F^2 over the kernels to the cost.",
+        _non_negative,
     )
     # Optimisation.
     optimizer: str = _field("adam", "Optimiser (see tfnet.optimizers.NAMES).", _optimizer)
@@ -219,4 +252,7 @@ def validate(config):
     """Runs every field's check on ``config``; raises ValueError on the first invalid field."""
     for field in dataclasses.fields(config):
         check(field.name, getattr(config, field.name))
+    if len(config.keep_prob) not in (1, len(config.hidden_units)):
+        _fail("keep_prob", f"one value or one per hidden layer ({len(config.hidden_units)})",
+              ",".join(map(str, config.keep_prob)))
     return config

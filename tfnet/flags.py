@@ -70,13 +70,14 @@ def _validator(field):
 
 
 def _convert(field, value):
-    """A parsed flag value as the field's type (lists of strings become tuples of ints)."""
+    """A parsed flag value as the field's type (lists of strings become tuples of numbers of
+    the default's element type)."""
     if isinstance(field.default, tuple):
+        element = type(field.default[0])
         try:
-            return tuple(int(v) for v in value)
+            return tuple(element(v) for v in value)
         except ValueError:
-            config_lib._fail(field.name, "a non-empty comma-separated list of positive integers",
-                             ",".join(value))
+            config_lib.check(field.name, ())  # The field's own message for a malformed list.
     return value
 
 

@@ -42,6 +42,7 @@ from tfnet import diagnosis
 from tfnet import distribute
 from tfnet import events
 from tfnet import export as export_lib
+from tfnet import layers
 from tfnet import model as model_lib
 from tfnet import optimizers
 from tfnet import paths
@@ -132,7 +133,11 @@ class Trainer:
         with self.strategy.scope():
             self.model = model_lib.build_model(
                 info.input_shape, info.num_classes, config.hidden_units, mean, variance,
-                activation=config.activation, seed=config.seed,
+                activation=config.activation, initializer=config.initializer,
+                batch_norm=config.batch_norm, bn_momentum=config.bn_momentum,
+                bn_bias_correction=config.bn_bias_correction,
+                bn_synchronized=config.bn_synchronized, keep_prob=config.keep_prob,
+                l2=config.l2, seed=config.seed,
             )
             self.optimizer = make_optimizer(config, self.steps_per_epoch)
             self.optimizer.build(self.model.trainable_variables)
@@ -267,6 +272,10 @@ class Trainer:
             if self.config.histograms:
                 for variable in self.model.weights:
                     tf.summary.histogram(variable.path, variable)
+            for layer in self.model.layers:  # BatchNorm's running averages, always.
+                if isinstance(layer, layers.BatchNorm):
+                    tf.summary.histogram(f"{layer.name}/moving_mean", layer.moving_mean)
+                    tf.summary.histogram(f"{layer.name}/moving_variance", layer.moving_variance)
         with self.dev_writer.as_default(step=step):
             tf.summary.scalar("epoch_loss", record["dev_loss"])
             tf.summary.scalar("epoch_accuracy", record["dev_accuracy"])
