@@ -226,3 +226,108 @@ def test_measures_divergence_from_keras_where_not_equal(case, float64):
     assert max(measured) > 1e-9
     # Step 1 of momentum_beta_0.9 is pure rounding, so it gets an absolute tolerance.
     np.testing.assert_allclose(measured, MEASURED_DIVERGENCE[case], rtol=0.05, atol=1e-15)
+
+
+# ---- convergence on test problems (minima known in closed form) -----------------------------
+
+def minimize(optimizer, cost, start, steps):
+    """Runs ``steps`` updates of ``optimizer`` on ``cost`` in one tf.function; returns w."""
+    w = keras.Variable(np.array(start, dtype="float32"))
+    optimizer.build([w])
+
+    @tf.function
+    def train():
+        for _ in tf.range(steps):
+            with tf.GradientTape() as tape:
+                cost_value = cost(w)
+            optimizer.apply([tape.gradient(cost_value, w)], [w])
+
+    train()
+    return w.numpy()
+
+
+def decaying(alpha):
+    # RMSprop's step stays about α near a minimum (g / √s ~ 1), so it needs a decaying α to settle.
+    from tfnet.schedules import InverseTimeDecay
+
+    return InverseTimeDecay(alpha, steps_per_epoch=100, decay_rate=1.0)
+
+
+def parabola(w):
+    return w[0] ** 2 - 10 * w[0] + 25  # (w − 5)², METHODS.md §12
+
+
+def ill_conditioned(w):
+    return 0.5 * (w[0] ** 2 + 100 * w[1] ** 2)  # condition number 100, minimum at 0
+
+
+def rosenbrock(w):
+    return (1 - w[0]) ** 2 + 100 * (w[1] - w[0] ** 2) ** 2  # minimum at (1, 1)
+
+
+CONVERGENCE_CASES = {
+    # name: (problem, start, minimum, steps, {optimiser: factory})
+    "parabola": (parabola, [0.0], [5.0], 5000, {
+        "gd": lambda: GradientDescent(0.1), "momentum": lambda: Momentum(0.1, beta=0.9),
+        "rmsprop": lambda: RMSprop(decaying(0.1)), "adam": lambda: Adam(0.1)}),
+    "ill_conditioned": (ill_conditioned, [10.0, 1.0], [0.0, 0.0], 5000, {
+        "gd": lambda: GradientDescent(0.015), "momentum": lambda: Momentum(0.1, beta=0.9),
+        "rmsprop": lambda: RMSprop(decaying(0.1)), "adam": lambda: Adam(0.05)}),
+    "rosenbrock": (rosenbrock, [-1.2, 1.0], [1.0, 1.0], 20000, {
+        "gd": lambda: GradientDescent(1e-3), "momentum": lambda: Momentum(2e-3, beta=0.9),
+        "rmsprop": lambda: RMSprop(decaying(1e-2)), "adam": lambda: Adam(1e-2)}),
+}
+
+
+@pytest.mark.parametrize("name", ["gd", "momentum", "rmsprop", "adam"])
+@pytest.mark.parametrize("problem", CONVERGENCE_CASES)
+def test_converges_to_known_minimum(problem, name):
+    cost, start, minimum, steps, factories = CONVERGENCE_CASES[problem]
+    np.testing.assert_allclose(minimize(factories[name](), cost, start, steps), minimum, atol=2e-3)
+
+
+# ---- configuration and argument checks ------------------------------------------------------
+
+CONFIG_CASES = {
+    "gd": lambda: GradientDescent(0.05, clipnorm=1.0),
+    "momentum": lambda: Momentum(0.05, beta=0.8, bias_correction=True, weight_decay=0.01),
+    "rmsprop": lambda: RMSprop(0.05, beta2=0.95, epsilon=1e-6, epsilon_inside_sqrt=True),
+    "adam": lambda: Adam(decaying(0.05), beta1=0.8, beta2=0.99, epsilon=1e-6, epsilon_hat=True),
+}
+
+
+@pytest.mark.parametrize("name", CONFIG_CASES)
+def test_config_round_trips_through_keras_serialization(name):
+    optimizer = CONFIG_CASES[name]()
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    assert type(restored) is type(optimizer)
+    assert restored.get_config() == optimizer.get_config()
+    assert restored.get_config() != type(optimizer)().get_config()  # the values really travelled
+
+
+ERROR_CASES = [
+    (GradientDescent, {"learning_rate": 0.0}, "`learning_rate` must be > 0. Received: learning_rate=0.0"),
+    (Momentum, {"learning_rate": -0.1}, "`learning_rate` must be > 0. Received: learning_rate=-0.1"),
+    (Momentum, {"beta": 1.0}, "`beta` must be in [0, 1). Received: beta=1.0"),
+    (Momentum, {"beta": -0.1}, "`beta` must be in [0, 1). Received: beta=-0.1"),
+    (RMSprop, {"learning_rate": 0}, "`learning_rate` must be > 0. Received: learning_rate=0"),
+    (RMSprop, {"beta2": 1.5}, "`beta2` must be in [0, 1). Received: beta2=1.5"),
+    (RMSprop, {"epsilon": -1e-8}, "`epsilon` must be >= 0. Received: epsilon=-1e-08"),
+    (Adam, {"learning_rate": -1}, "`learning_rate` must be > 0. Received: learning_rate=-1"),
+    (Adam, {"beta1": 1}, "`beta1` must be in [0, 1). Received: beta1=1"),
+    (Adam, {"beta2": -0.5}, "`beta2` must be in [0, 1). Received: beta2=-0.5"),
+    (Adam, {"epsilon": -1.0}, "`epsilon` must be >= 0. Received: epsilon=-1.0"),
+]
+
+
+@pytest.mark.parametrize("cls, arguments, message", ERROR_CASES,
+                         ids=[f"{c.__name__}-{next(iter(a))}={next(iter(a.values()))}" for c, a, _ in ERROR_CASES])
+def test_invalid_argument_raises_value_error_naming_it(cls, arguments, message):
+    with pytest.raises(ValueError) as error:
+        cls(**arguments)
+    assert str(error.value) == message
+
+
+def test_epsilon_zero_is_valid():
+    Adam(0.01, epsilon=0.0)
+    RMSprop(0.01, epsilon=0.0)
