@@ -1,6 +1,7 @@
 """RMSprop, as the course writes it (ε added outside the square root by default)."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from tfnet.optimizers._checks import check_decay, check_epsilon, check_learning_rate
@@ -21,8 +22,10 @@ class RMSprop(keras.optimizers.Optimizer):
     ``rho = β₂`` the two are the same update. Keras computes ``s`` as written here; its
     ``centered`` and ``momentum`` options have no counterpart here.
 
-    A sparse gradient (``tf.IndexedSlices``) is treated as its dense equivalent: every row of
-    ``s`` decays, rows without a gradient included.
+    A sparse gradient (``tf.IndexedSlices``) is converted to its dense equivalent (slices of a
+    row looked up several times summed) before g² is formed: every row of ``s`` decays, rows
+    without a gradient included. Keras 3.15's own RMSprop and Adam square each slice instead,
+    so for a row looked up twice their g² is a² + b², not (a + b)².
 
     Args:
       learning_rate: α, a float > 0, a ``LearningRateSchedule`` or a callable. Defaults to 0.001.
@@ -66,7 +69,9 @@ class RMSprop(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         dtype = variable.dtype
         alpha = ops.cast(learning_rate, dtype)
-        gradient = ops.cast(gradient, dtype)
+        # ops.square of tf.IndexedSlices squares each slice, so a row looked up twice would get
+        # a² + b², not (a + b)²; s decays on every row anyway, so the dense gradient costs little.
+        gradient = ops.cast(tf.convert_to_tensor(gradient), dtype)
         # convert_to_tensor, not ops.cast: ops.cast rounds a Python float through float32,
         # an error of ~1e-8 in a float64 run (Keras' SGD and Adam do that with their β).
         beta2 = ops.convert_to_tensor(self.beta2, dtype)
