@@ -3,7 +3,8 @@
 Every schedule is driven by the optimiser's step count and ``steps_per_epoch``: the epoch is
 ``e = step / steps_per_epoch`` (a fraction within an epoch), so the rate decays smoothly from
 step to step unless a staircase interval is given. They are registered Keras serializables and
-work with tfnet's optimisers and with Keras' own.
+work with tfnet's optimisers and with Keras' own. Like Keras' schedules they compute in float32
+(the optimiser casts the rate to each variable's dtype).
 
 ``get(name, learning_rate, steps_per_epoch, **decay_arguments)`` builds one by name;
 ``SCHEDULE_ARGUMENTS[name]`` lists the decay arguments each name takes.
@@ -12,7 +13,7 @@ work with tfnet's optimisers and with Keras' own.
 import keras
 from keras import ops
 
-from tfnet.optimizers._checks import (
+from tfnet._checks import (
     check_factor,
     check_learning_rate,
     check_non_negative,
@@ -165,12 +166,11 @@ class InverseSqrtDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.name = name
 
     def __call__(self, step):
-        with ops.name_scope(self.name):
-            # Computed in the dtype Keras gives the Python float α₀ (floatx), as Keras' schedules do.
-            learning_rate = ops.convert_to_tensor(self.learning_rate)
-            dtype = learning_rate.dtype
-            epoch = ops.cast(step, dtype) / ops.cast(self.steps_per_epoch, dtype)
-            return ops.cast(self.decay_k, dtype) * learning_rate / ops.sqrt(1 + epoch)
+        # float32, like Keras' schedules (ops.convert_to_tensor of a Python float).
+        learning_rate = ops.convert_to_tensor(self.learning_rate)
+        dtype = learning_rate.dtype
+        epoch = ops.cast(step, dtype) / ops.cast(self.steps_per_epoch, dtype)
+        return ops.cast(self.decay_k, dtype) * learning_rate / ops.sqrt(1 + epoch)
 
     def get_config(self):
         return {

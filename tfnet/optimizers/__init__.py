@@ -48,6 +48,8 @@ DESCRIPTIONS = {
 
 NAMES = tuple(HYPERPARAMETERS)
 
+_COURSE_HYPERPARAMETERS = {name for names in HYPERPARAMETERS.values() for name in names}
+
 
 def _keras_sgd(learning_rate, **base):
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0, **base)
@@ -97,8 +99,15 @@ def get(name, learning_rate, **hyperparameters):
         ``keras.optimizers.Optimizer`` base-class argument.
 
     Raises:
-      ValueError: for an unknown name, naming the ones that exist.
+      ValueError: for an unknown name (naming the ones that exist), a course hyperparameter the
+        entry does not take, or an invalid value.
     """
     if name not in _FACTORIES:
         raise ValueError(f"optimizer must be one of {', '.join(NAMES)}. Received: optimizer={name!r}")
+    for hyperparameter, value in hyperparameters.items():
+        if hyperparameter in _COURSE_HYPERPARAMETERS and hyperparameter not in HYPERPARAMETERS[name]:
+            raise ValueError(
+                f"`{hyperparameter}` is not a hyperparameter of {name!r}, which takes "
+                f"{HYPERPARAMETERS[name] or 'none'}. Received: {hyperparameter}={value}"
+            )
     return _FACTORIES[name](learning_rate, **hyperparameters)

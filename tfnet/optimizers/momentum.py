@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from tfnet.optimizers._checks import check_decay, check_learning_rate
+from tfnet._checks import check_decay, check_learning_rate
 
 
 @keras.saving.register_keras_serializable(package="tfnet")

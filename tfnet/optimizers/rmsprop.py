@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tfnet.optimizers._checks import check_decay, check_epsilon, check_learning_rate
+from tfnet._checks import check_decay, check_epsilon, check_learning_rate
 
 
 @keras.saving.register_keras_serializable(package="tfnet")
