@@ -1,0 +1,35 @@
+"""Plain (mini-batch) gradient descent, the course's first optimiser."""
+
+import keras
+from keras import ops
+
+from tfnet._checks import check_learning_rate
+
+
+@keras.saving.register_keras_serializable(package="tfnet")
+class GradientDescent(keras.optimizers.Optimizer):
+    """Gradient descent: ``w ← w − α g``.
+
+    ``g`` is the gradient of the mini-batch cost with respect to ``w`` and ``α`` the learning rate.
+    The same as Keras' ``SGD(momentum=0)`` (METHODS.md §7), which it is tested against. A sparse
+    gradient (``tf.IndexedSlices``) updates only its rows, which is the dense update exactly.
+
+    Args:
+      learning_rate: α, a float > 0, a ``LearningRateSchedule`` or a callable. Defaults to 0.01.
+      name: defaults to ``"gradient_descent"``.
+      **kwargs: any ``keras.optimizers.Optimizer`` argument (``clipnorm``, ``clipvalue``,
+        ``global_clipnorm``, ``weight_decay``, ``use_ema``, ``gradient_accumulation_steps``,
+        ``loss_scale_factor``, ...).
+
+    Raises:
+      ValueError: if a numeric ``learning_rate`` is <= 0.
+    """
+
+    def __init__(self, learning_rate=0.01, name="gradient_descent", **kwargs):
+        check_learning_rate(learning_rate)
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        alpha = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        self.assign_sub(variable, ops.multiply(gradient, alpha))
