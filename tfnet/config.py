@@ -146,6 +146,31 @@ class TrainConfig:
         "is 0.9.", _beta
     )
     epsilon: float = _field(1e-8, "Epsilon of RMSprop and Adam, >= 0.", _non_negative)
+    bias_correction: bool = _field(
+        False, "Momentum: step along v / (1 - beta^t) instead of v."
+    )
+    epsilon_inside_sqrt: bool = _field(
+        False, "RMSprop: divide by sqrt(s + epsilon) (Keras' form) instead of sqrt(s) + epsilon."
+    )
+    epsilon_hat: bool = _field(
+        False, "Adam: Keras' 'epsilon hat' form, epsilon added to sqrt(s) before bias "
+        "correction (equal to keras_adam)."
+    )
+    lr_schedule: str = _field(
+        "constant", "Learning-rate decay (METHODS.md §8), with e = step / steps_per_epoch: "
+        "constant; inverse_time a0/(1 + decay_rate*e), or on a fixed --decay_interval "
+        "a0/(1 + decay_rate*floor(e/interval)); exponential decay_base^e * a0; inverse_sqrt "
+        "decay_k/sqrt(e) * a0; step: times decay_factor every --decay_interval epochs.",
+        _choice("constant", "inverse_time", "exponential", "inverse_sqrt", "step"),
+    )
+    decay_rate: float = _field(1.0, "inverse_time's decay rate, >= 0.", _non_negative)
+    decay_interval: float = _field(
+        0.0, "Epochs between decays for inverse_time (0: every step) and step (required).",
+        _non_negative,
+    )
+    decay_base: float = _field(0.95, "exponential's base per epoch, in (0, 1).", _open_unit)
+    decay_k: float = _field(1.0, "inverse_sqrt's k, > 0.", _positive)
+    decay_factor: float = _field(0.5, "step's factor per interval, in (0, 1).", _open_unit)
     batch_size: int = _field(64, "Mini-batch size b (the global batch).", _positive_int)
     epochs: int = _field(30, "Number of passes over the training split.", _positive_int)
     # Run.

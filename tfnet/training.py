@@ -46,6 +46,7 @@ from tfnet import layers
 from tfnet import model as model_lib
 from tfnet import optimizers
 from tfnet import paths
+from tfnet import schedules
 
 # Fields that may change when a run resumes; any other difference is a different run.
 RESUMABLE_CHANGES = frozenset({
@@ -83,11 +84,20 @@ class TrainResult:
     model: keras.Model = dataclasses.field(repr=False)
 
 
+def make_learning_rate(config, steps_per_epoch):
+    """α: a float, or the schedule ``config.lr_schedule`` with the decay arguments it takes."""
+    decay = {name: getattr(config, name) for name in schedules.SCHEDULE_ARGUMENTS[config.lr_schedule]}
+    if not decay.get("decay_interval", 1):
+        del decay["decay_interval"]  # 0: inverse_time decays every step; step must be told.
+    return schedules.get(config.lr_schedule, config.learning_rate, steps_per_epoch, **decay)
+
+
 def make_optimizer(config, steps_per_epoch):
     """The optimiser ``config.optimizer`` with the course hyperparameters it takes."""
     accepted = optimizers.HYPERPARAMETERS[config.optimizer]
     hyperparameters = {name: getattr(config, name) for name in accepted}
-    return optimizers.get(config.optimizer, config.learning_rate, **hyperparameters)
+    learning_rate = make_learning_rate(config, steps_per_epoch)
+    return optimizers.get(config.optimizer, learning_rate, **hyperparameters)
 
 
 def cross_entropy(labels, logits):
