@@ -31,16 +31,23 @@ def _weights(result):
     return [np.asarray(w) for w in result.model.weights]
 
 
-@pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_mirrored_over_two_devices_matches_one_device(tmp_path, two_cpu_strategy, optimizer):
+CASES = {name: dict(optimizer=name) for name in OPTIMIZERS}
+CASES["adam_synchronized_batch_norm"] = dict(optimizer="adam", batch_norm=True, bn_synchronized=True)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_mirrored_over_two_devices_matches_one_device(tmp_path, two_cpu_strategy, case):
     # 2 epochs of moons at global batch 64 = 26 steps (13 per epoch, the last of 32 examples).
-    single = training.train(_config(tmp_path / "single", optimizer=optimizer),
+    single = training.train(_config(tmp_path / "single", **CASES[case]),
                             strategy=tf.distribute.get_strategy(), verbose=0)
-    mirrored = training.train(_config(tmp_path / "mirrored", optimizer=optimizer),
+    mirrored = training.train(_config(tmp_path / "mirrored", **CASES[case]),
                               strategy=two_cpu_strategy, verbose=0)
     assert two_cpu_strategy.num_replicas_in_sync == 2
-    for expected, actual in zip(_weights(single), _weights(mirrored)):
-        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+    names = [w.path for w in single.model.weights]
+    if CASES[case].get("batch_norm"):
+        assert any("moving_variance" in n for n in names)  # running averages compared too
+    for name, expected, actual in zip(names, _weights(single), _weights(mirrored)):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5, err_msg=name)
     assert single.history[-1]["step"] == mirrored.history[-1]["step"] == 26
 
 
