@@ -37,10 +37,16 @@ def float_twin(model, dtype):
             batch_shape=tensor.shape, dtype=dtype if floating else tensor.dtype, name=tensor.name
         )
 
+    if isinstance(model, keras.Sequential):
+        # A Sequential that was never called has no `input`; its build shape gives the input's.
+        input_shape = model.get_build_config()["input_shape"]
+        inputs = keras.Input(batch_shape=(None,) + tuple(input_shape[1:]), dtype=dtype)
+    else:
+        inputs = tf.nest.map_structure(float_input, model.input)
     try:
         twin = keras.models.clone_model(
             model,
-            input_tensors=tf.nest.map_structure(float_input, model.input),
+            input_tensors=inputs,
             clone_function=clone_layer,
             recursive=True,
         )
