@@ -19,8 +19,10 @@ A component is a kink (a non-differentiable point within the step, e.g. a ReLU i
 For smooth J, forward − backward ≈ h J'' and dθ lies half-way between them, so neither condition
 is met by a wrong gradient unless |J''| h ≳ 0.4 |dθ|.
 
-The perturbed evaluations run in batches of K inside one compiled `tf.function`
-(`tf.vectorized_map` over the K perturbations of θ), so a full check makes ⌈2N / K⌉ calls.
+The perturbed evaluations run in batches of K inside one compiled `tf.function`, so a full check
+makes ⌈2N / K⌉ calls: `tf.vectorized_map` over the K perturbations of θ for components (small
+forward passes, where batching pays), a `tf.map_fn` loop for directions (large θ, where each
+forward pass is already big).
 """
 
 import contextlib
@@ -125,38 +127,37 @@ def run_check(
     def cost_at(theta):
         return cost(unflatten(theta), state)[0]
 
-    @tf.function
-    def cost_twice(theta):
-        j1, state1 = cost(unflatten(theta), state)
-        j2, _ = cost(unflatten(theta), state1)
-        return j1, j2
-
-    @tf.function
-    def cost_and_gradient(theta):
+    @tf.function(autograph=False)
+    def cost_gradient_and_repeat(theta):
+        # J and its gradient at θ, then J again at θ with the state the first call left behind.
         with tf.GradientTape() as tape:
             tape.watch(theta)
-            j = cost_at(theta)
-        return j, tape.gradient(j, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            j, state1 = cost(unflatten(theta), state)
+        gradient = tape.gradient(j, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return j, gradient, cost(unflatten(theta), state1)[0]
 
-    def cost_batch(theta, perturbations):
-        # (K, N) perturbations -> (K,) costs, all K forward passes as one vectorised graph.
+    @tf.function(autograph=False)
+    def cost_components(theta, index, step):
+        # K one-component perturbations -> (K,) costs, all K forward passes as one vectorised
+        # graph (pfor turns the layers' ops into batched ops over K).
+        perturbations = tf.one_hot(index, n, dtype=dtype) * step[:, None]
         return tf.vectorized_map(lambda p: cost_at(theta + p), perturbations)
 
-    @tf.function
-    def cost_components(theta, index, step):
-        return cost_batch(theta, tf.one_hot(index, n, dtype=dtype) * step[:, None])
-
-    cost_directions = tf.function(cost_batch)
+    @tf.function(autograph=False)
+    def cost_directions(theta, perturbations):
+        # A directional check is meant for large θ, where one evaluation is already a full-size
+        # forward pass: vectorising would only add K copies of θ, so the K evaluations run one
+        # after the other in a tf.while_loop (measured 2.4 s against 3.5 s at 1M parameters).
+        return tf.map_fn(lambda p: cost_at(theta + p), perturbations, parallel_iterations=1)
 
     with placement:
         theta0 = np.concatenate([np.asarray(v, dtype=np_dtype).ravel() for v in values])
         theta = tf.constant(theta0)
         state = [tf.convert_to_tensor(s) for s in state]
-        j1, j2 = (float(j) for j in cost_twice(theta))
-        if j1 != j2:
-            raise ValueError(describe_randomness(j1, j2))
-        j0, gradient = cost_and_gradient(theta)
-        j0, gradient = float(j0), gradient.numpy().astype(np.float64)
+        j0, gradient, j_again = cost_gradient_and_repeat(theta)
+        j0, j_again, gradient = float(j0), float(j_again), gradient.numpy().astype(np.float64)
+        if j0 != j_again:
+            raise ValueError(describe_randomness(j0, j_again))
         rng = np.random.default_rng(seed)
 
         if mode == "directional":
