@@ -1,0 +1,53 @@
+"""Trains a tfnet classifier, logs it to TensorBoard and exports a SavedModel.
+
+    python scripts/train.py                      # the main job: two moons, embedded, no download
+    python scripts/train.py --dataset=mnist_t10k --data_dir=../shared/tfds --hidden_units=256,128
+    python scripts/train.py --flagfile=runs/moons/flags.txt   # reproduce a run
+
+Every flag is checked before any work: an invalid value exits with status 1 and one line naming
+the flag, the value and what is allowed. `--helpfull` lists every flag with its help.
+
+Exit status: 0 done; 1 bad flags or unusable --model_dir / --export_dir (nothing written);
+3 a non-finite cost or gradient (the last good checkpoint is kept); 128 + N when signal N
+(SIGINT 130, SIGTERM 143) stopped training after a checkpoint: run the same command to resume.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+from tfnet import flags as tfnet_flags
+
+tfnet_flags.define_train_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = tfnet_flags.train_config_from_flags(FLAGS)
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel writer logs every file.
+    from tfnet import training  # Imported after validation: TensorFlow loads only for real work.
+
+    from tfnet import paths
+
+    try:
+        result = training.train(config)
+    except (paths.UnusablePathError, training.RunDirError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except training.NonFiniteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    except training.TrainingInterrupted as error:
+        print(f"interrupted: {error}", file=sys.stderr)
+        return 128 + error.signal_number
+    print(f"TensorBoard logs: {result.run_dir}  (open with: tensorboard --logdir {result.run_dir})")
+    print(f"Flags of this run: {result.run_dir}/flags.txt  (reproduce with --flagfile=...)")
+    if result.export_path:
+        print(f"SavedModel: {result.export_path}  (serving_default takes raw inputs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))

@@ -1,0 +1,229 @@
+"""Training that loses nothing: SIGKILL and exact resume, SIGINT, NaN guard, early stopping,
+killed exports and unusable paths (issue 6). Every training run is a subprocess of
+scripts/train.py, as a user would run it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import read_scalars, run_script, script_command, script_env
+from tfnet import export, paths
+
+STEPS_PER_EPOCH = 13  # moons: 800 training examples, batch 64
+EPOCHS = 4
+
+
+def _args(model_dir, optimizer, *extra):
+    return [
+        f"--optimizer={optimizer}", f"--epochs={EPOCHS}", "--seed=3", "--deterministic",
+        "--checkpoint_every_steps=1", "--log_every_steps=2", "--noexport",
+        "--hidden_units=32,16", f"--model_dir={model_dir}", *extra,
+    ]
+
+
+def _latest_number(model_dir):
+    state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+    return int(state.model_checkpoint_path.rsplit("-", 1)[1]) if state else 0
+
+
+def _kill_when(process, condition, timeout=120):
+    """SIGKILLs ``process`` as soon as ``condition()`` holds (polled every millisecond)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline, "the kill point was never reached"
+        time.sleep(0.001)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+
+
+def _writing_checkpoint(model_dir):
+    directory = os.path.join(model_dir, "checkpoints")
+    return os.path.isdir(directory) and any("_temp" in n for n in os.listdir(directory))
+
+
+def _final_state(model_dir):
+    """Every checkpointed tensor of the latest checkpoint but the wall-clock-bearing history."""
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    return {
+        key: reader.get_tensor(key)
+        for key in reader.get_variable_to_shape_map()
+        # save_counter counts saves (the killed run saved more often); history holds wall times.
+        if key != "_CHECKPOINTABLE_OBJECT_GRAPH" and not key.startswith(("history", "save_counter"))
+    }
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "keras_adam"])
+def test_sigkill_at_several_points_then_resume_is_bit_identical(tmp_path, optimizer):
+    reference = tmp_path / "uninterrupted"
+    run_script("train.py", *_args(reference, optimizer))
+
+    killed = tmp_path / "killed"
+    kill_points = [
+        lambda: _latest_number(killed) >= 8,  # mid-epoch 1 (steps 1-13)
+        lambda: _writing_checkpoint(killed) and _latest_number(killed) >= 20,  # mid-write, epoch 2
+        lambda: _latest_number(killed) >= 2 * STEPS_PER_EPOCH,  # right after an epoch end
+    ]
+    for condition in kill_points:
+        process = subprocess.Popen(
+            script_command("train.py", *_args(killed, optimizer)), env=script_env(),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        _kill_when(process, condition)
+        assert process.returncode == -signal.SIGKILL
+    completed = run_script("train.py", *_args(killed, optimizer))
+    assert "resumed from" in completed.stdout
+
+    expected, actual = _final_state(reference), _final_state(killed)
+    assert expected.keys() == actual.keys()
+    assert any("optimizer" in key for key in expected)  # slot variables are compared too
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+
+    # TensorBoard: every epoch and every logged step exactly once, in order.
+    for run_dir in (reference, killed):
+        train = read_scalars(run_dir / "train")
+        assert [s for s, _ in train["epoch_loss"]] == [STEPS_PER_EPOCH * e for e in range(1, EPOCHS + 1)]
+        assert [s for s, _ in train["batch_cost"]] == list(range(2, EPOCHS * STEPS_PER_EPOCH + 1, 2))
+        assert len(read_scalars(run_dir / "dev")["epoch_accuracy"]) == EPOCHS
+    history = json.loads((killed / "results.json").read_text())["history"]
+    assert [r["epoch"] for r in history] == list(range(1, EPOCHS + 1))  # none twice, none skipped
+
+
+def test_sigint_checkpoints_exits_non_zero_and_resumes(tmp_path):
+    model_dir = tmp_path / "run"
+    args = _args(model_dir, "keras_adam", "--checkpoint_every_steps=1000")
+    process = subprocess.Popen(
+        script_command("train.py", *args), env=script_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    for line in process.stdout:  # not a terminal: one line per epoch
+        if line.startswith("epoch 1/"):
+            process.send_signal(signal.SIGINT)
+            break
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "interrupted: SIGINT: stopped after step" in stderr
+    assert f"Resume with: python scripts/train.py --flagfile={model_dir / 'flags.txt'}" in stderr
+    assert _latest_number(model_dir) > STEPS_PER_EPOCH  # mid-epoch 2, not at an epoch end
+
+    resumed = run_script("train.py", f"--flagfile={model_dir / 'flags.txt'}")
+    assert "resumed from" in resumed.stdout
+    reference = tmp_path / "reference"
+    run_script("train.py", *_args(reference, "keras_adam", "--checkpoint_every_steps=1000"))
+    expected, actual = _final_state(reference), _final_state(model_dir)
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+
+
+def test_diverging_learning_rate_stops_at_the_nan_and_keeps_the_last_good_checkpoint(tmp_path):
+    model_dir = tmp_path / "run"
+    completed = run_script(
+        "train.py", "--optimizer=keras_sgd", "--learning_rate=1e12", "--checkpoint_every_steps=2",
+        f"--model_dir={model_dir}", "--noexport", check=False,
+    )
+    assert completed.returncode == 3
+    message = completed.stderr.strip().splitlines()[-1]
+    assert "non-finite cost or gradient" in message and "at step 3 (epoch 1" in message
+    good = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    assert good.endswith("ckpt-2") and f"Last good checkpoint, left intact: {good}" in message
+    reader = tf.train.load_checkpoint(good)
+    assert all(np.isfinite(reader.get_tensor(k)).all() for k in reader.get_variable_to_shape_map()
+               if reader.get_variable_to_dtype_map()[k].is_floating)
+
+    skipped = run_script(
+        "train.py", "--optimizer=keras_sgd", "--learning_rate=1e12", "--on_nonfinite=skip_step",
+        "--epochs=1", f"--model_dir={tmp_path / 'skip'}", "--noexport",
+    )
+    assert "update skipped" in skipped.stdout
+
+
+def test_early_stopping_exports_the_best_weights(tmp_path):
+    model_dir, export_dir = tmp_path / "run", tmp_path / "saved_models"
+    # min_delta 0.5: only the first epoch improves (from "no model yet"), so training stops
+    # after 1 + patience epochs and must export epoch 1's weights.
+    run_script(
+        "train.py", "--optimizer=keras_sgd", "--learning_rate=0.05", "--epochs=10",
+        "--early_stopping_patience=2", "--early_stopping_min_delta=0.5",
+        f"--model_dir={model_dir}", f"--export_dir={export_dir}",
+    )
+    results = json.loads((model_dir / "results.json").read_text())
+    assert results["stopped_early"] and results["epochs"] == 3
+    dev = read_scalars(model_dir / "dev")
+    logged = [v for _, v in dev["epoch_accuracy"]]
+    logged_loss = [v for _, v in dev["epoch_loss"]]
+    assert results["exported_dev_accuracy"] == pytest.approx(logged[0], abs=1e-7)
+    assert results["exported_dev_loss"] == pytest.approx(logged_loss[0], rel=1e-6)
+    assert logged_loss[2] != pytest.approx(logged_loss[0], rel=1e-4)  # restoring mattered
+
+    from tfnet import data
+    x_dev, y_dev = zip(*data.load("moons").dev.as_numpy_iterator())
+    serve = tf.saved_model.load(str(export_dir / "moons" / "1")).signatures["serving_default"]
+    probabilities = next(iter(serve(features=tf.constant(np.stack(x_dev))).values())).numpy()
+    assert np.mean(probabilities.argmax(axis=1) == np.array(y_dev)) == pytest.approx(logged[0], abs=1e-7)
+
+
+def test_an_export_killed_midway_leaves_nothing_that_loads(tmp_path):
+    code = (
+        "import sys, keras\n"
+        "from tfnet import export\n"
+        "inputs = keras.Input((2,), name='features')\n"
+        "hidden = keras.layers.Dense(4096)(keras.layers.Dense(4096)(inputs))\n"
+        "model = keras.Model(inputs, keras.layers.Dense(2)(hidden))\n"
+        "print('exporting', flush=True)\n"
+        "export.export_model(model, sys.argv[1], 'big')\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=script_env(),
+                               stdout=subprocess.PIPE, text=True)
+    root = tmp_path / "big"
+    _kill_when(process, lambda: root.is_dir() and any(
+        n.startswith(".tmp-export-") and os.listdir(root / n) for n in os.listdir(root)))
+    assert export.versions(str(root)) == []
+    assert not any(tf.saved_model.contains_saved_model(str(root / n)) for n in os.listdir(root)
+                   if not n.startswith("."))
+
+
+UNUSABLE = {
+    "model_dir_is_a_file": ("--model_dir={file}", "model_dir must be a directory, but"),
+    "export_dir_under_a_file": ("--export_dir={file}/models", "export_dir must be a directory path, but"),
+    "model_dir_not_writable": ("--model_dir=/proc/tfnet-run", "model_dir must be writable, but /proc is not"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNUSABLE))
+def test_unusable_paths_fail_at_start_up(tmp_path, case):
+    file = tmp_path / "a_file"
+    file.write_text("not a directory")
+    flag, message = UNUSABLE[case]
+    other = [] if "model_dir" in flag else [f"--model_dir={tmp_path / 'run'}"]
+    completed = run_script("train.py", flag.format(file=file), *other, check=False)
+    assert completed.returncode == 1
+    assert completed.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+    assert "epoch" not in completed.stdout
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]
+
+
+def test_a_full_disk_fails_at_start_up(tmp_path):
+    with pytest.raises(paths.UnusablePathError, match=r"model_dir needs at least .* MiB free.*\(disk full\)"):
+        paths.check_writable_dir(str(tmp_path / "run"), "model_dir", min_free_bytes=2**62)
+
+
+def test_noresume_refuses_an_existing_run_unless_overwrite(tmp_path):
+    model_dir = tmp_path / "run"
+    run_script("train.py", "--optimizer=keras_sgd", "--epochs=1", f"--model_dir={model_dir}", "--noexport")
+    refused = run_script("train.py", "--optimizer=keras_sgd", "--epochs=1", f"--model_dir={model_dir}",
+                         "--noexport", "--noresume", check=False)
+    assert refused.returncode == 1 and "already holds a run and --noresume was given" in refused.stderr
+    different = run_script("train.py", "--optimizer=keras_sgd", "--epochs=1", f"--model_dir={model_dir}",
+                           "--noexport", "--hidden_units=8", check=False)
+    assert different.returncode == 1 and "holds a different run (hidden_units: [64, 32] -> [8])" in different.stderr
+    run_script("train.py", "--optimizer=keras_sgd", "--epochs=1", f"--model_dir={model_dir}",
+               "--noexport", "--noresume", "--overwrite", "--hidden_units=8")
+    assert json.loads((model_dir / "config.json").read_text())["hidden_units"] == [8]

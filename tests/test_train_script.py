@@ -1,0 +1,101 @@
+"""scripts/train.py end to end in a subprocess: TensorBoard events, flagfile, results, bad flags."""
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from helpers import plugin_tags, read_scalars, run_script, script_command, script_env
+
+
+@pytest.fixture(scope="module")
+def moons_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("moons")
+    completed = run_script(
+        "train.py", "--optimizer=keras_adam", "--epochs=12", "--log_every_steps=5", "--histograms",
+        f"--model_dir={root / 'run'}", f"--export_dir={root / 'saved_models'}", "--seed=1",
+    )
+    return root, completed
+
+
+def test_main_job_reaches_90_percent_dev_accuracy_and_says_where_things_went(moons_run):
+    root, completed = moons_run
+    results = json.loads((root / "run" / "results.json").read_text())
+    assert results["dev_accuracy"] >= 0.90, results
+    assert results["epochs"] == 12
+    assert f"tensorboard --logdir {root / 'run'}" in completed.stdout
+    assert f"SavedModel: {root / 'saved_models' / 'moons' / '1'}" in completed.stdout
+    assert "diagnosis:" in completed.stdout and "test loss" in completed.stdout
+
+
+def test_tensorboard_events_hold_epoch_and_step_scalars(moons_run):
+    root, _ = moons_run
+    train = read_scalars(root / "run" / "train")
+    dev = read_scalars(root / "run" / "dev")
+    results = json.loads((root / "run" / "results.json").read_text())
+    steps_per_epoch = 13  # ceil(800 / 64)
+    assert [s for s, _ in train["epoch_loss"]] == [steps_per_epoch * e for e in range(1, 13)]
+    assert len(dev["epoch_accuracy"]) == 12
+    assert dev["epoch_accuracy"][-1][1] == pytest.approx(results["dev_accuracy"], rel=1e-6)
+    assert train["learning_rate"][0][1] == pytest.approx(0.01)
+    assert [s for s, _ in train["batch_cost"]] == list(range(5, 12 * steps_per_epoch + 1, 5))
+    assert any(tag.startswith("dense_1") for tag in plugin_tags(root / "run" / "train", "histograms"))
+    assert plugin_tags(root / "run", "hparams")
+
+
+def test_flagfile_reproduces_the_run(moons_run, tmp_path):
+    root, _ = moons_run
+    flagfile = (root / "run" / "flags.txt").read_text()
+    assert "--optimizer=keras_adam" in flagfile and "--hidden_units=64,32" in flagfile
+    run_script("train.py", f"--flagfile={root / 'run' / 'flags.txt'}", f"--model_dir={tmp_path / 'again'}",
+               "--noexport")
+    first = json.loads((root / "run" / "results.json").read_text())
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["dev_accuracy"] == first["dev_accuracy"]
+
+
+BAD_FLAGS = {
+    "negative_learning_rate": (["--learning_rate=-0.1"], "--learning_rate must be > 0. Received: learning_rate=-0.1"),
+    "zero_learning_rate": (["--learning_rate=0"], "--learning_rate must be > 0. Received: learning_rate=0.0"),
+    "zero_batch_size": (["--batch_size=0"], "--batch_size must be a positive integer. Received: batch_size=0"),
+    "unknown_optimizer": (["--optimizer=adamw"], "--optimizer must be one of"),
+    "unknown_dataset": (["--dataset=imagenet_typo"], "'imagenet_typo' is not a known dataset"),
+    "dev_fraction_zero": (["--dev_fraction=0"], "--dev_fraction must be in (0, 1). Received: dev_fraction=0.0"),
+    "dev_fraction_one": (["--dev_fraction=1"], "--dev_fraction must be in (0, 1). Received: dev_fraction=1.0"),
+    "hidden_units_zero": (["--hidden_units=16,0"], "--hidden_units must be a non-empty comma-separated list of positive integers. Received: hidden_units='16,0'"),
+    "hidden_units_negative": (["--hidden_units=-3"], "Received: hidden_units='-3'"),
+    "hidden_units_not_integers": (["--hidden_units=a,b"], "Received: hidden_units='a,b'"),
+    "zero_epochs": (["--epochs=0"], "--epochs must be a positive integer. Received: epochs=0"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_flag_runs(tmp_path_factory):
+    """Starts every bad-flag case at once (they only parse flags) and collects the outcomes."""
+    root = tmp_path_factory.mktemp("bad_flags")
+    processes = {}
+    for case, (args, _) in BAD_FLAGS.items():
+        model_dir = root / case
+        processes[case] = (model_dir, subprocess.Popen(
+            script_command("train.py", *args, f"--model_dir={model_dir}", f"--export_dir={root / 'exports'}"),
+            env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+        ))
+    outcomes = {}
+    for case, (model_dir, process) in processes.items():
+        stdout, stderr = process.communicate(timeout=300)
+        outcomes[case] = (process.returncode, stdout, stderr, model_dir)
+    return root, outcomes
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FLAGS))
+def test_bad_flag_fails_before_any_work_naming_flag_and_value(bad_flag_runs, case):
+    root, outcomes = bad_flag_runs
+    returncode, stdout, stderr, model_dir = outcomes[case]
+    assert returncode != 0
+    assert BAD_FLAGS[case][1] in stderr
+    errors = [line for line in stderr.splitlines() if "Flags parsing error" in line]
+    assert len(errors) == 1, stderr
+    assert not model_dir.exists() and not (root / "exports").exists() and not (root / "runs").exists()
+    assert "epoch" not in stdout

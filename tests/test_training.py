@@ -1,0 +1,92 @@
+"""tfnet.training in process: determinism, the exported model, versions, the diagnosis."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import script_env
+from tfnet import config as config_lib
+from tfnet import data, diagnosis, export, training
+
+
+def _config(tmp_path, **overrides):
+    values = dict(
+        dataset="moons", optimizer="keras_adam", epochs=3, hidden_units=(16, 8),
+        model_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "saved_models"), seed=5,
+    )
+    values.update(overrides)
+    return config_lib.TrainConfig(**values)
+
+
+def test_same_seed_deterministic_runs_give_bit_identical_weights(tmp_path):
+    config = _config(tmp_path, deterministic=True, export=False)
+    first = training.train(config, verbose=0).model.get_weights()
+    second = training.train(config, verbose=0).model.get_weights()
+    other = training.train(_config(tmp_path, deterministic=True, export=False, seed=6), verbose=0)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other.model.get_weights()))
+
+
+def test_exported_model_reloads_in_a_fresh_process_with_the_same_predictions(tmp_path):
+    result = training.train(_config(tmp_path), verbose=0)
+    assert result.export_path == str(tmp_path / "saved_models" / "moons" / "1")
+    x, _ = data.make_embedded("moons", num_examples=32, seed=99)  # raw, unnormalised inputs
+    expected = export.serving_model(result.model).predict(x, verbose=0)
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "out = serve(features=tf.constant(np.load(sys.argv[2])))\n"
+        "np.save(sys.argv[3], next(iter(out.values())).numpy())\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, result.export_path, str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+        check=True, env=script_env(), timeout=120,
+    )
+    served = np.load(tmp_path / "y.npy")
+    np.testing.assert_allclose(served, expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(served.sum(axis=1), 1.0, rtol=1e-6)  # probabilities
+
+
+def test_exports_take_the_next_version_and_never_overwrite(tmp_path):
+    result = training.train(_config(tmp_path, epochs=1), verbose=0)
+    first = os.listdir(result.export_path)
+    second = export.export_model(result.model, str(tmp_path / "saved_models"), "moons")
+    assert second.endswith(os.path.join("moons", "2"))
+    assert export.versions(str(tmp_path / "saved_models" / "moons")) == [1, 2]
+    assert sorted(os.listdir(result.export_path)) == sorted(first)
+    assert not [n for n in os.listdir(tmp_path / "saved_models" / "moons") if n.startswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    "train_error, dev_error, best_error, expected",
+    [
+        (0.01, 0.11, 0.0, "high variance"),  # the course's example: 1% / 11%
+        (0.15, 0.16, 0.0, "high bias"),
+        (0.15, 0.30, 0.0, "high bias and high variance"),
+        (0.005, 0.01, 0.0, "low bias and low variance"),
+        (0.15, 0.16, 0.14, "low bias and low variance"),  # human error 14%: near the best
+    ],
+)
+def test_diagnosis_follows_the_course_rules(train_error, dev_error, best_error, expected):
+    verdict = diagnosis.diagnose(train_error, dev_error, best_error)
+    assert verdict.split(":")[0].split(" (")[0] == expected
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("learning_rate", 0.0, "learning_rate must be > 0. Received: learning_rate=0.0"),
+        ("beta1", 1.0, "beta1 must be in [0, 1). Received: beta1=1.0"),
+        ("epsilon", -1e-8, "epsilon must be >= 0. Received: epsilon=-1e-08"),
+        ("hidden_units", (), "hidden_units must be a non-empty comma-separated list"),
+        ("activation", "swish7", "activation must be one of relu, tanh"),
+    ],
+)
+def test_config_validation_names_field_and_value(tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        config_lib.validate(_config(tmp_path, **{field: value}))

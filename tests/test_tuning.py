@@ -1,0 +1,242 @@
+"""The search runner against a fake training script (fast, no TensorFlow in the trials).
+
+The fake script follows train.py's contract: it reads ``--name=value`` flags, writes
+``<model_dir>/flags.txt`` and ``results.json``, and its dev accuracy is a known function of the
+learning rate peaked at α = 3e-3, so every expected ranking below is computed from that formula.
+It exits 3 when ``hidden_units`` is 13 (a crash) and reports NaN losses when α > 0.3.
+"""
+
+import csv
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+from tfnet import search_space as ss
+from tfnet import tuning
+
+FAKE_TRAIN = r'''
+import json, math, os, sys
+flags = {}
+for arg in sys.argv[1:]:
+    name, _, value = arg[2:].partition("=")
+    flags[name] = value
+model_dir = flags["model_dir"]
+os.makedirs(model_dir, exist_ok=True)
+with open(os.environ["FAKE_CALLS"], "a") as f:
+    f.write(os.path.basename(model_dir) + "\n")
+if flags.get("hidden_units") == "13":
+    sys.exit(3)
+alpha = float(flags["learning_rate"])
+accuracy = 1.0 / (1.0 + (math.log10(alpha) - math.log10(3e-3)) ** 2)
+loss = float("nan") if alpha > 0.3 else 1.0 - accuracy
+with open(os.path.join(model_dir, "flags.txt"), "w") as f:
+    f.write("\n".join(a for a in sys.argv[1:]) + "\n")
+with open(os.path.join(model_dir, "results.json"), "w") as f:
+    json.dump(dict(dev_accuracy=accuracy, dev_loss=loss, best_dev_accuracy=accuracy,
+                   train_accuracy=accuracy, train_loss=loss, epochs=int(flags["epochs"])), f)
+'''
+
+
+def fake_accuracy(alpha):
+    return 1.0 / (1.0 + (math.log10(alpha) - math.log10(3e-3)) ** 2)
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    calls = tmp_path / "calls.txt"
+    calls.write_text("")
+    monkeypatch.setenv("FAKE_CALLS", str(calls))
+    return script, calls
+
+
+SPACE = ss.SearchSpace((ss.LogUniform("learning_rate", 1e-4, 1.0),
+                        ss.IntUniform("hidden_units", 10, 16),
+                        ss.Choice("batch_size", (32, 64))))
+
+
+def _config(tmp_path, script, **overrides):
+    settings = dict(search_dir=str(tmp_path / "search"), train_script=str(script),
+                    base_flags={"epochs": 2, "dataset": "moons"}, rounds=2, trials_per_round=8)
+    settings.update(overrides)
+    return tuning.SearchConfig(**settings)
+
+
+def _calls(calls):
+    return calls.read_text().split()
+
+
+@pytest.mark.parametrize("parallel", [1, 3], ids=["sequential", "parallel3"])
+def test_search_records_ranks_and_zooms(tmp_path, fake, parallel):
+    script, calls = fake
+    config = _config(tmp_path, script, parallel=parallel)
+    reports = []
+    records = tuning.run_search(SPACE, config, report=lambda *a: reports.append(a))
+    assert len(records) == 16 and len(_calls(calls)) == 16
+    assert [r[1] for r in reports] == list(range(1, 17)) and {r[2] for r in reports} == {16}
+
+    # Failures: exactly the trials the fake script's rules make fail, with their reasons.
+    for record in records:
+        crashed = record["values"]["hidden_units"] == 13
+        diverged = record["values"]["learning_rate"] > 0.3
+        assert (record["status"] == "failed") == (crashed or diverged)
+        if crashed:
+            assert record["error"].startswith("exit status 3")
+        elif diverged:
+            assert record["error"] == "non-finite or missing dev_loss=nan"
+
+    # Sorted by the dev metric, failures last; the metric matches the fake's formula.
+    ok = [r for r in records if r["status"] == "ok"]
+    assert records[:len(ok)] == ok
+    accuracies = [r["dev_accuracy"] for r in ok]
+    assert accuracies == sorted(accuracies, reverse=True)
+    for record in ok:
+        assert record["dev_accuracy"] == pytest.approx(fake_accuracy(record["values"]["learning_rate"]))
+    assert reports[-1][3]["dev_accuracy"] == accuracies[0]
+
+    # Round 1 zoomed in on the log scale around round 0's best trial, was sampled from that
+    # range, and so did better on average (8 trials are too few to promise it holds 3e-3; the
+    # search-space tests check that with 20).
+    state = json.loads((tmp_path / "search" / "search.json").read_text())
+    round1 = ss.SearchSpace.from_dict(state["rounds"][1]["space"])["learning_rate"]
+    best0 = next(r for r in ok if r["round"] == 0)
+    assert round1.low <= best0["values"]["learning_rate"] <= round1.high
+    assert np.log10(round1.high / round1.low) < 4
+    for trial in state["rounds"][1]["trials"]:
+        assert round1.low <= trial["values"]["learning_rate"] <= round1.high
+    mean_accuracy = [np.mean([r["dev_accuracy"] for r in ok if r["round"] == k]) for k in (0, 1)]
+    assert mean_accuracy[1] > mean_accuracy[0]
+
+    # The table: CSV and JSON in the same order as the records.
+    table = json.loads((tmp_path / "search" / "results.json").read_text())
+    assert [r["trial"] for r in table] == [r["trial"] for r in records]
+    with open(tmp_path / "search" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["trial"] for row in rows] == [r["trial"] for r in records]
+    assert float(rows[0]["dev_accuracy"]) == accuracies[0]
+    assert float(rows[0]["learning_rate"]) == records[0]["values"]["learning_rate"]
+
+    # The best flagfile: the best trial's flags without model_dir / export.
+    best = (tmp_path / "search" / "best_flags.txt").read_text().splitlines()
+    flag_lines = [line for line in best if not line.startswith("#")]
+    assert f"--learning_rate={records[0]['values']['learning_rate']!r}" in flag_lines
+    assert "--epochs=2" in flag_lines
+    assert not any(line.startswith(("--model_dir", "--noexport")) for line in flag_lines)
+
+
+def test_trial_flags_override_base_and_format_values():
+    flags = tuning.trial_flags({"learning_rate": 0.1 + 0.2, "deterministic": True, "epochs": 5},
+                               {"epochs": 2, "dataset": "moons", "histograms": False}, "/runs/t0")
+    assert flags == ["--epochs=5", "--dataset=moons", "--nohistograms",
+                     "--learning_rate=0.30000000000000004", "--deterministic",
+                     "--model_dir=/runs/t0", "--noexport"]
+
+
+def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, fake):
+    script, calls = fake
+    config = _config(tmp_path, script, parallel=2)
+
+    def interrupt_after_three(record, done, total, best):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tuning.run_search(SPACE, config, report=interrupt_after_three)
+    state = json.loads((tmp_path / "search" / "search.json").read_text())
+    finished = set(state["records"])
+    assert len(finished) == 3
+    started_before = _calls(calls)
+    # The trial killed mid-run (parallel 2) has no record; its leftovers go before it reruns.
+    stale = tmp_path / "search" / "round0-trial007" / "stale.txt"
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_text("from an interrupted attempt")
+
+    records = tuning.run_search(SPACE, config)
+    rerun = _calls(calls)[len(started_before):]
+    assert len(records) == 16
+    assert not finished & set(rerun)
+    assert sorted(rerun) == sorted({r["trial"] for r in records} - finished)
+    assert not stale.exists()
+
+    # Adding a round resumes too: only the new round's trials run.
+    before = len(_calls(calls))
+    records = tuning.run_search(SPACE, _config(tmp_path, script, rounds=3))
+    assert len(records) == 24
+    assert all(name.startswith("round2-") for name in _calls(calls)[before:])
+
+
+def test_resuming_a_different_search_is_refused(tmp_path, fake):
+    script, _ = fake
+    tuning.run_search(SPACE, _config(tmp_path, script, rounds=1, trials_per_round=1))
+    with pytest.raises(ValueError, match=re.escape(
+            "search_dir must be a new directory or one holding the same search (it differs in "
+            "seed)")):
+        tuning.run_search(SPACE, _config(tmp_path, script, rounds=1, trials_per_round=1, seed=1))
+
+
+def test_a_round_with_no_success_keeps_its_space(tmp_path, fake):
+    script, _ = fake
+    crash_space = ss.SearchSpace((ss.LogUniform("learning_rate", 1e-4, 1.0),
+                                  ss.IntUniform("hidden_units", 13, 13)))
+    records = tuning.run_search(crash_space, _config(tmp_path, script, trials_per_round=2))
+    assert [r["status"] for r in records] == ["failed"] * 4
+    state = json.loads((tmp_path / "search" / "search.json").read_text())
+    assert state["rounds"][1]["space"] == state["rounds"][0]["space"]
+    assert not (tmp_path / "search" / "best_flags.txt").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"train_script": "/nonexistent/train.py"},
+     "train_script must be an existing file. Received: train_script='/nonexistent/train.py'"),
+    ({"rounds": 0}, "rounds must be an integer >= 1. Received: rounds=0"),
+    ({"trials_per_round": 2.0}, "trials_per_round must be an integer >= 1. Received: trials_per_round=2.0"),
+    ({"parallel": 0}, "parallel must be an integer >= 1. Received: parallel=0"),
+    ({"metric": "test_accuracy"},
+     "metric must be one of dev_accuracy, best_dev_accuracy, dev_loss. Received: metric='test_accuracy'"),
+    ({"top_fraction": 0.0}, "top_fraction must be in (0, 1]. Received: top_fraction=0.0"),
+    ({"padding": -1.0}, "padding must be >= 0. Received: padding=-1.0"),
+    ({"base_flags": {"model_dir": "x", "epochs": 1}},
+     "base_flags must be free of model_dir and export (the search sets them). "
+     "Received: base_flags=['model_dir']"),
+])
+def test_bad_config_is_named(tmp_path, fake, overrides, message):
+    script, _ = fake
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _config(tmp_path, script, **overrides)
+
+
+def test_hparams_config_declares_each_parameter_with_its_domain(tmp_path):
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import metadata
+
+    space = ss.SearchSpace((ss.LogUniform("learning_rate", 1e-4, 1.0),
+                            ss.OneMinusLogUniform("beta", 0.9, 0.999),
+                            ss.IntUniform("epochs", 2, 5),
+                            ss.IntUniform("hidden_units", 4, 32),
+                            ss.Choice("batch_size", (32, 64)),
+                            ss.Choice("optimizer", ("keras_adam", "keras_sgd"))))
+    tuning.write_hparams_config(space, str(tmp_path))
+    [path] = list(tmp_path.glob("events.out.tfevents.*"))
+    [experiment] = [metadata.parse_experiment_plugin_data(value.metadata.plugin_data.content)
+                    for event in tf.compat.v1.train.summary_iterator(str(path))
+                    for value in event.summary.value if value.tag == "_hparams_/experiment"]
+    infos = {info.name: info for info in experiment.hparam_infos}
+    assert list(infos) == list(space.names)
+    assert (infos["learning_rate"].domain_interval.min_value,
+            infos["learning_rate"].domain_interval.max_value) == (1e-4, 1.0)
+    assert (infos["beta"].domain_interval.min_value,
+            infos["beta"].domain_interval.max_value) == (0.9, 0.999)
+    assert (infos["epochs"].domain_interval.min_value,
+            infos["epochs"].domain_interval.max_value) == (2, 5)
+    # train.py logs hidden_units as a string ("16,8"), so an int range there gets no domain.
+    assert infos["hidden_units"].WhichOneof("domain") is None
+    assert [v.number_value for v in infos["batch_size"].domain_discrete.values] == [32, 64]
+    assert [v.string_value for v in infos["optimizer"].domain_discrete.values] == [
+        "keras_adam", "keras_sgd"]
+    assert [(m.name.group, m.name.tag) for m in experiment.metric_infos] == [
+        ("dev", "epoch_accuracy"), ("dev", "epoch_loss"),
+        ("train", "epoch_accuracy"), ("train", "epoch_loss")]

@@ -1,0 +1,207 @@
+"""The training configuration: one frozen dataclass whose fields are ``scripts/train.py``'s flags.
+
+Each field carries its help text and, where a value can be wrong, a check that raises
+``ValueError`` naming the field, the value received and what is allowed. ``tfnet.flags`` turns
+the fields into absl flags (so the flags, their help and their validation are written once,
+here), and ``validate`` runs every check on a config built in code.
+"""
+
+import dataclasses
+import os
+
+
+def _field(default, help, check=None):
+    return dataclasses.field(default=default, metadata={"help": help, "check": check})
+
+
+def _fail(name, rule, value):
+    raise ValueError(f"{name} must be {rule}. Received: {name}={value!r}")
+
+
+def _positive(name, value):
+    if not value > 0:
+        _fail(name, "> 0", value)
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        _fail(name, "a positive integer", value)
+
+
+def _non_negative_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _fail(name, "a non-negative integer", value)
+
+
+def _non_negative(name, value):
+    if not value >= 0:
+        _fail(name, ">= 0", value)
+
+
+def _open_unit(name, value):
+    if not 0.0 < value < 1.0:
+        _fail(name, "in (0, 1)", value)
+
+
+def _beta(name, value):
+    if not 0.0 <= value < 1.0:
+        _fail(name, "in [0, 1)", value)
+
+
+def _hidden_units(name, value):
+    if not value or any(isinstance(u, bool) or not isinstance(u, int) or u <= 0 for u in value):
+        _fail(name, "a non-empty comma-separated list of positive integers", ",".join(map(str, value)))
+
+
+def _choice(*allowed):
+    def check(name, value):
+        if value not in allowed:
+            _fail(name, f"one of {', '.join(allowed)}", value)
+
+    return check
+
+
+def _optimizer(name, value):
+    from tfnet import optimizers  # Imported lazily: the registry imports Keras.
+
+    if value not in optimizers.NAMES:
+        _fail(name, f"one of {', '.join(optimizers.NAMES)}", value)
+
+
+def _dataset(name, value):
+    if not value or value != value.strip():
+        _fail(name, "an embedded dataset (moons, circles, flower) or a TFDS dataset name", value)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs; defaults give the Quickstart's main job."""
+
+    # Data.
+    dataset: str = _field(
+        "moons",
+        "Dataset: an embedded 2-D set that needs no download (moons, circles, flower) or a TFDS "
+        "image-classification dataset prepared in --data_dir (mnist, fashion_mnist, cifar10, "
+        "mnist_t10k, ...).",
+        _dataset,
+    )
+    data_dir: str = _field(
+        None, "TFDS data directory holding the prepared dataset (default: ~/tensorflow_datasets). "
+        "Nothing is downloaded."
+    )
+    dev_fraction: float = _field(
+        0.2, "Fraction of the training split held out as the dev set, in (0, 1).", _open_unit
+    )
+    # Model.
+    hidden_units: tuple = _field(
+        (64, 32), "Units of each hidden layer, comma-separated (e.g. 64,32).", _hidden_units
+    )
+    activation: str = _field(
+        "relu", "Hidden-layer activation.", _choice("relu", "tanh", "sigmoid", "elu", "gelu")
+    )
+    # Optimisation.
+    optimizer: str = _field("adam", "Optimiser (see tfnet.optimizers.NAMES).", _optimizer)
+    learning_rate: float = _field(0.01, "Learning rate alpha, > 0.", _positive)
+    beta: float = _field(0.9, "Momentum's beta, in [0, 1).", _beta)
+    beta1: float = _field(0.9, "Adam's beta1 (first moment), in [0, 1).", _beta)
+    beta2: float = _field(
+        0.999, "RMSprop's and Adam's beta2 (second moment), in [0, 1). RMSprop's course default "
+        "is 0.9.", _beta
+    )
+    epsilon: float = _field(1e-8, "Epsilon of RMSprop and Adam, >= 0.", _non_negative)
+    batch_size: int = _field(64, "Mini-batch size b (the global batch).", _positive_int)
+    epochs: int = _field(30, "Number of passes over the training split.", _positive_int)
+    # Run.
+    seed: int = _field(0, "Seed of the weights' initialisation, dropout and the data order.")
+    deterministic: bool = _field(
+        False, "Enable TensorFlow op determinism: with the same --seed, bit-identical weights."
+    )
+    model_dir: str = _field(
+        None, "Run directory for TensorBoard logs, the flagfile and results "
+        "(default: runs/<dataset>)."
+    )
+    export_dir: str = _field(
+        "saved_models", "Where SavedModels go, as <export_dir>/<export_name>/<version>/."
+    )
+    export_name: str = _field(None, "Name of the exported model (default: the dataset's name).")
+    export: bool = _field(True, "Export a SavedModel at the end of training.")
+    log_every_steps: int = _field(
+        10, "Write the mini-batch cost to TensorBoard every this many steps.", _positive_int
+    )
+    histograms: bool = _field(False, "Write weight histograms to TensorBoard every epoch.")
+    # Reliability.
+    checkpoint_every_steps: int = _field(
+        100, "Write a checkpoint every this many steps (and at every epoch end).", _positive_int
+    )
+    keep_checkpoints: int = _field(3, "How many recent checkpoints to keep.", _positive_int)
+    resume: bool = _field(
+        True, "Resume from the checkpoint in --model_dir when there is one. --noresume starts "
+        "over, and refuses a --model_dir that holds a run unless --overwrite."
+    )
+    overwrite: bool = _field(
+        False, "With --noresume, delete the run already in --model_dir and start over."
+    )
+    on_nonfinite: str = _field(
+        "stop", "What a non-finite cost or gradient does: stop (keep the last good checkpoint "
+        "and exit non-zero) or skip_step (drop that update and go on).",
+        _choice("stop", "skip_step"),
+    )
+    early_stopping_patience: int = _field(
+        0, "Stop after this many epochs without dev-accuracy improvement and export the best "
+        "weights; 0 turns early stopping off.", _non_negative_int,
+    )
+    early_stopping_min_delta: float = _field(
+        0.0, "Smallest dev-accuracy increase that counts as an improvement.", _non_negative
+    )
+    best_error: float = _field(
+        0.0, "Best achievable error rate (human or Bayes) in [0, 1), the reference of the "
+        "bias/variance diagnosis printed at the end. The embedded sets are noisy: a few percent.",
+        _beta,
+    )
+
+    @property
+    def run_dir(self):
+        return self.model_dir or os.path.join("runs", self.dataset)
+
+    @property
+    def model_name(self):
+        return self.export_name or self.dataset
+
+    def to_flags(self):
+        """The config as flagfile lines (``--name=value``) that ``scripts/train.py`` reads back."""
+        lines = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                lines.append(f"--{'' if value else 'no'}{field.name}")
+            elif isinstance(value, tuple):
+                lines.append(f"--{field.name}={','.join(map(str, value))}")
+            else:
+                lines.append(f"--{field.name}={value}")
+        return "\n".join(lines) + "\n"
+
+    def hparams(self):
+        """The config as a TensorBoard HParams mapping (bool, int, float or str values)."""
+        values = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, tuple):
+                value = ",".join(map(str, value))
+            values[field.name] = "" if value is None else value
+        return values
+
+
+def check(name, value):
+    """Runs the check of field ``name`` on ``value``; raises ValueError when it is invalid."""
+    checker = TrainConfig.__dataclass_fields__[name].metadata["check"]
+    if checker is not None:
+        checker(name, value)
+
+
+def validate(config):
+    """Runs every field's check on ``config``; raises ValueError on the first invalid field."""
+    for field in dataclasses.fields(config):
+        check(field.name, getattr(config, field.name))
+    return config

@@ -1,0 +1,303 @@
+"""Datasets as train / dev / test splits of ``(features, label)`` examples, and their mini-batches.
+
+Two sources:
+
+- **Embedded 2-D sets** (``moons``, ``circles``, ``flower``) generated deterministically from a
+  seed, so that training runs anywhere with no download.
+- **Any prepared TFDS image-classification dataset** (``mnist``, ``fashion_mnist``, ``cifar10``,
+  the offline ``mnist_t10k`` in ``../shared/tfds``, ...), read with ``download=False`` from
+  ``data_dir`` so that nothing probes the network.
+
+The dev split is carved from the training split (TFDS split slicing ``train[:80%]`` /
+``train[80%:]`` for ``dev_fraction=0.2``); the test split is the dataset's own test split
+(METHODS.md §1). Features are float32: coordinates for the 2-D sets, raw pixel values in
+[0, 255] for images. Normalisation is not applied here: its statistics come from the training
+split (``normalization_statistics``) and live inside the model, so that an exported model takes
+raw inputs.
+"""
+
+import dataclasses
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+
+EMBEDDED_DATASETS = ("moons", "circles", "flower")
+
+# Sizes of the embedded sets: (training examples before the dev split, test examples).
+_EMBEDDED_SIZES = {"moons": (1000, 250), "circles": (1000, 250), "flower": (400, 200)}
+
+
+class DatasetNotFoundError(ValueError):
+    """The dataset name is unknown, or its data is not prepared in ``data_dir``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    input_shape: tuple
+    num_train: int
+    num_dev: int
+    num_test: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """Unbatched ``tf.data.Dataset``s of ``(features float32, label int64)``."""
+
+    train: tf.data.Dataset
+    dev: tf.data.Dataset
+    test: tf.data.Dataset
+    info: DatasetInfo
+
+
+def make_embedded(name, num_examples=None, seed=0, noise=None):
+    """Generates one of the course's 2-D sets.
+
+    - ``moons``: two interleaving half circles (noise σ 0.2 by default);
+    - ``circles``: two concentric circles, radii 1 and 0.5 (noise σ 0.08);
+    - ``flower``: the course's planar "flower": r = 4 sin(4t) + noise, two classes of petals
+      (noise σ 0.2).
+
+    Args:
+      name: one of ``EMBEDDED_DATASETS``.
+      num_examples: m, the number of examples (default: the training size of the set).
+      seed: seed of the generator; the same seed gives the same set on every machine.
+      noise: standard deviation of the Gaussian noise (default per set, above).
+
+    Returns:
+      ``(x, y)``: float32 array of shape (m, 2) and int64 labels in {0, 1} of shape (m,),
+      in random order.
+    """
+    if name not in EMBEDDED_DATASETS:
+        raise DatasetNotFoundError(
+            f"name must be one of {', '.join(EMBEDDED_DATASETS)}. Received: name={name!r}"
+        )
+    m = _EMBEDDED_SIZES[name][0] if num_examples is None else int(num_examples)
+    if m < 2:
+        raise ValueError(f"num_examples must be at least 2. Received: num_examples={num_examples}")
+    rng = np.random.default_rng(seed)
+    half = m // 2
+    sizes = (half, m - half)
+    if name == "moons":
+        sigma = 0.2 if noise is None else noise
+        t0, t1 = rng.uniform(0, np.pi, sizes[0]), rng.uniform(0, np.pi, sizes[1])
+        x0 = np.stack([np.cos(t0), np.sin(t0)], axis=1)
+        x1 = np.stack([1 - np.cos(t1), 0.5 - np.sin(t1)], axis=1)
+    elif name == "circles":
+        sigma = 0.08 if noise is None else noise
+        t0, t1 = rng.uniform(0, 2 * np.pi, sizes[0]), rng.uniform(0, 2 * np.pi, sizes[1])
+        x0 = np.stack([np.cos(t0), np.sin(t0)], axis=1)
+        x1 = 0.5 * np.stack([np.cos(t1), np.sin(t1)], axis=1)
+    else:  # flower
+        sigma = 0.2 if noise is None else noise
+        petals = []
+        for label, size in enumerate(sizes):
+            t = np.linspace(label * 3.12, (label + 1) * 3.12, size) + rng.normal(0, sigma, size)
+            r = 4 * np.sin(4 * t) + rng.normal(0, sigma, size)
+            petals.append(np.stack([r * np.sin(t), r * np.cos(t)], axis=1))
+        x0, x1 = petals
+    x = np.concatenate([x0, x1])
+    if name != "flower":  # The flower's noise is already in its angle and radius.
+        x = x + rng.normal(0, sigma, (m, 2))
+    y = np.concatenate([np.zeros(sizes[0]), np.ones(sizes[1])]).astype(np.int64)
+    order = rng.permutation(m)
+    return x[order].astype(np.float32), y[order]
+
+
+def load(name, data_dir=None, dev_fraction=0.2, seed=0):
+    """Loads ``name`` into train / dev / test splits.
+
+    Args:
+      name: an embedded set (``EMBEDDED_DATASETS``) or a TFDS dataset prepared in ``data_dir``.
+      data_dir: the TFDS data directory (default: TFDS' own, ``~/tensorflow_datasets``).
+      dev_fraction: the fraction of the training split held out as dev, in (0, 1). Default 0.2.
+      seed: seed of the embedded sets' generator (test set from ``seed + 1``). Default 0.
+
+    Raises:
+      DatasetNotFoundError: unknown name or data not prepared, saying what exists and how to get it.
+      ValueError: ``dev_fraction`` outside (0, 1).
+    """
+    if not 0.0 < dev_fraction < 1.0:
+        raise ValueError(f"dev_fraction must be in (0, 1). Received: dev_fraction={dev_fraction}")
+    if name in EMBEDDED_DATASETS:
+        return _load_embedded(name, dev_fraction, seed)
+    return _load_tfds(name, data_dir, dev_fraction)
+
+
+def check_available(name, data_dir=None):
+    """Raises ``DatasetNotFoundError`` unless ``name`` is embedded or prepared in ``data_dir``.
+
+    Reads only local metadata: nothing is downloaded and the network is never probed.
+    """
+    if name not in EMBEDDED_DATASETS:
+        _tfds_builder(name, data_dir)
+
+
+def _tfds_builder(name, data_dir):
+    import tensorflow_datasets as tfds  # Heavy import, only when a TFDS dataset is asked for.
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DatasetNotFoundError(_not_found_message(name, data_dir, registered=False)) from None
+    if not builder.is_prepared():
+        raise DatasetNotFoundError(_not_found_message(name, data_dir, registered=True))
+    return builder
+
+
+def _load_embedded(name, dev_fraction, seed):
+    x, y = make_embedded(name, seed=seed)
+    x_test, y_test = make_embedded(name, num_examples=_EMBEDDED_SIZES[name][1], seed=seed + 1)
+    # The dev split is the tail of the training set, as TFDS' train[80%:] slicing would cut it.
+    num_train = len(x) - _dev_size(len(x), dev_fraction)
+    info = DatasetInfo(name, 2, (2,), num_train, len(x) - num_train, len(x_test))
+    return Splits(
+        train=tf.data.Dataset.from_tensor_slices((x[:num_train], y[:num_train])),
+        dev=tf.data.Dataset.from_tensor_slices((x[num_train:], y[num_train:])),
+        test=tf.data.Dataset.from_tensor_slices((x_test, y_test)),
+        info=info,
+    )
+
+
+def _dev_size(num_examples, dev_fraction):
+    # TFDS rounds percent slice boundaries to the nearest example; so do we.
+    return num_examples - int(round(num_examples * (1 - dev_fraction)))
+
+
+def _load_tfds(name, data_dir, dev_fraction):
+    import tensorflow_datasets as tfds
+
+    builder = _tfds_builder(name, data_dir)
+    image_key, label_key = builder.info.supervised_keys
+    num_classes = builder.info.features[label_key].num_classes
+    input_shape = tuple(builder.info.features[image_key].shape)
+    if "test" not in builder.info.splits:
+        raise DatasetNotFoundError(f"dataset {name!r} has no 'test' split: {list(builder.info.splits)}")
+
+    # Percent slicing keeps the dev examples out of train exactly (TFDS rounds both boundaries
+    # the same way); the shuffle of each epoch happens later, in train_batches.
+    train_percent = 100 * (1 - dev_fraction)
+    split_names = [f"train[:{train_percent:g}%]", f"train[{train_percent:g}%:]", "test"]
+    read_config = tfds.ReadConfig(shuffle_seed=0, interleave_cycle_length=1)
+    train, dev, test = builder.as_dataset(
+        split=split_names, as_supervised=True, shuffle_files=False, read_config=read_config
+    )
+    sizes = [builder.info.splits[s].num_examples for s in split_names]
+
+    def to_float(image, label):
+        return tf.cast(image, tf.float32), tf.cast(label, tf.int64)
+
+    info = DatasetInfo(name, num_classes, input_shape, *sizes)
+    return Splits(*(d.map(to_float) for d in (train, dev, test)), info=info)
+
+
+def _not_found_message(name, data_dir, registered):
+    where = data_dir or "TFDS' default data_dir (~/tensorflow_datasets)"
+    prepared = _prepared_datasets(data_dir)
+    lines = [
+        f"dataset {name!r} is "
+        + ("a TFDS dataset but its data is not prepared in " if registered else "not a known dataset; looked in ")
+        + f"{where}.",
+        f"Embedded datasets (no download needed): {', '.join(EMBEDDED_DATASETS)}.",
+        f"TFDS datasets prepared in {where}: {', '.join(prepared) or 'none'}.",
+        "To get a TFDS dataset, on a machine with internet run "
+        f"`tfds build {name} --data_dir=DIR` (or tfds.load({name!r}, data_dir=DIR, download=True)), "
+        "copy DIR here and pass --data_dir=DIR.",
+    ]
+    return " ".join(lines)
+
+
+def _prepared_datasets(data_dir):
+    root = data_dir or os.path.expanduser("~/tensorflow_datasets")
+    if not os.path.isdir(root):
+        return []
+    return sorted(
+        entry
+        for entry in os.listdir(root)
+        if any(os.path.exists(os.path.join(dirpath, "dataset_info.json"))
+               for dirpath, _, _ in os.walk(os.path.join(root, entry)))
+    )
+
+
+def normalization_statistics(train, batch_size=1024):
+    """Per-feature mean μ and variance σ² of the flattened training features (METHODS.md §1).
+
+    ``μ = mean(x)``, ``σ² = mean((x − μ)²)`` over the training split only, computed by Keras'
+    ``Normalization.adapt`` (a streaming, batch-merged computation). Features whose training
+    variance is (near) zero, such as MNIST's always-black border pixels, get a variance floor of
+    1e-3 × the largest feature variance, so that a rare non-zero value at serving time is scaled
+    like its neighbours instead of being divided by ~0.
+
+    Returns:
+      ``(mean, variance)``: float32 numpy arrays with one entry per flattened feature.
+    """
+    import keras
+
+    adapter = keras.layers.Normalization(axis=-1)
+    flat = train.map(lambda x, y: tf.reshape(x, [-1])).batch(batch_size)
+    adapter.adapt(flat)
+    mean = np.asarray(adapter.mean).reshape(-1)
+    variance = np.asarray(adapter.variance).reshape(-1)
+    variance = np.maximum(variance, 1e-3 * variance.max()).astype(np.float32)
+    return mean.astype(np.float32), variance
+
+
+def epoch_seed(seed, epoch):
+    """The shuffle seed of one epoch: a pure function of the run's seed and the epoch number.
+
+    Deriving each epoch's order from (seed, epoch) instead of from a running RNG means the data
+    order needs no state of its own in a checkpoint: resuming at epoch e reproduces its order.
+    """
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def train_batches(dataset, batch_size, seed, epoch, skip_batches=0, augment=None):
+    """One epoch of shuffled, batched, prefetched training mini-batches (METHODS.md §5).
+
+    The training split is cached in memory, shuffled with a full buffer (a uniform
+    permutation) seeded by ``epoch_seed(seed, epoch)``, optionally augmented per example, cut
+    into mini-batches of ``batch_size`` (the last may be smaller) and prefetched.
+
+    Args:
+      dataset: the unbatched training split (``Splits.train``), ideally already ``.cache()``d.
+      batch_size: b, examples per mini-batch.
+      seed: the run's seed.
+      epoch: the epoch number (0-based); each epoch has its own order.
+      skip_batches: mini-batches of this epoch already trained (resuming mid-epoch).
+      augment: optional ``augment(features, seed_pair) -> features``; ``seed_pair`` is an int64
+        tensor of shape [2] unique per (run seed, epoch, example position), so stateless random
+        ops give the same augmentation on every run and every resume.
+    """
+    shuffle_seed = epoch_seed(seed, epoch)
+    size = int(dataset.cardinality())
+    ds = dataset.shuffle(
+        buffer_size=size if size > 0 else 65536,  # A full buffer: a uniform permutation.
+        seed=shuffle_seed,
+        reshuffle_each_iteration=False,
+    )
+    if augment is not None:
+        ds = ds.enumerate().map(
+            lambda index, example: (
+                augment(example[0], tf.stack([tf.constant(shuffle_seed, tf.int64), index])),
+                example[1],
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    ds = ds.batch(batch_size)
+    if skip_batches:
+        ds = ds.skip(skip_batches)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_batches(dataset, batch_size=1024):
+    """Batched, prefetched examples in their stored order, for evaluation."""
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(num_examples, batch_size):
+    """Mini-batches per epoch, counting the smaller last one: ⌈m / b⌉."""
+    return math.ceil(num_examples / batch_size)

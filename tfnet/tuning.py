@@ -1,0 +1,343 @@
+"""Hyperparameter search: coarse-to-fine rounds of random trials, each a full training run.
+
+METHODS.md §9. Round 0 samples ``trials_per_round`` trials from the search space with
+``numpy.random.default_rng([seed, 0])``; round k+1 samples from ``search_space.narrow`` of round
+k's space around its best ``top_fraction`` of successful trials (all of round k's space again if
+none succeeded). Each trial runs the training script as its own process (``parallel`` at once:
+"caviar"; 1: one after another), with the fixed ``base_flags``, the sampled values as flags of the
+same names, ``--model_dir=<search_dir>/<trial>`` and ``--noexport``. A trial fails when the
+process exits non-zero, writes no ``results.json``, or reports a non-finite loss or metric; the
+failure is recorded with its reason and the search goes on.
+
+The search directory holds:
+
+- ``<trial>/``: the trial's run directory (TensorBoard events with ``hp.hparams``, ``flags.txt``,
+  ``results.json``) and ``train.log``, its output;
+- TensorBoard's ``hp.hparams_config`` (the searched parameters with round 0's domains, dev and
+  train accuracy and loss as metrics), so ``tensorboard --logdir <search_dir>`` shows every trial
+  on the HParams dashboard;
+- ``results.csv`` and ``results.json``: every trial, sorted by the metric, failures last;
+- ``best_flags.txt``: the best trial's resolved flags without ``--model_dir`` and ``--noexport``,
+  which ``scripts/train.py --flagfile=`` reproduces (bit for bit with ``--deterministic``);
+- ``search.json``: the settings, each round's space and trials, and each finished trial's record.
+  A restarted search reads it and runs only the trials without a record (rounds may be added);
+  finished trials, failed ones included, are not re-run; a trial interrupted half-way has no
+  record, so its directory is cleared and it runs again.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from tfnet import search_space as search_space_lib
+
+# Whether a larger value is better, for each metric of results.json a search can rank by.
+METRICS = {"dev_accuracy": True, "best_dev_accuracy": True, "dev_loss": False}
+
+# results.json values copied into the records and the table. Test figures are left out on
+# purpose: choosing among trials by the test set would make it a second dev set.
+_RESULT_KEYS = ("dev_accuracy", "dev_loss", "best_dev_accuracy", "train_accuracy", "train_loss",
+                "epochs")
+
+# Flags that train.py logs to hp.hparams as strings although a search may sample them as ints.
+_LOGGED_AS_STRING = ("hidden_units",)
+
+
+def _fail(name, rule, value):
+    raise ValueError(f"{name} must be {rule}. Received: {name}={value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """How to run a search; every field is checked on construction.
+
+    Args:
+      search_dir: directory of the search (created; reused to resume).
+      train_script: path of the training script, e.g. ``scripts/train.py``.
+      base_flags: fixed training flags, name -> value, given to every trial (sampled values
+        override them). Must not set ``model_dir`` or ``export``: the search sets those.
+      rounds: number of coarse-to-fine rounds, >= 1. Default 2.
+      trials_per_round: random trials per round, >= 1. Default 8.
+      parallel: trials running at once as separate processes, >= 1. Default 1.
+      seed: seed of the sampling. Default 0.
+      metric: results.json key ranking the trials, one of ``METRICS``. Default "dev_accuracy".
+      top_fraction: fraction of a round's successful trials the next round zooms around, in
+        (0, 1]; at least one trial. Default 0.25.
+      padding: margin of the narrowed ranges, as a fraction of the current width, >= 0.
+        Default 0.1.
+      narrow_choices: narrow choice parameters to the values of the best trials. Default True.
+      python: interpreter that runs the training script. Default: this one.
+      env: environment of the trial processes. Default: this process's.
+    """
+
+    search_dir: str
+    train_script: str
+    base_flags: dict = dataclasses.field(default_factory=dict)
+    rounds: int = 2
+    trials_per_round: int = 8
+    parallel: int = 1
+    seed: int = 0
+    metric: str = "dev_accuracy"
+    top_fraction: float = 0.25
+    padding: float = 0.1
+    narrow_choices: bool = True
+    python: str = sys.executable
+    env: dict = None
+
+    def __post_init__(self):
+        if not os.path.isfile(self.train_script):
+            _fail("train_script", "an existing file", self.train_script)
+        for name in ("rounds", "trials_per_round", "parallel"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                _fail(name, "an integer >= 1", value)
+        if self.metric not in METRICS:
+            _fail("metric", f"one of {', '.join(METRICS)}", self.metric)
+        if not 0 < self.top_fraction <= 1:
+            _fail("top_fraction", "in (0, 1]", self.top_fraction)
+        if not self.padding >= 0:
+            _fail("padding", ">= 0", self.padding)
+        reserved = sorted({"model_dir", "export"} & set(self.base_flags))
+        if reserved:
+            _fail("base_flags", "free of model_dir and export (the search sets them)", reserved)
+
+    def settings(self, space):
+        """What must match for a search directory to be resumed (``rounds`` may grow)."""
+        return dict(space=space.to_dict(), base_flags=self.base_flags,
+                    trials_per_round=self.trials_per_round, seed=self.seed, metric=self.metric,
+                    top_fraction=self.top_fraction, padding=self.padding,
+                    narrow_choices=self.narrow_choices)
+
+
+def run_search(space, config, report=None):
+    """Runs (or resumes) the search; returns the records sorted best first, failures last.
+
+    Args:
+      space: the round-0 ``search_space.SearchSpace``; names are training-script flag names.
+      config: a ``SearchConfig``.
+      report: optional callable ``report(record, done, total, best)`` after each trial, with the
+        number of trials finished, the search's total, and the best record so far (or None).
+
+    Raises:
+      ValueError: when ``config.search_dir`` holds a search with other settings.
+    """
+    state = _load_or_create(space, config)
+    total = config.rounds * config.trials_per_round
+
+    def finish(record):
+        state["records"][record["trial"]] = record
+        records = _save(state, config)
+        best = records[0] if records[0]["status"] == "ok" else None
+        if report is not None:
+            report(record, len(state["records"]), total, best)
+
+    for round_index in range(config.rounds):
+        if round_index == len(state["rounds"]):
+            state["rounds"].append(_plan_round(state, config, round_index))
+            _save(state, config)
+        planned = state["rounds"][round_index]["trials"]
+        pending = [trial for trial in planned if trial["trial"] not in state["records"]]
+        _run_trials(pending, config, finish)
+    return _sorted_records(state, config)
+
+
+def _load_or_create(space, config):
+    path = os.path.join(config.search_dir, "search.json")
+    settings = config.settings(space)
+    if os.path.exists(path):
+        with open(path) as f:
+            state = json.load(f)
+        differing = sorted(k for k in settings if state["settings"].get(k) != settings[k])
+        if differing:
+            _fail("search_dir", "a new directory or one holding the same search (it differs in "
+                  f"{', '.join(differing)})", config.search_dir)
+        return state
+    os.makedirs(config.search_dir, exist_ok=True)
+    write_hparams_config(space, config.search_dir)
+    return {"settings": settings, "rounds": [], "records": {}}
+
+
+def _plan_round(state, config, round_index):
+    """Samples round ``round_index`` from round 0's space or the previous round's narrowed one."""
+    space = search_space_lib.SearchSpace.from_dict(state["settings"]["space"])
+    if round_index > 0:
+        previous = state["rounds"][round_index - 1]
+        space = search_space_lib.SearchSpace.from_dict(previous["space"])
+        ids = {trial["trial"] for trial in previous["trials"]}
+        succeeded = [r for r in _sorted_records(state, config)
+                     if r["trial"] in ids and r["status"] == "ok"]
+        if succeeded:
+            top = succeeded[:max(1, math.ceil(config.top_fraction * len(succeeded)))]
+            space = search_space_lib.narrow(space, [r["values"] for r in top], config.padding,
+                                            config.narrow_choices)
+    rng = np.random.default_rng([config.seed, round_index])
+    trials = [{"trial": f"round{round_index}-trial{i:03d}", "round": round_index, "values": values}
+              for i, values in enumerate(space.sample(rng, config.trials_per_round))]
+    return {"space": space.to_dict(), "trials": trials}
+
+
+def trial_flags(values, base_flags, model_dir):
+    """The training script's flags for one trial: ``base_flags``, then ``values`` over them.
+
+    Bools become ``--name`` / ``--noname``, floats are written with ``repr`` (exact round trip),
+    and ``--model_dir=<model_dir>`` and ``--noexport`` come last.
+    """
+    flags = {**base_flags, **values, "model_dir": model_dir, "export": False}
+    lines = []
+    for name, value in flags.items():
+        if isinstance(value, bool):
+            lines.append(f"--{'' if value else 'no'}{name}")
+        else:
+            lines.append(f"--{name}={value!r}" if isinstance(value, float) else f"--{name}={value}")
+    return lines
+
+
+def _run_trials(trials, config, finish):
+    """Runs ``trials`` with at most ``config.parallel`` processes at once."""
+    queue, running = list(trials), []
+    try:
+        while queue or running:
+            while queue and len(running) < config.parallel:
+                trial = queue.pop(0)
+                running.append((trial, *_start(trial, config)))
+            done = [entry for entry in running if entry[1].poll() is not None]
+            if not done:
+                time.sleep(0.1)
+            for entry in done:
+                running.remove(entry)
+                trial, process, log = entry
+                log.close()
+                finish(_record(trial, process.returncode, config))
+    finally:
+        # Interrupted: stop the trials still running; they have no record, so they run again.
+        for _, process, log in running:
+            process.kill()
+            process.wait()
+            log.close()
+
+
+def _start(trial, config):
+    model_dir = os.path.join(config.search_dir, trial["trial"])
+    # Leftovers of an interrupted attempt would add a second set of events to TensorBoard.
+    shutil.rmtree(model_dir, ignore_errors=True)
+    os.makedirs(model_dir)
+    log = open(os.path.join(model_dir, "train.log"), "w")
+    command = [config.python, config.train_script,
+               *trial_flags(trial["values"], config.base_flags, model_dir)]
+    # A session of its own: Ctrl-C reaches only the search, which stops the trials itself, so no
+    # trial dies of the signal first and gets recorded as failed.
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=config.env,
+                               start_new_session=True)
+    return process, log
+
+
+def _record(trial, returncode, config):
+    model_dir = os.path.join(config.search_dir, trial["trial"])
+    record = dict(trial, status="failed", error="", model_dir=model_dir)
+    results_path = os.path.join(model_dir, "results.json")
+    if returncode != 0:
+        record["error"] = f"exit status {returncode} (see {model_dir}/train.log)"
+        return record
+    if not os.path.exists(results_path):
+        record["error"] = "no results.json"
+        return record
+    with open(results_path) as f:
+        results = json.load(f)  # Python's json reads NaN and Infinity.
+    record.update({key: results.get(key) for key in _RESULT_KEYS})
+    for key in (config.metric, "dev_loss", "train_loss"):
+        value = results.get(key)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            record["error"] = f"non-finite or missing {key}={value}"
+            return record
+    record["status"] = "ok"
+    return record
+
+
+def _sorted_records(state, config):
+    higher_is_better = METRICS[config.metric]
+
+    def key(record):
+        ok = record["status"] == "ok"
+        value = record.get(config.metric) if ok else 0.0
+        return (not ok, -value if higher_is_better else value, record["trial"])
+
+    return sorted(state["records"].values(), key=key)
+
+
+def _save(state, config):
+    """Writes search.json, the results table and the best flagfile; returns the sorted records."""
+    records = _sorted_records(state, config)
+    _write_atomic(os.path.join(config.search_dir, "search.json"), json.dumps(state, indent=2))
+    _write_atomic(os.path.join(config.search_dir, "results.json"), json.dumps(records, indent=2))
+    _write_atomic(os.path.join(config.search_dir, "results.csv"), _csv(records, state, config))
+    if records and records[0]["status"] == "ok":
+        _write_atomic(os.path.join(config.search_dir, "best_flags.txt"),
+                      _best_flagfile(records[0], config))
+    return records
+
+
+def _write_atomic(path, text):
+    # A search killed while saving must still find a whole search.json when it restarts.
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def _csv(records, state, config):
+    names = list(state["settings"]["space"])
+    columns = ["rank", "trial", "round", "status", *_RESULT_KEYS, *names, "error"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer.writeheader()
+    for rank, record in enumerate(records, start=1):
+        row = {key: record.get(key, "") for key in columns}
+        row.update(record["values"], rank=rank)
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def _best_flagfile(record, config):
+    with open(os.path.join(record["model_dir"], "flags.txt")) as f:
+        lines = [line for line in f.read().splitlines()
+                 if not line.startswith(("--model_dir=", "--noexport", "--export"))]
+    header = (f"# Best trial {record['trial']} of the search in {config.search_dir}: "
+              f"{config.metric}={record[config.metric]}.\n"
+              "# Reproduce: python scripts/train.py --flagfile=<this file> --model_dir=<new dir>\n")
+    return header + "\n".join(lines) + "\n"
+
+
+def write_hparams_config(space, search_dir):
+    """Writes TensorBoard's ``hp.hparams_config`` for ``space`` into ``search_dir``.
+
+    Ranges become ``RealInterval`` / ``IntInterval`` and choices ``Discrete`` domains; a
+    parameter in ``_LOGGED_AS_STRING`` sampled as an integer gets no domain, as its logged
+    values are strings. The metrics are the trials' ``dev`` and ``train`` epoch accuracy and loss.
+    """
+    import tensorflow as tf  # Imported here: sampling and planning need no TensorFlow.
+    from tensorboard.plugins.hparams import api as hp
+
+    hparams = []
+    for parameter in space.parameters:
+        if isinstance(parameter, search_space_lib.Choice):
+            domain = hp.Discrete(list(parameter.values))
+        elif isinstance(parameter, search_space_lib.IntUniform):
+            domain = None if parameter.name in _LOGGED_AS_STRING else hp.IntInterval(
+                parameter.low, parameter.high)
+        else:
+            domain = hp.RealInterval(float(parameter.low), float(parameter.high))
+        hparams.append(hp.HParam(parameter.name, domain))
+    metrics = [hp.Metric(tag, group=group, display_name=f"{group} {tag[len('epoch_'):]}")
+               for group in ("dev", "train") for tag in ("epoch_accuracy", "epoch_loss")]
+    writer = tf.summary.create_file_writer(search_dir)
+    with writer.as_default():
+        hp.hparams_config(hparams=hparams, metrics=metrics)
+    writer.close()
