@@ -348,3 +348,46 @@ def test_bad_model_and_function_raise_value_error():
         gradcheck.check_function(3, [np.ones(2)])
     with pytest.raises(ValueError, match="`variables` must be a non-empty list"):
         gradcheck.check_function(_quartic, [])
+
+
+def _moons_config():
+    from tfnet import config as config_lib
+
+    return config_lib.TrainConfig(dataset="moons", hidden_units=(8, 4), activation="tanh")
+
+
+def test_training_model_is_correct_at_initialisation():
+    from tfnet.gradcheck import training_model
+
+    report = training_model.check_training_model(_moons_config(), examples=16)
+    model, _ = training_model.build_training_model(_moons_config())
+    assert report.verdict == "correct", report
+    assert report.evaluations == 3 + 2 * sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
+def test_training_model_restored_from_checkpoint(tmp_path):
+    from tfnet import training
+    from tfnet.gradcheck import training_model
+
+    config = _moons_config()
+    model, train = training_model.build_training_model(config)
+    for variable in model.trainable_variables:  # stands in for "after some training"
+        variable.assign(variable * 1.5 + 0.1)
+    tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    report = training_model.check_training_model(config, checkpoint=str(tmp_path), examples=16)
+    assert report.verdict == "correct", report
+    # J of the restored weights, from Keras' float32 forward pass and training's own loss.
+    x, y = next(iter(train.batch(16)))
+    expected = float(tf.reduce_mean(training.cross_entropy(y, model(x))))
+    np.testing.assert_allclose(report.cost, expected, rtol=1e-5)
+    fresh = training_model.check_training_model(config, examples=16, mode="directional")
+    assert abs(fresh.cost - report.cost) > 1e-3
+
+
+def test_training_model_bad_arguments(tmp_path):
+    from tfnet.gradcheck import training_model
+
+    with pytest.raises(ValueError, match=re.escape("`checkpoint` must be a checkpoint prefix")):
+        training_model.check_training_model(_moons_config(), checkpoint=str(tmp_path))
+    with pytest.raises(ValueError, match=re.escape("`examples` must be an integer >= 1")):
+        training_model.check_training_model(_moons_config(), examples=0)
