@@ -30,6 +30,7 @@ import contextlib
 import numpy as np
 import tensorflow as tf
 
+from tfnet.gradcheck import probes as probes_lib
 from tfnet.gradcheck import report as report_lib
 
 MODES = ("full", "sampled", "directional")
@@ -161,14 +162,14 @@ def run_check(
         rng = np.random.default_rng(seed)
 
         if mode == "directional":
-            probes, autodiff, h_plus, h_minus, directions = _directions(
+            probes, autodiff, h_plus, h_minus, directions = probes_lib.directions(
                 theta0, gradient, offsets, num_directions, epsilon, rng
             )
             j_plus, j_minus = _evaluate_directions(
                 cost_directions, theta, directions, h_plus, batch_size, np_dtype
             )
         else:
-            probes = _components(gradient, offsets, mode, samples_per_variable, rng)
+            probes = probes_lib.components(gradient, offsets, mode, samples_per_variable, rng)
             autodiff = gradient[probes]
             h = epsilon * np.maximum(1.0, np.abs(theta0[probes]))
             h_plus = ((theta0[probes] + h).astype(np_dtype) - theta0[probes]).astype(np.float64)
@@ -249,40 +250,6 @@ def run_check(
         evaluations=3 + 2 * len(probes),
         device=device or "",
     )
-
-
-def _components(gradient, offsets, mode, samples_per_variable, rng):
-    """Flat indices of the checked components: all, or per variable the `samples_per_variable`
-    largest |dθ| plus as many others drawn at random."""
-    if mode == "full":
-        return np.arange(offsets[-1])
-    chosen = []
-    for start, stop in zip(offsets[:-1], offsets[1:]):
-        order = np.argsort(-np.abs(gradient[start:stop]), kind="stable")
-        largest, rest = order[:samples_per_variable], order[samples_per_variable:]
-        drawn = rng.choice(rest, size=min(samples_per_variable, rest.size), replace=False)
-        chosen.append(start + np.sort(np.concatenate([largest, drawn])))
-    return np.concatenate(chosen)
-
-
-def _directions(theta0, gradient, offsets, num_directions, epsilon, rng):
-    """Random unit directions, `num_directions` per variable, each supported on that variable.
-
-    Returns probes as (flat offset of the variable, direction number) rows, g·u, the steps, and
-    the directions as (start, unit vector) pairs.
-    """
-    probes, autodiff, steps, directions = [], [], [], []
-    for start, stop in zip(offsets[:-1], offsets[1:]):
-        h = epsilon * max(1.0, float(np.max(np.abs(theta0[start:stop]))))
-        for d in range(num_directions):
-            u = rng.standard_normal(stop - start)
-            u /= np.linalg.norm(u)
-            probes.append((start, d))
-            autodiff.append(float(gradient[start:stop] @ u))
-            steps.append(h)
-            directions.append((start, u))
-    steps = np.array(steps)
-    return np.array(probes), np.array(autodiff), steps, steps, directions
 
 
 def _evaluate_components(cost_components, theta, probes, h_plus, h_minus, batch_size, np_dtype):

@@ -12,8 +12,6 @@ import dataclasses
 
 import numpy as np
 
-VERDICTS = ("correct", "suspect", "wrong")
-
 
 def relative_difference(numerical, autodiff):
     """‖numerical − autodiff‖₂ / (‖numerical‖₂ + ‖autodiff‖₂), 0 when both norms are 0."""
