@@ -1,0 +1,144 @@
+"""The gradient-check report: the overall relative difference, a verdict, and where it went wrong.
+
+Every difference is METHODS.md §4's
+
+    relative_difference = ‖dθ_approx − dθ‖₂ / (‖dθ_approx‖₂ + ‖dθ‖₂)        (0 when both are 0)
+
+taken over all checked components (the overall figure) or over one variable's components (the
+per-variable figures). Kinks are left out of both and listed on their own.
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+def relative_difference(numerical, autodiff):
+    """‖numerical − autodiff‖₂ / (‖numerical‖₂ + ‖autodiff‖₂), 0 when both norms are 0."""
+    numerical = np.asarray(numerical, dtype=np.float64)
+    autodiff = np.asarray(autodiff, dtype=np.float64)
+    denominator = np.linalg.norm(numerical) + np.linalg.norm(autodiff)
+    if denominator == 0.0:
+        return 0.0
+    return float(np.linalg.norm(numerical - autodiff) / denominator)
+
+
+@dataclasses.dataclass(frozen=True)
+class VariableDifference:
+    """One variable's comparison: `checked` components (or directions), kinks left out."""
+
+    name: str
+    shape: tuple
+    checked: int
+    kinks: int
+    autodiff_norm: float
+    numerical_norm: float
+    relative_difference: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+    """One checked component (or direction) of one variable.
+
+    `index` is the component's index in the variable (a tuple), or `"u3"` for the fourth random
+    direction in `directional` mode. `forward` and `backward` are the one-sided differences
+    (J(θ+h) − J(θ))/h and (J(θ) − J(θ−h))/h from which kinks are recognised.
+    """
+
+    variable: str
+    index: object
+    autodiff: float
+    numerical: float
+    forward: float
+    backward: float
+
+    @property
+    def error(self):
+        return abs(self.autodiff - self.numerical)
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientCheckReport:
+    """What `check_gradients` / `check_function` found.
+
+    Attributes:
+        mode: "full", "sampled" or "directional".
+        dtype: the dtype the check ran in ("float64", or "float32" where float64 is unavailable).
+        epsilon: the relative step; component i is moved by h_i = epsilon * max(1, |θ_i|).
+        cost: J at the unperturbed θ.
+        relative_difference: the overall figure (kinks left out).
+        verdict: "correct" (≤ correct_threshold), "suspect" (≤ wrong_threshold) or "wrong".
+        correct_threshold, wrong_threshold: 1e-7 and 1e-3 in float64, rescaled otherwise.
+        threshold_note: how the thresholds were rescaled ("" in float64).
+        variables: one `VariableDifference` per variable, the largest relative difference first.
+        worst: the k components with the largest |autodiff − numerical|, largest first.
+        kinks: the components at non-differentiable points, never counted as bugs.
+        evaluations: how many times J was evaluated.
+        device: the device it ran on ("" for TensorFlow's default placement).
+    """
+
+    mode: str
+    dtype: str
+    epsilon: float
+    cost: float
+    relative_difference: float
+    verdict: str
+    correct_threshold: float
+    wrong_threshold: float
+    threshold_note: str
+    variables: tuple
+    worst: tuple
+    kinks: tuple
+    evaluations: int
+    device: str
+
+    @property
+    def correct(self):
+        return self.verdict == "correct"
+
+    def __str__(self):
+        lines = [
+            f"Gradient check ({self.mode}, {self.dtype}, epsilon={self.epsilon:.3g}, "
+            f"{self.evaluations} evaluations of J{', on ' + self.device if self.device else ''})",
+            f"J = {self.cost:.10g}",
+            f"relative difference = {self.relative_difference:.3e}  ->  {self.verdict.upper()}"
+            f"  (correct <= {self.correct_threshold:.1e}, wrong > {self.wrong_threshold:.1e})",
+        ]
+        if self.threshold_note:
+            lines.append(f"note: {self.threshold_note}")
+        name_width = max([len("variable")] + [len(v.name) for v in self.variables])
+        lines += ["", "per variable (worst first):"]
+        lines.append(
+            f"  {'variable':<{name_width}}  {'shape':<14} {'checked':>8} {'kinks':>6}"
+            f" {'|autodiff|':>11} {'|numerical|':>11} {'rel. diff':>10}"
+        )
+        for v in self.variables:
+            lines.append(
+                f"  {v.name:<{name_width}}  {str(v.shape):<14} {v.checked:>8} {v.kinks:>6}"
+                f" {v.autodiff_norm:>11.4e} {v.numerical_norm:>11.4e}"
+                f" {v.relative_difference:>10.3e}"
+            )
+        lines += _component_table(f"{len(self.worst)} worst components:", self.worst)
+        if self.kinks:
+            lines += _component_table(
+                f"{len(self.kinks)} non-differentiable points (one-sided differences disagree;"
+                " not counted):",
+                self.kinks,
+            )
+        return "\n".join(lines)
+
+
+def _component_table(title, components):
+    if not components:
+        return []
+    lines = ["", title]
+    lines.append(
+        f"  {'variable':<28} {'index':<14} {'autodiff':>13} {'numerical':>13}"
+        f" {'|error|':>10} {'forward':>13} {'backward':>13}"
+    )
+    for c in components:
+        lines.append(
+            f"  {c.variable:<28} {str(c.index):<14} {c.autodiff:>13.6e} {c.numerical:>13.6e}"
+            f" {c.error:>10.3e} {c.forward:>13.6e} {c.backward:>13.6e}"
+        )
+    return lines

@@ -1,0 +1,64 @@
+"""Gradient check of the classifier that `scripts/train.py` trains, optionally after training.
+
+The model is built exactly as `tfnet.training.Trainer` builds it (same seed, data statistics and
+`tfnet.model.build_model` arguments from a `TrainConfig`), optionally restored from a training
+checkpoint, and checked on the first `examples` training examples with training's cost
+
+    J = mean over the batch of cross_entropy(labels, logits) + sum(model.losses).
+"""
+
+import keras
+import tensorflow as tf
+
+from tfnet import data as data_lib
+from tfnet import model as model_lib
+from tfnet import training
+from tfnet.gradcheck import check_gradients
+
+
+def build_training_model(config):
+    """The model `tfnet.training.Trainer(config)` starts from, and the training split."""
+    keras.utils.set_random_seed(config.seed)
+    splits = data_lib.load(config.dataset, config.data_dir, config.dev_fraction)
+    train = splits.train.cache()
+    mean, variance = data_lib.normalization_statistics(train)
+    model = model_lib.build_model(
+        splits.info.input_shape, splits.info.num_classes, config.hidden_units, mean, variance,
+        activation=config.activation, seed=config.seed,
+    )
+    return model, train
+
+
+def restore(model, checkpoint):
+    """Loads the model's weights from a training checkpoint (a prefix, or a directory holding
+    checkpoints: its latest). Raises ValueError when there is none or it lacks the model."""
+    path = tf.train.latest_checkpoint(checkpoint) if tf.io.gfile.isdir(checkpoint) else checkpoint
+    if not path or not tf.io.gfile.glob(path + ".index"):
+        raise ValueError(
+            f"`checkpoint` must be a checkpoint prefix or a directory holding one. "
+            f"Received: checkpoint={checkpoint!r}"
+        )
+    # The training checkpoint also holds the optimiser and run state: only the model is read.
+    status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    status.assert_existing_objects_matched()
+    return path
+
+
+def check_training_model(config, *, checkpoint=None, examples=32, **check_kwargs):
+    """Builds (and restores) the training model and returns its `GradientCheckReport`.
+
+    Args:
+        config: a `tfnet.config.TrainConfig` (dataset, data_dir, dev_fraction, hidden_units,
+            activation and seed are used).
+        checkpoint: a checkpoint prefix or directory written by training. Defaults to None: the
+            freshly initialised model.
+        examples: how many training examples the cost J is computed on. Defaults to 32.
+        **check_kwargs: passed to `check_gradients` (mode, epsilon, k_worst, ...).
+    """
+    if not isinstance(examples, int) or examples < 1:
+        raise ValueError(f"`examples` must be an integer >= 1. Received: examples={examples!r}")
+    model, train = build_training_model(config)
+    if checkpoint:
+        restore(model, checkpoint)
+    x, y = next(iter(train.batch(examples)))
+    return check_gradients(model, x, y, training.cross_entropy, **check_kwargs)
