@@ -99,8 +99,11 @@ class Adam(keras.optimizers.Optimizer):
         v, s = self._v[index], self._s[index]
 
         # v + (1 − β)(g − v) is β v + (1 − β) g with one element-wise operation fewer.
-        self.assign_add(v, ops.multiply(ops.subtract(gradient, v), 1 - beta1))
-        self.assign_add(s, ops.multiply(ops.subtract(ops.square(gradient), s), 1 - beta2))
+        # 1 − β is formed in Python: a constant, not one more op per variable and step.
+        one_minus_beta1 = ops.convert_to_tensor(1 - self.beta1, dtype)
+        one_minus_beta2 = ops.convert_to_tensor(1 - self.beta2, dtype)
+        self.assign_add(v, ops.multiply(ops.subtract(gradient, v), one_minus_beta1))
+        self.assign_add(s, ops.multiply(ops.subtract(ops.square(gradient), s), one_minus_beta2))
         root_correction = ops.sqrt(1 - ops.power(beta2, t))  # √(1 − β₂^t), a scalar
         alpha_t = alpha * root_correction / (1 - ops.power(beta1, t))
         # epsilon_hat is a Python bool, fixed when the step is traced (no tensor branching).
