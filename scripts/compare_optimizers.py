@@ -12,6 +12,7 @@ import sys
 from absl import app, flags
 
 from tfnet import compare, data, optimizers
+from tfnet import flags as tfnet_flags
 
 FLAGS = flags.FLAGS
 defaults = compare.CompareConfig()
@@ -21,18 +22,15 @@ flags.DEFINE_float("adaptive_learning_rate", defaults.adaptive_learning_rate, "Î
 flags.DEFINE_enum("dataset", defaults.dataset, list(data.EMBEDDED_DATASETS), "The 2-D data set.")
 flags.DEFINE_integer("num_train", defaults.num_train, "Training examples.", lower_bound=2)
 flags.DEFINE_integer("num_dev", defaults.num_dev, "Dev examples.", lower_bound=2)
-flags.DEFINE_list("hidden_units", [str(u) for u in defaults.hidden_units], "Units of each hidden layer.")
-flags.DEFINE_integer("batch_size", defaults.batch_size, "Mini-batch size b.", lower_bound=1)
 flags.DEFINE_integer("epochs", defaults.epochs, "Passes over the training set.", lower_bound=1)
 flags.DEFINE_float("target_loss", defaults.target_loss, "Training loss whose first epoch is reported.")
-flags.DEFINE_integer("seed", defaults.seed, "Seed of data, initial weights and mini-batch order.")
+# --batch_size, --hidden_units, --seed: the project's shared definitions (help, validators).
+tfnet_flags.define_train_flags(names=("batch_size", "hidden_units", "seed"))
 flags.DEFINE_string("output_dir", "runs/compare_optimizers", "Where the PNGs and TensorBoard runs go.")
 flags.register_validator("optimizers", lambda names: set(names) <= set(optimizers.NAMES),
                          message=f"--optimizers must be among {', '.join(optimizers.NAMES)}")
 flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0")
 flags.register_validator("adaptive_learning_rate", lambda v: v > 0, message="--adaptive_learning_rate must be > 0")
-flags.register_validator("hidden_units", lambda units: all(u.isdigit() and int(u) > 0 for u in units),
-                         message="--hidden_units must be positive integers")
 
 
 def main(argv):

@@ -18,9 +18,10 @@ class Adam(keras.optimizers.Optimizer):
         v_hat = v / (1 − β₁^t),   s_hat = s / (1 − β₂^t)
         w ← w − α v_hat / (√s_hat + ε)
 
-    The code computes the same update with the bias corrections folded into two scalars per
-    step (multiply numerator and denominator by √(1 − β₂^t)), so nothing extra is formed
-    element-wise::
+    The code computes the same update with the averages updated in place as
+    ``v + (1 − β₁)(g − v)`` and ``s + (1 − β₂)(g² − s)`` (one element-wise operation fewer each,
+    equal up to rounding) and the bias corrections folded into two scalars per step (multiply
+    numerator and denominator by √(1 − β₂^t)), so nothing extra is formed element-wise::
 
         α_t = α √(1 − β₂^t) / (1 − β₁^t)
         ε_t = ε √(1 − β₂^t)               (epsilon_hat=False: the course's ε)
@@ -30,8 +31,7 @@ class Adam(keras.optimizers.Optimizer):
     Differences from Keras' ``Adam(beta_1, beta_2, epsilon)`` (METHODS.md §7): Keras uses the
     last line with a constant ε ("epsilon hat", default 1e-7), which equals the course's
     update only if ε̂ = ε √(1 − β₂^t); with ``epsilon_hat=True`` this class takes Keras' form.
-    Keras also averages as ``v + (g − v)(1 − β)``, equal to ``β v + (1 − β) g`` up to rounding,
-    and rounds β₁, β₂ through float32 in its bias corrections even in float64 (ops.cast of a
+    Keras rounds β₁, β₂ through float32 in its bias corrections even in float64 (ops.cast of a
     Python float), which this class does not.
 
     A sparse gradient (``tf.IndexedSlices``) is converted to its dense equivalent (slices of a
@@ -98,8 +98,12 @@ class Adam(keras.optimizers.Optimizer):
         index = self._get_variable_index(variable)
         v, s = self._v[index], self._s[index]
 
-        self.assign(v, ops.add(ops.multiply(beta1, v), ops.multiply(1 - beta1, gradient)))
-        self.assign(s, ops.add(ops.multiply(beta2, s), ops.multiply(1 - beta2, ops.square(gradient))))
+        # v + (1 − β)(g − v) is β v + (1 − β) g with one element-wise operation fewer.
+        # 1 − β is formed in Python: a constant, not one more op per variable and step.
+        one_minus_beta1 = ops.convert_to_tensor(1 - self.beta1, dtype)
+        one_minus_beta2 = ops.convert_to_tensor(1 - self.beta2, dtype)
+        self.assign_add(v, ops.multiply(ops.subtract(gradient, v), one_minus_beta1))
+        self.assign_add(s, ops.multiply(ops.subtract(ops.square(gradient), s), one_minus_beta2))
         root_correction = ops.sqrt(1 - ops.power(beta2, t))  # √(1 − β₂^t), a scalar
         alpha_t = alpha * root_correction / (1 - ops.power(beta1, t))
         # epsilon_hat is a Python bool, fixed when the step is traced (no tensor branching).
