@@ -14,54 +14,54 @@ def _field(default, help, check=None):
     return dataclasses.field(default=default, metadata={"help": help, "check": check})
 
 
-def _fail(name, rule, value):
+def fail(name, rule, value):
     raise ValueError(f"{name} must be {rule}. Received: {name}={value!r}")
 
 
 def _positive(name, value):
     if not value > 0:
-        _fail(name, "> 0", value)
+        fail(name, "> 0", value)
 
 
 def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        _fail(name, "a positive integer", value)
+        fail(name, "a positive integer", value)
 
 
 def _non_negative_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        _fail(name, "a non-negative integer", value)
+        fail(name, "a non-negative integer", value)
 
 
 def _non_negative(name, value):
     if not value >= 0:
-        _fail(name, ">= 0", value)
+        fail(name, ">= 0", value)
 
 
 def _open_unit(name, value):
     if not 0.0 < value < 1.0:
-        _fail(name, "in (0, 1)", value)
+        fail(name, "in (0, 1)", value)
 
 
 def _beta(name, value):
     if not 0.0 <= value < 1.0:
-        _fail(name, "in [0, 1)", value)
+        fail(name, "in [0, 1)", value)
 
 
 def _hidden_units(name, value):
     if not value or any(isinstance(u, bool) or not isinstance(u, int) or u <= 0 for u in value):
-        _fail(name, "a non-empty comma-separated list of positive integers", ",".join(map(str, value)))
+        fail(name, "a non-empty comma-separated list of positive integers", ",".join(map(str, value)))
 
 
 def _keep_prob(name, value):
     if not value or any(not 0.0 < p <= 1.0 for p in value):
-        _fail(name, "one value or one per hidden layer, each in (0, 1]", ",".join(map(str, value)))
+        fail(name, "one value or one per hidden layer, each in (0, 1]", ",".join(map(str, value)))
 
 
 def _choice(*allowed):
     def check(name, value):
         if value not in allowed:
-            _fail(name, f"one of {', '.join(allowed)}", value)
+            fail(name, f"one of {', '.join(allowed)}", value)
 
     return check
 
@@ -70,12 +70,12 @@ def _optimizer(name, value):
     from tfnet import optimizers  # Imported lazily: the registry imports Keras.
 
     if value not in optimizers.NAMES:
-        _fail(name, f"one of {', '.join(optimizers.NAMES)}", value)
+        fail(name, f"one of {', '.join(optimizers.NAMES)}", value)
 
 
 def _dataset(name, value):
     if not value or value != value.strip():
-        _fail(name, "an embedded dataset (moons, circles, flower) or a TFDS dataset name", value)
+        fail(name, "an embedded dataset (moons, circles, flower) or a TFDS dataset name", value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,6 +278,6 @@ def validate(config):
     for field in dataclasses.fields(config):
         check(field.name, getattr(config, field.name))
     if len(config.keep_prob) not in (1, len(config.hidden_units)):
-        _fail("keep_prob", f"one value or one per hidden layer ({len(config.hidden_units)})",
+        fail("keep_prob", f"one value or one per hidden layer ({len(config.hidden_units)})",
               ",".join(map(str, config.keep_prob)))
     return config

@@ -77,7 +77,8 @@ def _convert(field, value):
         try:
             return tuple(element(v) for v in value)
         except ValueError:
-            config_lib.check(field.name, ())  # The field's own message for a malformed list.
+            kind = "integers" if element is int else "numbers"
+            config_lib.fail(field.name, f"a comma-separated list of {kind}", ",".join(value))
     return value
 
 
