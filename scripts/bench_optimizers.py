@@ -10,7 +10,7 @@ import sys
 
 from absl import app, flags
 
-from tfnet import benchmark
+from tfnet.optimizers import benchmark
 
 FLAGS = flags.FLAGS
 defaults = benchmark.BenchConfig()

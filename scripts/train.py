@@ -29,11 +29,11 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel writer logs every file.
     from tfnet import training  # Imported after validation: TensorFlow loads only for real work.
 
-    from tfnet import paths
+    from tfnet import paths, run_dir
 
     try:
         result = training.train(config)
-    except (paths.UnusablePathError, training.RunDirError) as error:
+    except (paths.UnusablePathError, run_dir.RunDirError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except training.NonFiniteError as error:

@@ -46,16 +46,8 @@ from tfnet import layers
 from tfnet import model as model_lib
 from tfnet import optimizers
 from tfnet import paths
+from tfnet import run_dir as run_dir_lib
 from tfnet import schedules
-
-# Fields that may change when a run resumes; any other difference is a different run.
-RESUMABLE_CHANGES = frozenset({
-    "epochs", "export", "export_dir", "export_name", "log_every_steps", "histograms",
-    "checkpoint_every_steps", "keep_checkpoints", "resume", "overwrite", "on_nonfinite",
-    "early_stopping_patience", "early_stopping_min_delta", "best_error", "model_dir",
-    "strategy", "tpu", "cpu_devices",  # checkpoints restore under any strategy
-})
-
 
 class TrainingInterrupted(Exception):
     """SIGINT or SIGTERM stopped the run after a checkpoint; ``signal_number`` says which."""
@@ -67,10 +59,6 @@ class TrainingInterrupted(Exception):
 
 class NonFiniteError(Exception):
     """A non-finite cost or gradient stopped the run (``on_nonfinite="stop"``)."""
-
-
-class RunDirError(ValueError):
-    """``model_dir`` holds a run that this configuration must not mix with."""
 
 
 @dataclasses.dataclass
@@ -124,7 +112,7 @@ class Trainer:
         self._scratch_dir = None if self.is_chief else tempfile.mkdtemp(prefix="tfnet-worker-")
         if not self.is_chief:
             self.verbose = 0
-        self._check_run_dir()
+        run_dir_lib.prepare(config, delete=self.is_chief)
 
         keras.utils.set_random_seed(config.seed)
         if config.deterministic:
@@ -162,34 +150,6 @@ class Trainer:
         self._signal = None
 
     # -- The run directory ---------------------------------------------------------------------
-
-    def _check_run_dir(self):
-        """Refuses to mix with an existing run (before anything is written or loaded)."""
-        config, saved = self.config, os.path.join(self.run_dir, "config.json")
-        has_run = os.path.exists(saved)
-        if has_run and not config.resume:
-            if not config.overwrite:
-                raise RunDirError(
-                    f"model_dir {self.run_dir} already holds a run and --noresume was given: "
-                    "pass --overwrite to delete it, or choose another --model_dir."
-                )
-            if self.is_chief:
-                shutil.rmtree(self.run_dir)
-        elif has_run:
-            with open(saved) as f:
-                previous = json.load(f)
-            current = json.loads(json.dumps(dataclasses.asdict(config)))
-            changed = sorted(
-                name for name in current
-                if name not in RESUMABLE_CHANGES and previous.get(name) != current[name]
-            )
-            if changed:
-                details = ", ".join(f"{n}: {previous.get(n)!r} -> {current[n]!r}" for n in changed)
-                raise RunDirError(
-                    f"model_dir {self.run_dir} holds a different run ({details}); resume it with "
-                    f"its own flags (--flagfile={os.path.join(self.run_dir, 'flags.txt')}), or "
-                    "start over with --noresume --overwrite, or choose another --model_dir."
-                )
 
     # -- The compiled steps --------------------------------------------------------------------
 
