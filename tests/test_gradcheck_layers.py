@@ -153,3 +153,30 @@ def test_same_tfnet_layers_model_without_the_bug_is_correct(float64):
     report = gradcheck.check_gradients(_tfnet_layers_model(layers.Dense), x, y, _xent())
     assert report.verdict == "correct", report
     assert re.search(r"planted/kernel", str(report))
+
+
+def test_training_model_has_the_configs_batch_norm_dropout_and_l2():
+    # The model checked must be the one tfnet.training.Trainer builds from the same config:
+    # BatchNorm (no Dense bias), inverted dropout and the L2 cost included.
+    from tfnet import config as config_lib
+    from tfnet.gradcheck import training_model
+
+    fields = dict(dataset="moons", hidden_units=(6, 4), activation="tanh", batch_norm=True,
+                  bn_bias_correction=True, keep_prob=(0.8,))
+    config = config_lib.TrainConfig(l2=L2, **fields)
+    model, _ = training_model.build_training_model(config)
+    assert {"batch_norm_1", "batch_norm_2", "dropout_1", "dropout_2"} <= {l.name for l in model.layers}
+    report = training_model.check_training_model(config, examples=16, inference_layers=True)
+    assert report.verdict == "correct", report
+    names = [v.name for v in report.variables]
+    assert "batch_norm_1/gamma" in names and "dense_1/bias" not in names, report
+    without_l2 = training_model.check_training_model(
+        config_lib.TrainConfig(l2=0.0, **fields), examples=16, mode="directional",
+        inference_layers=True,
+    )
+    # J differs by (λ/2m) Σ‖W‖² over every kernel, m = 16 examples (the weights are the same seed's).
+    l2_term = L2 / (2 * 16) * sum(
+        float(np.sum(v.numpy().astype(np.float64) ** 2))
+        for v in model.trainable_variables if v.path.endswith("kernel")
+    )
+    np.testing.assert_allclose(report.cost - without_l2.cost, l2_term, rtol=1e-9)

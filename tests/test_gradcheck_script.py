@@ -28,8 +28,8 @@ def _assert_correct_report(completed):
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
-    """One run with the default flags (bar --examples), shared: each run starts TensorFlow."""
-    return run_script("gradcheck.py", "--examples=16", cwd=tmp_path_factory.mktemp("default"))
+    """One run with the default flags, shared: each run starts TensorFlow."""
+    return run_script("gradcheck.py", cwd=tmp_path_factory.mktemp("default"))
 
 
 def test_default_flags_print_a_correct_report(default_run):
@@ -42,7 +42,7 @@ def test_checkpoint_of_a_short_training_run_is_checked(tmp_path, default_run):
     run_script("train.py", "--epochs=1", f"--model_dir={model_dir}", "--noexport", cwd=tmp_path)
     checkpoints = os.path.join(model_dir, "checkpoints")
     assert os.path.isdir(checkpoints)
-    trained = run_script("gradcheck.py", "--examples=16", f"--checkpoint={checkpoints}", cwd=tmp_path)
+    trained = run_script("gradcheck.py", f"--checkpoint={checkpoints}", cwd=tmp_path)
     _assert_correct_report(trained)
     # The trained weights were restored: one epoch of training changed J at the same examples.
     fresh = default_run.stdout
