@@ -24,7 +24,10 @@ def build_training_model(config):
     mean, variance = data_lib.normalization_statistics(train)
     model = model_lib.build_model(
         splits.info.input_shape, splits.info.num_classes, config.hidden_units, mean, variance,
-        activation=config.activation, seed=config.seed,
+        activation=config.activation, initializer=config.initializer,
+        batch_norm=config.batch_norm, bn_momentum=config.bn_momentum,
+        bn_bias_correction=config.bn_bias_correction, bn_synchronized=config.bn_synchronized,
+        keep_prob=config.keep_prob, l2=config.l2, seed=config.seed,
     )
     return model, train
 
@@ -48,8 +51,9 @@ def check_training_model(config, *, checkpoint=None, examples=32, **check_kwargs
     """Builds (and restores) the training model and returns its `GradientCheckReport`.
 
     Args:
-        config: a `tfnet.config.TrainConfig` (dataset, data_dir, dev_fraction, hidden_units,
-            activation and seed are used).
+        config: a `tfnet.config.TrainConfig` (its data fields, seed and every
+            `build_model` argument: hidden_units, activation, initializer, batch_norm, bn_*,
+            keep_prob, l2).
         checkpoint: a checkpoint prefix or directory written by training. Defaults to None: the
             freshly initialised model.
         examples: how many training examples the cost J is computed on. Defaults to 32.

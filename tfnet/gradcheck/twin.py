@@ -9,6 +9,7 @@ dropout seeds) is ever written.
 import inspect
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 # Layer classes drawing random numbers in training without a keras.random.SeedGenerator attribute
@@ -29,6 +30,11 @@ def float_twin(model, dtype):
     def clone_layer(layer):
         config = layer.get_config()
         config["dtype"] = dtype
+        if isinstance(layer, keras.layers.Normalization) and config.get("mean") is not None:
+            # get_config lists the statistics as Python floats, which Normalization.build turns
+            # into float32 tensors: as float64 arrays they keep every digit of the model's.
+            config["mean"] = np.asarray(config["mean"], dtype=np.float64)
+            config["variance"] = np.asarray(config["variance"], dtype=np.float64)
         return layer.__class__.from_config(config)
 
     def float_input(tensor):
