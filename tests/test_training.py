@@ -22,10 +22,14 @@ def _config(tmp_path, **overrides):
 
 
 def test_same_seed_deterministic_runs_give_bit_identical_weights(tmp_path):
-    config = _config(tmp_path, deterministic=True, export=False)
-    first = training.train(config, verbose=0).model.get_weights()
-    second = training.train(config, verbose=0).model.get_weights()
-    other = training.train(_config(tmp_path, deterministic=True, export=False, seed=6), verbose=0)
+    def run(name, seed=5):  # each in its own model_dir: a shared one would resume, not re-run
+        config = _config(tmp_path, deterministic=True, export=False, seed=seed,
+                         model_dir=str(tmp_path / name))
+        return training.train(config, verbose=0)
+
+    first = run("first").model.get_weights()
+    second = run("second").model.get_weights()
+    other = run("other", seed=6)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
     assert not all(np.array_equal(a, b) for a, b in zip(first, other.model.get_weights()))

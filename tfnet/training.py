@@ -419,5 +419,17 @@ class Trainer:
 
 
 def train(config, strategy=None, verbose=None):
-    """Trains, evaluates and exports one model as ``config`` says; returns a ``TrainResult``."""
-    return Trainer(config, strategy=strategy, verbose=verbose).run()
+    """Trains, evaluates and exports one model as ``config`` says; returns a ``TrainResult``.
+
+    With ``config.deterministic``, TensorFlow's op determinism (a process-wide setting, which
+    also turns Keras' XLA compilation off) is enabled for the run and restored afterwards.
+    """
+    # No public getter or disabler exists (tf.config.experimental only enables).
+    from tensorflow.python.framework import config as tf_config
+
+    determinism_was_enabled = tf_config.is_op_determinism_enabled()
+    try:
+        return Trainer(config, strategy=strategy, verbose=verbose).run()
+    finally:
+        if not determinism_was_enabled:
+            tf_config.disable_op_determinism()
