@@ -3,6 +3,7 @@
     python scripts/gradcheck.py                                  # moons, fresh weights
     python scripts/gradcheck.py --hidden_units=64,32 --checkpoint=runs/moons/checkpoints
     python scripts/gradcheck.py --mode=directional --dataset=mnist_t10k --data_dir=../shared/tfds
+    python scripts/gradcheck.py --batch_norm --l2=0.01 --keep_prob=0.8 --inference_layers
 
 The model and data flags are train.py's own (tfnet.flags). Prints the report; exit status 0 when
 the verdict is "correct", 1 otherwise (or on bad flags).
@@ -14,9 +15,9 @@ from absl import app, flags
 
 from tfnet import flags as tfnet_flags
 
-tfnet_flags.define_train_flags(
-    names=("dataset", "data_dir", "dev_fraction", "hidden_units", "activation", "seed")
-)
+# All of train.py's flags (the same definitions), so that `--flagfile=<run>/flags.txt` rebuilds
+# a run's model; the data and model flags are the ones the check uses.
+tfnet_flags.define_train_flags()
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Training checkpoint (prefix or directory) to restore the weights from; "
     "default: the freshly initialised model."
@@ -37,6 +38,10 @@ _DIRECTIONS = flags.DEFINE_integer(
     "num_directions", 4, "directional mode: random directions per variable.", lower_bound=1
 )
 _K_WORST = flags.DEFINE_integer("k_worst", 10, "Worst components listed.", lower_bound=0)
+_INFERENCE_LAYERS = flags.DEFINE_bool(
+    "inference_layers", False, "Run stochastic layers (dropout) in inference mode, so that J is "
+    "a deterministic function of the weights; without it a model with --keep_prob < 1 is refused."
+)
 FLAGS = flags.FLAGS
 
 
@@ -46,11 +51,15 @@ def main(argv):
     config = tfnet_flags.train_config_from_flags(FLAGS)
     from tfnet.gradcheck import training_model  # TensorFlow loads only after validation.
 
-    report = training_model.check_training_model(
-        config, checkpoint=_CHECKPOINT.value, examples=_EXAMPLES.value, mode=_MODE.value,
-        samples_per_variable=_SAMPLES.value, num_directions=_DIRECTIONS.value,
-        k_worst=_K_WORST.value,
-    )
+    try:
+        report = training_model.check_training_model(
+            config, checkpoint=_CHECKPOINT.value, examples=_EXAMPLES.value, mode=_MODE.value,
+            samples_per_variable=_SAMPLES.value, num_directions=_DIRECTIONS.value,
+            k_worst=_K_WORST.value, inference_layers=_INFERENCE_LAYERS.value,
+        )
+    except ValueError as error:  # e.g. active dropout: J is not a function of the weights
+        print(f"error: {error} (script flag: --inference_layers)", file=sys.stderr)
+        return 1
     print(report)
     return 0 if report.correct else 1
 
