@@ -99,6 +99,19 @@ def test_resample_zooms_about_the_centre_and_fills_zero():
     np.testing.assert_allclose(out, expected, atol=1e-4)
 
 
+def test_axis_aligned_resample_equals_the_projective_kernel():
+    # Reference: TF's ImageProjectiveTransformV3 with nearest sampling (what flip and crop used
+    # before the gather fast path) on mirrors and integer shifts, one past the image edge.
+    x = images((6, 5, 3), batch=4, low=1.0)
+    linear = tf.constant([[[-1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]] * 2)
+    matrices = augment._about_centre(linear, 6, 5).numpy()
+    matrices[:, :2, 2] += np.array([[2.0, -1.0], [-3.0, 4.0], [0.0, 0.0], [7.0, -9.0]])
+    out = augment._resample_axis_aligned(tf.constant(x), tf.constant(matrices)).numpy()
+    expected = augment._resample(tf.constant(x), tf.constant(matrices), "NEAREST").numpy()
+    np.testing.assert_array_equal(out, expected)
+    assert (out[3] == 0).all() and (out[:3] != 0).any()
+
+
 def test_rotate_keeps_the_centre_pixel_and_stays_within_its_angle():
     # A bright bar along +x from the centre of a 31×31 image; after a rotation by at most 15°
     # its far end (15 px out) moves by at most 15 sin 15° ≈ 3.9 px up or down, plus one pixel of

@@ -1,7 +1,10 @@
-"""Tests of tfnet.input_bench: its pipelines deliver the right examples; its report is complete.
+"""Tests of tfnet.input_bench: it times tfnet.data.train_batches itself, on the cached split, and
+reports median ratios to the training step.
 
 No timing is asserted (speed is for scripts/bench_input.py to print).
 """
+
+import statistics
 
 import numpy as np
 import pytest
@@ -20,51 +23,91 @@ def dataset(m=100):
 
 def collect(batches):
     pairs = [(x.numpy(), y.numpy()) for x, y in batches]
-    return np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])
+    return [x for x, _ in pairs], [y for _, y in pairs]
 
 
-def test_gathered_batches_are_a_seeded_permutation_augmented_per_batch():
+def test_pipelines_are_train_batches_itself():
+    # The expected batches come from tfnet.data.train_batches directly: the benchmark must time
+    # exactly what training consumes, batch for batch.
     train, x = dataset()
-    features, labels = tf.constant(x), tf.range(100, dtype=tf.int64)
-    fn = augment.build("brightness", SHAPE)
-    plain_x, order = collect(input_bench._gathered_batches(features, labels, 16, 1, 0, None))
-    assert sorted(order) == list(range(100))
-    np.testing.assert_array_equal(plain_x, x[order])
-    again = collect(input_bench._gathered_batches(features, labels, 16, 1, 0, None))[1]
-    np.testing.assert_array_equal(again, order)
-    other = collect(input_bench._gathered_batches(features, labels, 16, 1, 1, None))[1]
-    assert not np.array_equal(other, order)
-    augmented_x, augmented_order = collect(
-        input_bench._gathered_batches(features, labels, 16, 1, 0, fn))
-    np.testing.assert_array_equal(augmented_order, order)
-    delta = augmented_x - plain_x  # brightness: one delta per example (no clipping in [60, 190])
-    np.testing.assert_allclose(delta, delta[:, :1, :1] * np.ones_like(delta), atol=1e-3)
-    assert np.abs(delta).max() > 1.0
+    contenders = input_bench.pipelines(train, 16, seed=3, augment_names="crop", input_shape=SHAPE)
+    assert list(contenders) == ["pipeline, no augmentation", "pipeline, crop"]
+    plain_x, plain_y = collect(contenders["pipeline, no augmentation"](2))
+    expected_x, expected_y = collect(data.train_batches(train, 16, seed=3, epoch=2))
+    assert [len(y) for y in plain_y] == [16] * 6 + [4]
+    np.testing.assert_array_equal(np.concatenate(plain_y), np.concatenate(expected_y))
+    np.testing.assert_array_equal(np.concatenate(plain_x), np.concatenate(expected_x))
+
+    augmented_x, augmented_y = collect(contenders["pipeline, crop"](2))
+    reference_x, reference_y = collect(
+        data.train_batches(train, 16, seed=3, epoch=2, augment=augment.build("crop", SHAPE)))
+    assert [len(y) for y in augmented_y] == [16] * 6 + [4]
+    np.testing.assert_array_equal(np.concatenate(augmented_y), np.concatenate(reference_y))
+    np.testing.assert_array_equal(np.concatenate(augmented_x), np.concatenate(reference_x))
+    # The augmented contender really augments: same order, other pixels.
+    np.testing.assert_array_equal(np.concatenate(augmented_y), np.concatenate(plain_y))
+    assert not np.array_equal(np.concatenate(augmented_x), np.concatenate(plain_x))
 
 
-def test_batch_augmented_batches_keep_train_batches_order():
-    train, x = dataset()
-    fn = augment.build("crop", SHAPE)
-    _, expected = collect(data.train_batches(train, 16, seed=3, epoch=2))
-    augmented_x, order = collect(input_bench._batch_augmented_batches(train, 16, 3, 2, fn))
-    np.testing.assert_array_equal(order, expected)
-    assert not np.array_equal(augmented_x, x[order])
+def test_measure_reads_the_source_once_and_times_cached_epochs(monkeypatch):
+    # A generator source counts its passes: with the split cached, the source is read once
+    # (normalisation statistics fill the cache) and every timed epoch comes from memory.
+    passes = []
+    x = np.random.default_rng(1).uniform(0, 255, (40,) + SHAPE).astype(np.float32)
 
+    def examples():
+        passes.append(1)
+        yield from zip(x, np.arange(40, dtype=np.int64) % 10)
 
-def test_measure_reports_every_contender_against_the_step():
-    train, _ = dataset(64)
-    info = data.DatasetInfo("tiny", 100, SHAPE, 64, 0, 0)
-    rates = input_bench.measure("tiny", train, info, "crop", batch_size=16, hidden_units=(4,),
-                                repeats=1)
+    spec = (tf.TensorSpec(SHAPE, tf.float32), tf.TensorSpec([], tf.int64))
+    train = tf.data.Dataset.from_generator(examples, output_signature=spec)
+    epochs = []
+    real_train_batches = data.train_batches
+
+    def recording_train_batches(dataset, batch_size, seed, epoch, **kwargs):
+        epochs.append(epoch)
+        return real_train_batches(dataset, batch_size, seed, epoch, **kwargs)
+
+    monkeypatch.setattr(data, "train_batches", recording_train_batches)
+    info = data.DatasetInfo("tiny", 10, SHAPE, 40, 0, 0)
+    rates = input_bench.measure("tiny", train, info, "crop", batch_size=8, hidden_units=(4,),
+                                repeats=2)
+    assert len(passes) == 1
+    # Epoch 0 of each contender fills the cache untimed; repeat r runs epoch r.
+    assert epochs == [0, 0, 1, 1, 2, 2]
     assert [r.contender for r in rates] == [
-        "train step (MLP 4, Adam, b=16)", "pipeline, no augmentation",
-        "pipeline, crop per example", "pipeline, crop per batch",
-        "gathered batches, no augmentation", "gathered batches, crop per batch",
-    ]
-    assert rates[0].ratio_to_train_step == 1.0
+        "train step (MLP 4, Adam, b=8)", "pipeline, no augmentation", "pipeline, crop"]
     assert all(r.examples_per_second > 0 for r in rates)
-    table = input_bench.format_table(rates)
-    assert table.count("\n") == len(rates) + 1 and "| tiny | pipeline, crop per batch |" in table
+
+
+def test_ratios_are_medians_of_per_repeat_ratios(monkeypatch):
+    # Planted rates, worked by hand. Step: 100, 20, 200. Plain pipeline: 100, 100, 4000 -> per
+    # repeat ratios 1, 5, 20, median 5 (the ratio of the medians, 100 / 100 = 1, would be
+    # wrong). Augmented: 10, 40, 1000 -> ratios 0.1, 2, 5, median 2 (not 40 / 100 = 0.4).
+    step_rates = iter([100.0, 20.0, 200.0])
+    # The first two values are the untimed epoch-0 passes; they must not count.
+    pipeline_rates = iter([1e9, 1e9, 100.0, 10.0, 100.0, 40.0, 4000.0, 1000.0])
+    monkeypatch.setattr(input_bench, "_train_step_timer", lambda *args: lambda: next(step_rates))
+    monkeypatch.setattr(input_bench, "_epoch_rate", lambda batches: next(pipeline_rates))
+    train, _ = dataset(16)
+    info = data.DatasetInfo("tiny", 100, SHAPE, 16, 0, 0)
+    step, plain, crop = input_bench.measure("tiny", train, info, "crop", batch_size=8, repeats=3)
+    assert (step.examples_per_second, step.ratio_to_train_step) == (100.0, 1.0)
+    assert plain.examples_per_second == 100.0
+    assert plain.ratio_to_train_step == pytest.approx(5.0)
+    assert crop.examples_per_second == 40.0
+    assert crop.ratio_to_train_step == pytest.approx(2.0)
+
+
+def test_format_table():
+    rates = [input_bench.Rate("tiny", "train step", 1234.4, 1.0),
+             input_bench.Rate("tiny", "pipeline, crop", 98765.6, 80.0114)]
+    assert input_bench.format_table(rates) == (
+        "| dataset | contender | examples/s | × train step |\n"
+        "| --- | --- | ---: | ---: |\n"
+        "| tiny | train step | 1,234 | 1.00 |\n"
+        "| tiny | pipeline, crop | 98,766 | 80.01 |"
+    )
 
 
 @pytest.mark.parametrize("names,repeats,message", [

@@ -8,15 +8,11 @@ that all see the same machine load:
   ``GradientTape``, Keras ``Adam``) on the MLP of ``tfnet.model.build_model`` (input
   normalisation, hidden ``relu`` layers), fed batches already in memory, so that it measures the
   model alone;
-- the **input pipeline** alone, one full epoch of ``tfnet.data.train_batches`` over the cached
-  training split, with no augmentation and with ``augment`` mapped per example (as
-  ``train_batches`` does);
-- the same epoch with ``augment`` called **per batch** (batch first, then one call on each
-  ``[B, H, W, C]`` batch with a seed unique per (run seed, epoch, batch index)): the variant that
-  makes one op per transform per batch instead of one per example;
-- an epoch with no per-example ``tf.data`` work at all: the split held as one tensor, each
-  epoch's order a stateless permutation of the indices, each batch one gather (then ``augment``
-  per batch, or none).
+- the **input pipeline** as training consumes it: one full epoch of ``tfnet.data.train_batches``
+  over the ``.cache()``d training split, with no augmentation and with ``augment`` (the
+  shuffle, the chunked parallel augmentation, the rebatch and the prefetch are all
+  ``train_batches``' own). Epoch 0 fills the cache and is not timed; repeat r times epoch r, in
+  steady state.
 
 Each rate is in examples per second; a contender's ratio is the median over repeats of its rate
 divided by the training step's rate in the same repeat.
@@ -50,39 +46,32 @@ def synthetic_images(num_examples=10_000, shape=(32, 32, 3), num_classes=10, see
     return tf.data.Dataset.from_tensor_slices((pixels.astype(np.float32), labels))
 
 
-def _batch_augmented_batches(dataset, batch_size, seed, epoch, augment):
-    # train_batches' shuffle, then augmentation on whole batches, each with its own seed pair.
-    shuffle_seed = data.epoch_seed(seed, epoch)
-    ds = dataset.shuffle(int(dataset.cardinality()), seed=shuffle_seed,
-                         reshuffle_each_iteration=False).batch(batch_size).enumerate()
-    ds = ds.map(
-        lambda index, batch: (
-            augment(batch[0], tf.stack([tf.constant(shuffle_seed, tf.int64), index])), batch[1]
-        ),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
+def pipelines(train, batch_size, seed, augment_names, input_shape):
+    """The pipeline contenders, each ``epoch -> tfnet.data.train_batches(...)`` for that epoch.
 
+    Args:
+      train: the unbatched training split, ``.cache()``d as in training.
+      batch_size: b.
+      seed: the run's seed.
+      augment_names: augmentations for ``tfnet.augment.build``, e.g. ``"crop,rotate"``.
+      input_shape: ``(height, width, channels)`` of one example.
 
-def _gathered_batches(features, labels, batch_size, seed, epoch, augment):
-    # Every op works on a whole batch: the permutation once per epoch, then one gather per batch.
-    shuffle_seed = data.epoch_seed(seed, epoch)
-    seed_pair = tf.constant([shuffle_seed, 0], tf.int64)
-    order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(labels)[0]), seed_pair)
-    num_batches = data.steps_per_epoch(int(labels.shape[0]), batch_size)
+    Returns:
+      ``{"pipeline, no augmentation": ..., f"pipeline, {augment_names}": ...}``.
 
-    def batch(index):
-        chosen = order[index * batch_size:(index + 1) * batch_size]
-        x, y = tf.gather(features, chosen), tf.gather(labels, chosen)
-        if augment is not None:
-            x = augment(x, tf.stack([tf.constant(shuffle_seed, tf.int64), index]))
-        return x, y
-
-    ds = tf.data.Dataset.range(num_batches).map(
-        batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    Raises:
+      ValueError: ``augment_names`` names no augmentation (or is refused by ``build``).
+    """
+    augment = augment_lib.build(augment_names, input_shape)
+    if augment is None:
+        raise ValueError(f"`augment_names` must name at least one augmentation. "
+                         f"Received: augment_names={augment_names!r}")
+    return {
+        "pipeline, no augmentation":
+            lambda epoch: data.train_batches(train, batch_size, seed, epoch),
+        f"pipeline, {augment_names}":
+            lambda epoch: data.train_batches(train, batch_size, seed, epoch, augment=augment),
+    }
 
 
 def _epoch_rate(batches):
@@ -124,7 +113,7 @@ def _train_step_timer(train, info, batch_size, hidden_units, seed):
 
 def measure(name, train, info, augment_names, batch_size=64, hidden_units=(128, 64), repeats=5,
             seed=0):
-    """Examples/s of the training step and of the input pipeline on one dataset.
+    """Examples/s of the training step and of ``train_batches`` on one dataset.
 
     Args:
       name: the dataset's name, for the report.
@@ -137,32 +126,15 @@ def measure(name, train, info, augment_names, batch_size=64, hidden_units=(128, 
       seed: the run seed of the pipeline and of the weights. Default 0.
 
     Returns:
-      A list of ``Rate``, the training step first.
+      A list of ``Rate``: the training step, then the pipeline without and with augmentation.
     """
     if repeats < 1:
         raise ValueError(f"`repeats` must be >= 1. Received: repeats={repeats}")
     train = train.cache()
-    augment = augment_lib.build(augment_names, info.input_shape)
-    if augment is None:
-        raise ValueError(f"`augment_names` must name at least one augmentation. "
-                         f"Received: augment_names={augment_names!r}")
-    label = augment_names
-    features, labels = train.batch(int(train.cardinality())).get_single_element()
-    contenders = {
-        "pipeline, no augmentation":
-            lambda epoch: data.train_batches(train, batch_size, seed, epoch),
-        f"pipeline, {label} per example":
-            lambda epoch: data.train_batches(train, batch_size, seed, epoch, augment=augment),
-        f"pipeline, {label} per batch":
-            lambda epoch: _batch_augmented_batches(train, batch_size, seed, epoch, augment),
-        "gathered batches, no augmentation":
-            lambda epoch: _gathered_batches(features, labels, batch_size, seed, epoch, None),
-        f"gathered batches, {label} per batch":
-            lambda epoch: _gathered_batches(features, labels, batch_size, seed, epoch, augment),
-    }
+    contenders = pipelines(train, batch_size, seed, augment_names, info.input_shape)
     step_rate = _train_step_timer(train, info, batch_size, tuple(hidden_units), seed)
     for make in contenders.values():
-        _epoch_rate(make(0))  # fill the cache, trace the maps
+        _epoch_rate(make(0))  # epoch 0 fills the cache and traces the maps: not timed
     step_rates, rates = [], {contender: [] for contender in contenders}
     for repeat in range(1, repeats + 1):
         step_rates.append(step_rate())
