@@ -1,0 +1,52 @@
+"""Reproduces the course's classic comparisons with tfnet's own layers, optimisers and schedules.
+
+    python scripts/experiments.py --experiment=all                 # about 10 minutes on 2 CPUs
+    python scripts/experiments.py --experiment=initialization --quick
+    tensorboard --logdir runs/experiments/optimizers               # one run per variant
+
+Each experiment trains its variants on a fixed seed and writes, under
+<output_dir>/<experiment>/: results.md and results.csv (train / dev / test accuracy, final cost,
+wall time), cost_curves.png, decision_boundaries.png (2-D data), learning_rate_sweep.png
+(batch_norm) and one TensorBoard run directory per variant. The tables end with the ordering the
+experiment is expected to show and whether it holds; the exit status is 2 when one does not.
+
+The experiments (--experiment):
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from tfnet.experiments import setups
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_TFDS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "tfds")
+
+__doc__ += "\n".join(f"\n  {e.name}: {e.setup}\n    Expected: {e.expected}." for e in setups.EXPERIMENTS.values())
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("experiment", "all", [*setups.NAMES, "all"], "Which experiment to run, or all of them in turn.")
+flags.DEFINE_string("output_dir", "runs/experiments", "Where each experiment's tables, PNGs and TensorBoard runs go.")
+flags.DEFINE_string(
+    "data_dir", SHARED_TFDS if os.path.isdir(SHARED_TFDS) else None,
+    "TFDS data directory holding mnist_t10k, for batch_norm (default: ../shared/tfds beside the "
+    "repository when it exists, else TFDS' own). Nothing is downloaded.",
+)
+flags.DEFINE_bool("quick", False, "Shortened versions (fewer epochs and variants), as the tests run them.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # The checkpoint writer logs every save at INFO.
+    from tfnet import experiments  # Imported after flag parsing: TensorFlow loads only for real work.
+
+    names = setups.NAMES if FLAGS.experiment == "all" else (FLAGS.experiment,)
+    reports = [experiments.run(name, FLAGS.output_dir, quick=FLAGS.quick, data_dir=FLAGS.data_dir) for name in names]
+    print("\n" + "\n".join(r.markdown for r in reports))
+    return 0 if all(r.holds for r in reports) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))

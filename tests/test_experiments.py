@@ -1,0 +1,109 @@
+"""The experiments, shortened (``quick``), show the course's orderings; their outputs are complete.
+
+The expected orderings come from the course (and METHODS.md §2, §3, §7, §8, §10): He beats
+large random beats zeros; L2 and dropout beat no regularisation on dev; Adam beats gradient
+descent at α = 0.0007; fixed-interval inverse-time decay beats per-step decay; BatchNorm trains
+at an α where the plain network does not. Each quick run uses fixed seeds; the orderings are
+asserted on the rows directly, and ``Experiment.holds`` is checked against planted orderings.
+"""
+
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from helpers import run_script
+from tfnet import experiments
+
+
+def _run(name, tmp_path, data_dir=None):
+    pytest.importorskip("matplotlib")
+    report = experiments.run(name, str(tmp_path), quick=True, data_dir=data_dir, verbose=0)
+    directory = tmp_path / name
+    for file in ("results.md", "results.csv", "cost_curves.png"):
+        assert (directory / file).is_file(), file
+    assert (directory / "cost_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    csv_lines = (directory / "results.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in csv_lines[1:]] == list(report.rows)
+    for variant in report.rows:  # One TensorBoard run per variant, with train and dev curves.
+        assert os.listdir(directory / variant / "train") and os.listdir(directory / variant / "dev")
+        assert f"| {variant} |" in report.markdown
+    assert "— holds." in report.markdown
+    return report
+
+
+def test_initialization_he_beats_random_large_beats_zeros(tmp_path):
+    report = _run("initialization", tmp_path)
+    rows = report.rows
+    assert rows["he"].dev_accuracy > rows["random_large"].dev_accuracy > rows["zeros"].dev_accuracy
+    # Zeros never break symmetry: every example gets the same logits, one class is predicted.
+    assert rows["zeros"].dev_accuracy < 0.55
+    assert (tmp_path / "initialization" / "decision_boundaries.png").is_file()
+    assert report.holds
+
+
+def test_regularization_beats_none_on_dev(tmp_path):
+    rows = _run("regularization", tmp_path).rows
+    assert rows["none"].train_accuracy == 1.0  # the unregularised network fits every point
+    assert rows["l2"].dev_accuracy > rows["none"].dev_accuracy
+    assert rows["dropout"].dev_accuracy > rows["none"].dev_accuracy
+
+
+def test_adam_beats_gradient_descent_at_a_small_learning_rate(tmp_path):
+    rows = _run("optimizers", tmp_path).rows
+    assert rows["adam"].dev_accuracy > rows["gd"].dev_accuracy + 0.1
+    assert rows["adam"].final_cost < rows["gd"].final_cost
+
+
+def test_interval_decay_beats_per_step_decay(tmp_path):
+    rows = _run("lr_decay", tmp_path).rows
+    assert rows["gd_interval"].final_cost < rows["gd_per_step"].final_cost
+
+
+def test_batch_norm_tolerates_a_large_learning_rate(tmp_path, shared_tfds):
+    report = _run("batch_norm", tmp_path, data_dir=shared_tfds)
+    rows = report.rows
+    assert rows["bn_lr1"].dev_accuracy > 0.8 > rows["plain_lr1"].dev_accuracy
+    assert (tmp_path / "batch_norm" / "learning_rate_sweep.png").is_file()
+    assert report.holds
+
+
+def _rows(dev_accuracy):
+    """Stand-in rows: a dev accuracy, a final cost that falls as it rises, and the α that the
+    batch_norm variant names carry."""
+    return {
+        name: SimpleNamespace(
+            dev_accuracy=value, final_cost=1 - value,
+            config=SimpleNamespace(learning_rate=float(name.rsplit("_lr", 1)[1]) if "_lr" in name else None),
+        )
+        for name, value in dev_accuracy.items()
+    }
+
+
+@pytest.mark.parametrize("name, good, bad", [
+    ("initialization", dict(zeros=0.5, random_large=0.6, he=0.9), dict(zeros=0.5, random_large=0.9, he=0.6)),
+    ("regularization", dict(none=0.9, l2=0.95, dropout=0.93), dict(none=0.9, l2=0.95, dropout=0.89)),
+    ("optimizers", dict(gd=0.5, adam=0.9, keras_sgd=0.5, keras_adam=0.9), dict(gd=0.5, adam=0.9, keras_sgd=0.9, keras_adam=0.5)),
+    ("lr_decay", dict(gd_per_step=0.8, gd_interval=0.9, adam_per_step=0.9, adam_interval=0.95),
+     dict(gd_per_step=0.8, gd_interval=0.9, adam_per_step=0.95, adam_interval=0.9)),
+    ("batch_norm", {"plain_lr0.1": 0.9, "bn_lr0.1": 0.92, "plain_lr1": 0.1, "bn_lr1": 0.9},
+     {"plain_lr0.1": 0.9, "bn_lr0.1": 0.92, "plain_lr1": 0.85, "bn_lr1": 0.9}),
+])
+def test_holds_detects_a_broken_ordering(name, good, bad):
+    # Planted orderings: the check must accept the course's and reject a swapped one.
+    holds = experiments.EXPERIMENTS[name].holds
+    assert holds(_rows(good))
+    assert not holds(_rows(bad))
+
+
+def test_unknown_experiment_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match=r"experiment must be one of initialization, .*Received: experiment='dropout'"):
+        experiments.run("dropout", str(tmp_path))
+
+
+def test_help_documents_every_experiment():
+    result = run_script("experiments.py", "--help", timeout=60, check=False)
+    assert result.returncode == 1, result.stderr  # absl's --help prints the usage and exits 1
+    for experiment in experiments.EXPERIMENTS.values():
+        assert f"{experiment.name}: {experiment.setup}" in result.stdout
+    assert "--quick" in result.stdout and "--output_dir" in result.stdout

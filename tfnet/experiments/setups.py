@@ -1,0 +1,220 @@
+"""The five classic comparisons, each a list of ``TrainConfig`` variants on a fixed seed.
+
+Every experiment states its setup (the ``--help`` of ``scripts/experiments.py`` prints it), its
+variants at full length and in the shortened ``quick`` form the tests run, and the ordering its
+results are expected to show (``holds``), as in the course:
+
+- initialization (METHODS.md §2): zeros never break symmetry, randn×10 starts saturated far from a
+  good solution, He keeps the activations' scale: He beats large random beats zeros;
+- regularization (§3): on few noisy points an unregularised network fits the noise; L2 and
+  inverted dropout give a smoother boundary and a better dev accuracy;
+- optimizers (§7): at the course's small α = 0.0007, gradient descent barely moves in the epochs
+  in which Adam's normalised steps fit the moons;
+- lr_decay (§8): inverse-time decay applied every step makes α tiny within a few epochs, the same
+  decay on a fixed interval keeps α large for longer and reaches a lower cost;
+- batch_norm (§10): normalising each layer's pre-activations lets gradient descent use an α at
+  which the plain network diverges.
+"""
+
+import dataclasses
+
+from tfnet.config import TrainConfig
+
+SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One comparison.
+
+    Attributes:
+      name: the ``--experiment`` value.
+      setup: data, architecture, optimiser, α, epochs (full / quick) and seed, in words.
+      expected: the ordering the results should show, in words.
+      variants: ``(quick, data_dir) -> [(variant name, TrainConfig), ...]``.
+      holds: ``{variant name: Row} -> bool``, whether the expected ordering holds.
+      two_dimensional: the data are a 2-D set, so decision boundaries can be drawn.
+      sweep: the config field grouping a learning-rate sweep plot, or None for no such plot.
+    """
+
+    name: str
+    setup: str
+    expected: str
+    variants: object
+    holds: object
+    two_dimensional: bool = True
+    sweep: str = None
+
+
+def _config(**fields):
+    return TrainConfig(seed=SEED, on_nonfinite="skip_step", **fields)
+
+
+# ---- initialization ---------------------------------------------------------------------------
+
+INITIALIZERS = ("zeros", "random_large", "he")
+
+
+def _initialization(quick, data_dir):
+    del data_dir
+    return [
+        (name, _config(dataset="circles", hidden_units=(10, 5), initializer=name, optimizer="gd",
+                       learning_rate=0.1, batch_size=32, epochs=10 if quick else 40))
+        for name in INITIALIZERS
+    ]
+
+
+INITIALIZATION = Experiment(
+    name="initialization",
+    setup="Concentric circles (embedded, 800 train / 200 dev / 250 test), ReLU network 2-10-5-2, "
+          "initializer zeros vs random_large (randn×10) vs he (randn×sqrt(2/n_in)), mini-batch "
+          "gradient descent α = 0.1, batch 32, 40 epochs (quick: 10), seed 0.",
+    expected="dev accuracy he > random_large > zeros",
+    variants=_initialization,
+    holds=lambda rows: rows["he"].dev_accuracy > rows["random_large"].dev_accuracy > rows["zeros"].dev_accuracy,
+)
+
+
+# ---- regularization ---------------------------------------------------------------------------
+
+# Moons with 5% of the 1000 examples for training: 50 noisy points that a 128-128 network fits
+# exactly, while the other 950 make a dev set precise enough to rank the variants.
+REGULARIZERS = {"none": {}, "l2": {"l2": 0.1}, "dropout": {"keep_prob": (0.8,)}}
+
+
+def _regularization(quick, data_dir):
+    # No shorter version: the regularised networks need about 300 steps to settle on their
+    # smooth boundaries; before that the unregularised one is ahead.
+    del quick, data_dir
+    return [
+        (name, _config(dataset="moons", dev_fraction=0.95, hidden_units=(128, 128),
+                       optimizer="adam", learning_rate=0.01, batch_size=10,
+                       epochs=60, **fields))
+        for name, fields in REGULARIZERS.items()
+    ]
+
+
+REGULARIZATION = Experiment(
+    name="regularization",
+    setup="Two moons (embedded, noise σ 0.2) with dev_fraction 0.95: 50 training points, 950 dev, "
+          "250 test; ReLU network 2-128-128-2 trained with Adam α = 0.01, batch 10, 60 epochs "
+          "(quick: the same), seed 0; none vs L2 (λ = 0.1, cost (λ/2m)Σ‖W‖²) vs inverted "
+          "dropout (keep_prob 0.8 after each hidden layer).",
+    expected="dev accuracy of l2 and of dropout > none",
+    variants=_regularization,
+    holds=lambda rows: min(rows["l2"].dev_accuracy, rows["dropout"].dev_accuracy) > rows["none"].dev_accuracy,
+)
+
+
+# ---- optimizers -------------------------------------------------------------------------------
+
+OPTIMIZERS = ("gd", "momentum", "adam", "keras_sgd", "keras_momentum", "keras_adam")
+QUICK_OPTIMIZERS = ("gd", "adam")
+
+
+def _optimizers(quick, data_dir):
+    del data_dir
+    return [
+        (name, _config(dataset="moons", hidden_units=(10, 5), optimizer=name, learning_rate=0.0007,
+                       batch_size=64, epochs=10 if quick else 40))
+        for name in (QUICK_OPTIMIZERS if quick else OPTIMIZERS)
+    ]
+
+
+def _adam_beats_gradient_descent(rows):
+    pairs = [("adam", "gd"), ("keras_adam", "keras_sgd")]
+    return all(
+        rows[adam].dev_accuracy > rows[gd].dev_accuracy and rows[adam].final_cost < rows[gd].final_cost
+        for adam, gd in pairs if adam in rows and gd in rows
+    )
+
+
+OPTIMIZERS_EXPERIMENT = Experiment(
+    name="optimizers",
+    setup="Two moons (embedded, 800 train / 200 dev / 250 test), ReLU network 2-10-5-2 (He), the "
+          "course's small α = 0.0007 for every optimiser, batch 64, 40 epochs (quick: 10, gd and "
+          "adam only), seed 0: gd, momentum (β 0.9), adam (β1 0.9, β2 0.999, ε 1e-8) and Keras' "
+          "twins keras_sgd, keras_momentum (SGD momentum 0.9, lr α(1−β)), keras_adam.",
+    expected="adam beats gd (and keras_adam beats keras_sgd) in dev accuracy and final cost",
+    variants=_optimizers,
+    holds=_adam_beats_gradient_descent,
+)
+
+
+# ---- lr_decay ---------------------------------------------------------------------------------
+
+DECAY_LEARNING_RATES = {"gd": 0.1, "momentum": 0.1, "adam": 0.01}
+
+
+def _lr_decay(quick, data_dir):
+    del data_dir
+    epochs, interval = (10, 2.0) if quick else (60, 10.0)
+    names = ("gd",) if quick else tuple(DECAY_LEARNING_RATES)
+    return [
+        (f"{name}_{when}", _config(dataset="moons", hidden_units=(10, 5), optimizer=name,
+                                   learning_rate=DECAY_LEARNING_RATES[name], lr_schedule="inverse_time",
+                                   decay_rate=1.0, decay_interval=decay_interval, batch_size=64,
+                                   epochs=epochs))
+        for name in names
+        for when, decay_interval in (("per_step", 0.0), ("interval", interval))
+    ]
+
+
+def _interval_beats_per_step(rows):
+    optimizers = {name.rsplit("_", 1)[0] for name in rows if name.endswith("_interval")}
+    return all(rows[f"{o}_interval"].final_cost < rows[f"{o}_per_step"].final_cost for o in optimizers)
+
+
+LR_DECAY = Experiment(
+    name="lr_decay",
+    setup="Two moons (embedded), ReLU network 2-10-5-2, batch 64, seed 0; inverse-time decay "
+          "α = α₀/(1 + e) with e = step/steps_per_epoch decayed every step (per_step) vs on a "
+          "fixed interval of 10 epochs, α₀/(1 + floor(e/10)) (interval), 60 epochs (quick: gd "
+          "only, 10 epochs, interval 2); α₀ = 0.1 for gd and momentum, 0.01 for adam.",
+    expected="for each optimiser, interval decay reaches a lower final cost than per-step decay",
+    variants=_lr_decay,
+    holds=_interval_beats_per_step,
+)
+
+
+# ---- batch_norm -------------------------------------------------------------------------------
+
+BN_LEARNING_RATES = (0.01, 0.1, 1.0)
+QUICK_BN_LEARNING_RATES = (1.0,)
+
+
+def _batch_norm(quick, data_dir):
+    return [
+        (f"{'bn' if batch_norm else 'plain'}_lr{alpha:g}",
+         _config(dataset="mnist_t10k", data_dir=data_dir, hidden_units=(64, 32), optimizer="gd",
+                 learning_rate=alpha, batch_norm=batch_norm, batch_size=64, epochs=1 if quick else 3))
+        for alpha in (QUICK_BN_LEARNING_RATES if quick else BN_LEARNING_RATES)
+        for batch_norm in (False, True)
+    ]
+
+
+def _batch_norm_tolerates_large_rates(rows):
+    # At the largest α of the sweep the plain network has diverged or stalled, BatchNorm has not;
+    # at every α BatchNorm is at least as accurate as the plain network.
+    largest = max(row.config.learning_rate for row in rows.values())
+    plain, bn = rows[f"plain_lr{largest:g}"], rows[f"bn_lr{largest:g}"]
+    pairs = [(rows[n], rows["bn" + n[len("plain"):]]) for n in rows if n.startswith("plain")]
+    return bn.dev_accuracy > plain.dev_accuracy + 0.1 and all(b.dev_accuracy >= p.dev_accuracy for p, b in pairs)
+
+
+BATCH_NORM = Experiment(
+    name="batch_norm",
+    setup="mnist_t10k (TFDS, --data_dir; 8000 train / 2000 dev / test split), ReLU network "
+          "784-64-32-10 with and without BatchNorm before each hidden activation, mini-batch "
+          "gradient descent with α in {0.01, 0.1, 1.0}, batch 64, 3 epochs (quick: α = 1.0 only, "
+          "1 epoch), seed 0.",
+    expected="BatchNorm is at least as accurate at every α and still trains at α = 1.0, where the "
+             "plain network does not (dev accuracy > plain + 0.1)",
+    variants=_batch_norm,
+    holds=_batch_norm_tolerates_large_rates,
+    two_dimensional=False,
+    sweep="batch_norm",
+)
+
+EXPERIMENTS = {e.name: e for e in (INITIALIZATION, REGULARIZATION, OPTIMIZERS_EXPERIMENT, LR_DECAY, BATCH_NORM)}
+NAMES = tuple(EXPERIMENTS)
