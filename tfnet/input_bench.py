@@ -111,7 +111,7 @@ def _train_step_timer(train, info, batch_size, hidden_units, seed):
     return rate
 
 
-def measure(name, train, info, augment_names, batch_size=64, hidden_units=(128, 64), repeats=5,
+def measure(name, train, info, augment_names, batch_size=64, hidden_units=(64, 32), repeats=5,
             seed=0):
     """Examples/s of the training step and of ``train_batches`` on one dataset.
 
@@ -121,7 +121,7 @@ def measure(name, train, info, augment_names, batch_size=64, hidden_units=(128, 
       info: its ``DatasetInfo`` (``input_shape``, ``num_classes``).
       augment_names: augmentations for ``tfnet.augment.build``, e.g. ``"crop,rotate"``.
       batch_size: b. Default 64 (``TrainConfig``'s default).
-      hidden_units: the MLP's hidden layers. Default (128, 64).
+      hidden_units: the MLP's hidden layers. Default (64, 32), ``TrainConfig``'s.
       repeats: timed rounds, each running every contender once. Default 5.
       seed: the run seed of the pipeline and of the weights. Default 0.
 
