@@ -88,6 +88,8 @@ def _rows(dev_accuracy):
      dict(gd_per_step=0.8, gd_interval=0.9, adam_per_step=0.95, adam_interval=0.9)),
     ("batch_norm", {"plain_lr0.1": 0.9, "bn_lr0.1": 0.92, "plain_lr1": 0.1, "bn_lr1": 0.9},
      {"plain_lr0.1": 0.9, "bn_lr0.1": 0.92, "plain_lr1": 0.85, "bn_lr1": 0.9}),
+    ("batch_norm", {"plain_lr0.1": 0.9, "bn_lr0.1": 0.92, "plain_lr1": 0.1, "bn_lr1": 0.9},
+     {"plain_lr0.1": 0.9, "bn_lr0.1": 0.92, "plain_lr1": 0.1, "bn_lr1": 0.5}),  # BN collapses too
 ])
 def test_holds_detects_a_broken_ordering(name, good, bad):
     # Planted orderings: the check must accept the course's and reject a swapped one.

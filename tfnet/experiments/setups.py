@@ -179,7 +179,7 @@ LR_DECAY = Experiment(
 
 # ---- batch_norm -------------------------------------------------------------------------------
 
-BN_LEARNING_RATES = (0.01, 0.1, 1.0)
+BN_LEARNING_RATES = (0.01, 0.1, 1.0, 3.0)
 QUICK_BN_LEARNING_RATES = (1.0,)
 
 
@@ -194,22 +194,28 @@ def _batch_norm(quick, data_dir):
 
 
 def _batch_norm_tolerates_large_rates(rows):
-    # At the largest α of the sweep the plain network has diverged or stalled, BatchNorm has not;
-    # at every α BatchNorm is at least as accurate as the plain network.
-    largest = max(row.config.learning_rate for row in rows.values())
-    plain, bn = rows[f"plain_lr{largest:g}"], rows[f"bn_lr{largest:g}"]
-    pairs = [(rows[n], rows["bn" + n[len("plain"):]]) for n in rows if n.startswith("plain")]
-    return bn.dev_accuracy > plain.dev_accuracy + 0.1 and all(b.dev_accuracy >= p.dev_accuracy for p, b in pairs)
+    """At the largest α the plain network has diverged or stalled while BatchNorm still trains as
+    well as at its best α (within 0.05), and BatchNorm's best α is at least the plain network's."""
+    def by_rate(prefix):
+        return {row.config.learning_rate: row.dev_accuracy for name, row in rows.items()
+                if name.startswith(prefix + "_lr")}
+
+    plain, bn = by_rate("plain"), by_rate("bn")
+    largest = max(plain)
+    best_plain_rate = max(plain, key=plain.get)
+    best_bn_rate = max(bn, key=bn.get)
+    return (bn[largest] > plain[largest] + 0.1 and bn[largest] >= bn[best_bn_rate] - 0.05
+            and best_bn_rate >= best_plain_rate)
 
 
 BATCH_NORM = Experiment(
     name="batch_norm",
     setup="mnist_t10k (TFDS, --data_dir; 8000 train / 2000 dev / test split), ReLU network "
           "784-64-32-10 with and without BatchNorm before each hidden activation, mini-batch "
-          "gradient descent with α in {0.01, 0.1, 1.0}, batch 64, 3 epochs (quick: α = 1.0 only, "
-          "1 epoch), seed 0.",
-    expected="BatchNorm is at least as accurate at every α and still trains at α = 1.0, where the "
-             "plain network does not (dev accuracy > plain + 0.1)",
+          "gradient descent with α in {0.01, 0.1, 1.0, 3.0}, batch 64, 3 epochs (quick: α = 1.0 "
+          "only, 1 epoch), seed 0.",
+    expected="at the largest α BatchNorm still trains (dev accuracy > plain + 0.1, and within 0.05 "
+             "of its best), and its best α is at least the plain network's",
     variants=_batch_norm,
     holds=_batch_norm_tolerates_large_rates,
     two_dimensional=False,
