@@ -43,6 +43,13 @@ def main(argv):
     from tfnet import experiments  # Imported after flag parsing: TensorFlow loads only for real work.
 
     names = setups.NAMES if FLAGS.experiment == "all" else (FLAGS.experiment,)
+    if "batch_norm" in names:  # Fail before minutes of other experiments, not after them.
+        from tfnet import data
+
+        try:
+            data.check_available("mnist_t10k", FLAGS.data_dir)
+        except data.DatasetNotFoundError as error:
+            raise app.UsageError(f"--data_dir={FLAGS.data_dir!r}: {error}")
     reports = [experiments.run(name, FLAGS.output_dir, quick=FLAGS.quick, data_dir=FLAGS.data_dir) for name in names]
     print("\n" + "\n".join(r.markdown for r in reports))
     return 0 if all(r.holds for r in reports) else 2

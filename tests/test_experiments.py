@@ -109,3 +109,12 @@ def test_help_documents_every_experiment():
     for experiment in experiments.EXPERIMENTS.values():
         assert f"{experiment.name}: {experiment.setup}" in result.stdout
     assert "--quick" in result.stdout and "--output_dir" in result.stdout
+
+
+def test_batch_norm_without_mnist_t10k_fails_before_any_training(tmp_path):
+    output_dir = tmp_path / "out"
+    result = run_script("experiments.py", "--experiment=all", f"--data_dir={tmp_path}",
+                        f"--output_dir={output_dir}", timeout=120, check=False)
+    assert result.returncode == 1
+    assert f"--data_dir='{tmp_path}'" in result.stderr and "mnist_t10k" in result.stderr
+    assert not output_dir.exists()  # no experiment started

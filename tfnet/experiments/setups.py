@@ -210,7 +210,7 @@ def _batch_norm_tolerates_large_rates(rows):
 
 BATCH_NORM = Experiment(
     name="batch_norm",
-    setup="mnist_t10k (TFDS, --data_dir; 8000 train / 2000 dev / test split), ReLU network "
+    setup="mnist_t10k (TFDS, --data_dir; 6400 train / 1600 dev / 2000 test), ReLU network "
           "784-64-32-10 with and without BatchNorm before each hidden activation, mini-batch "
           "gradient descent with α in {0.01, 0.1, 1.0, 3.0}, batch 64, 3 epochs (quick: α = 1.0 "
           "only, 1 epoch), seed 0.",
