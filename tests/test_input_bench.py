@@ -4,8 +4,6 @@ reports median ratios to the training step.
 No timing is asserted (speed is for scripts/bench_input.py to print).
 """
 
-import statistics
-
 import numpy as np
 import pytest
 import tensorflow as tf

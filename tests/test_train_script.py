@@ -1,10 +1,8 @@
 """scripts/train.py end to end in a subprocess: TensorBoard events, flagfile, results, bad flags."""
 
 import json
-import os
 import subprocess
 
-import numpy as np
 import pytest
 
 from helpers import plugin_tags, read_scalars, run_script, script_command, script_env

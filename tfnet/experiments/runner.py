@@ -13,7 +13,6 @@ import dataclasses
 import os
 import time
 
-import numpy as np
 
 from tfnet import training
 from tfnet.experiments import plots
