@@ -154,8 +154,9 @@ def test_equals_keras_twin_in_float64(case, float64):
     np.testing.assert_allclose(run(ours()), run(theirs()), rtol=1e-12, atol=0)
 
 
-# Base-class arguments act the same way on ours and on the twin. Weight decay is left out for
-# momentum: Keras decays by w · weight_decay · lr, and the twin's lr is α(1 − β), not α.
+# Base-class arguments act the same way on ours and on the twin. For momentum's weight decay the
+# twin's lr is α(1 − β), not α, and Keras decays by w · weight_decay · lr: ours matches it with
+# weight_decay scaled by (1 − β).
 BASE_ARGUMENTS = {
     "clipnorm": {"clipnorm": 1.0},
     "global_clipnorm": {"global_clipnorm": 1.0},
@@ -171,12 +172,13 @@ BASE_ARGUMENTS = {
 @pytest.mark.parametrize("twins", [("gd", "keras_sgd"), ("momentum", "keras_momentum"),
                                    ("rmsprop", "keras_rmsprop"), ("adam", "keras_adam")])
 def test_base_class_arguments_act_as_on_keras_twin(twins, base, float64):
-    if twins[0] == "momentum" and base == "weight_decay":
-        pytest.skip("Keras' weight decay uses lr = α(1 − β) for the momentum twin")
     shared = {"momentum": {"beta": BETA}, "adam": {"beta1": BETA, "beta2": BETA2}}.get(twins[0], {})
     own = {"rmsprop": {"epsilon_inside_sqrt": True}, "adam": {"epsilon_hat": True}}.get(twins[0], {})
     hyper = {**shared, **own}
-    ours = optimizers.get(twins[0], 0.01, **hyper, **BASE_ARGUMENTS[base])
+    own_base = dict(BASE_ARGUMENTS[base])
+    if twins[0] == "momentum" and base == "weight_decay":
+        own_base["weight_decay"] *= 1 - BETA
+    ours = optimizers.get(twins[0], 0.01, **hyper, **own_base)
     theirs = optimizers.get(twins[1], 0.01, **shared, **BASE_ARGUMENTS[base])
     gradients = GRADIENTS[:12]
     ours_path = run(ours, gradients, traced=False)
