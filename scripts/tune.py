@@ -12,7 +12,6 @@ a larger --rounds to add rounds.
 """
 
 import dataclasses
-import json
 import os
 import signal
 import sys
@@ -30,9 +29,10 @@ _TRAIN_FLAGS = tuple(f.name for f in dataclasses.fields(config_lib.TrainConfig)
                      if f.name not in _PER_TRIAL)
 
 tfnet_flags.define_train_flags(names=_TRAIN_FLAGS)
-flags.DEFINE_string("search_space", None, "JSON file of the search space: {\"learning_rate\": "
-                    "{\"scale\": \"log\", \"low\": 1e-4, \"high\": 1}, ...}; scales log, "
-                    "one_minus_log, int (low, high) and choice (values); names are training flags.")
+flags.DEFINE_string("search_space", None, "Search space file, YAML (.yaml, .yml) or JSON: "
+                    "{\"learning_rate\": {\"scale\": \"log\", \"low\": 1e-4, \"high\": 1}, "
+                    "...}; scales log, one_minus_log, int (low, high) and choice (values); names "
+                    "are training flags.")
 flags.DEFINE_string("search_dir", "runs/search", "Directory of the search: one run directory per "
                     "trial, results.csv/json, best_flags.txt, search.json (to resume).")
 flags.DEFINE_integer("rounds", 2, "Coarse-to-fine rounds.", lower_bound=1)
@@ -58,8 +58,8 @@ FLAGS = flags.FLAGS
 def _check_search_space(path):
     """Loads the search space; raises ValidationError naming the file and the problem."""
     try:
-        space = search_space_lib.SearchSpace.from_json(path)
-    except (OSError, json.JSONDecodeError, ValueError) as error:
+        space = search_space_lib.SearchSpace.from_file(path)
+    except ValueError as error:
         raise flags.ValidationError(f"--search_space={path}: {error}") from None
     unknown = [name for name in space.names if name not in _TRAIN_FLAGS]
     if unknown:
@@ -96,7 +96,7 @@ def _report(record, done, total, best):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    space = search_space_lib.SearchSpace.from_json(FLAGS.search_space)
+    space = search_space_lib.SearchSpace.from_file(FLAGS.search_space)
     scripts_dir = os.path.dirname(os.path.abspath(__file__))
     repo_root = os.path.dirname(scripts_dir)
     # The trials import the same tfnet as this script, installed or not.

@@ -116,12 +116,18 @@ def test_sequential_coarse_to_fine_search(repo_root, tmp_path):
     assert round1["high"] / round1["low"] < 0.3 / 1e-3
 
 
-def test_bad_search_space_flag_is_named(repo_root, tmp_path):
-    # The file parses (its own errors are tested in test_search_space.py) but names a flag
-    # the search sets itself.
-    space = tmp_path / "space.json"
-    space.write_text(json.dumps({"model_dir": {"scale": "choice", "values": ["a"]}}))
+@pytest.mark.parametrize("name, text, message", [
+    # The file parses (its own errors are tested in test_search_space.py) but names a flag the
+    # search sets itself.
+    ("space.json", json.dumps({"model_dir": {"scale": "choice", "values": ["a"]}}),
+     "parameters must be training flags other than model_dir, export_dir, export_name, export. "
+     "Received: model_dir"),
+    ("space.yaml", "learning_rate: {scale: log, low: 1.0e-4\nbeta: [",
+     "search space file must be a readable YAML file (while parsing a flow mapping"),
+], ids=["reserved_flag", "invalid_yaml"])
+def test_bad_search_space_flag_is_named(repo_root, tmp_path, name, text, message):
+    space = tmp_path / name
+    space.write_text(text)
     result = _run(repo_root, "tune.py", f"--search_space={space}", "--optimizer=keras_adam")
     assert result.returncode != 0
-    assert (f"--search_space={space}: parameters must be training flags other than model_dir, "
-            "export_dir, export_name, export. Received: model_dir") in result.stderr
+    assert f"--search_space={space}: {message}" in result.stderr
