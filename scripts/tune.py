@@ -61,12 +61,27 @@ def _check_search_space(path):
         space = search_space_lib.SearchSpace.from_file(path)
     except ValueError as error:
         raise flags.ValidationError(f"--search_space={path}: {error}") from None
-    unknown = [name for name in space.names if name not in _TRAIN_FLAGS]
+    unknown = [name for name in space.names
+               if name not in _TRAIN_FLAGS + tuning.DEPTH_PARAMETERS]
     if unknown:
         raise flags.ValidationError(
             f"--search_space={path}: parameters must be training flags other than "
-            f"{', '.join(_PER_TRIAL)}. Received: {', '.join(unknown)}")
+            f"{', '.join(_PER_TRIAL)}, or units and layers. Received: {', '.join(unknown)}")
+    try:
+        tuning.check_space(space)
+    except ValueError as error:
+        raise flags.ValidationError(f"--search_space={path}: {error}") from None
+    # Validators run once every flag is parsed, so `present` is known (a flagfile counts).
+    if _searches_depth(space) and FLAGS["hidden_units"].present:
+        raise flags.ValidationError(
+            f"--hidden_units must not be given when --search_space={path} has units and layers, "
+            f"which compose each trial's hidden units. Received: "
+            f"--hidden_units={','.join(FLAGS.hidden_units)}")
     return True
+
+
+def _searches_depth(space):
+    return any(name in space.names for name in tuning.DEPTH_PARAMETERS)
 
 
 flags.register_validator("search_space", _check_search_space)
@@ -75,10 +90,12 @@ flags.register_validator("search_space", _check_search_space)
 def _base_flags(space):
     """The fixed training flags, name -> value, as the trials receive them."""
     config = tfnet_flags.train_config_from_flags(FLAGS)
+    # Sampled units and layers set hidden_units, so its default is no fixed flag.
+    sampled = space.names + (("hidden_units",) if _searches_depth(space) else ())
     base = {}
     for name in _TRAIN_FLAGS:
         value = getattr(config, name)
-        if value is not None and name not in space.names:
+        if value is not None and name not in sampled:
             base[name] = ",".join(map(str, value)) if isinstance(value, tuple) else value
     return base
 

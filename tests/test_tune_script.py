@@ -116,18 +116,29 @@ def test_sequential_coarse_to_fine_search(repo_root, tmp_path):
     assert round1["high"] / round1["low"] < 0.3 / 1e-3
 
 
-@pytest.mark.parametrize("name, text, message", [
+DEPTH_YAML = ("learning_rate: {scale: log, low: 1.0e-3, high: 0.3}\n"
+              "units: {scale: choice, values: [4, 8]}\n"
+              "layers: {scale: int, low: 1, high: 2}\n")
+
+
+@pytest.mark.parametrize("name, text, args, message", [
     # The file parses (its own errors are tested in test_search_space.py) but names a flag the
     # search sets itself.
-    ("space.json", json.dumps({"model_dir": {"scale": "choice", "values": ["a"]}}),
-     "parameters must be training flags other than model_dir, export_dir, export_name, export. "
-     "Received: model_dir"),
-    ("space.yaml", "learning_rate: {scale: log, low: 1.0e-4\nbeta: [",
-     "search space file must be a readable YAML file (while parsing a flow mapping"),
-], ids=["reserved_flag", "invalid_yaml"])
-def test_bad_search_space_flag_is_named(repo_root, tmp_path, name, text, message):
+    ("space.json", json.dumps({"model_dir": {"scale": "choice", "values": ["a"]}}), [],
+     "--search_space={space}: parameters must be training flags other than model_dir, "
+     "export_dir, export_name, export, or units and layers. Received: model_dir"),
+    ("space.yaml", "learning_rate: {scale: log, low: 1.0e-4\nbeta: [", [],
+     "--search_space={space}: search space file must be a readable YAML file (while parsing a "
+     "flow mapping"),
+    # A fixed --hidden_units would be silently replaced by the sampled units and layers.
+    ("space.yaml", DEPTH_YAML, ["--hidden_units=16,8"],
+     "--hidden_units must not be given when --search_space={space} has units and layers, which "
+     "compose each trial's hidden units. Received: --hidden_units=16,8"),
+], ids=["reserved_flag", "invalid_yaml", "hidden_units_with_depth"])
+def test_bad_search_space_flag_is_named(repo_root, tmp_path, name, text, args, message):
     space = tmp_path / name
     space.write_text(text)
-    result = _run(repo_root, "tune.py", f"--search_space={space}", "--optimizer=keras_adam")
+    result = _run(repo_root, "tune.py", f"--search_space={space}", "--optimizer=keras_adam",
+                  f"--search_dir={tmp_path / 'search'}", *args)
     assert result.returncode != 0
-    assert f"--search_space={space}: {message}" in result.stderr
+    assert message.format(space=space) in result.stderr

@@ -136,6 +136,70 @@ def test_trial_flags_override_base_and_format_values():
                      "--model_dir=/runs/t0", "--noexport"]
 
 
+def test_trial_flags_compose_hidden_units_from_units_and_layers():
+    flags = tuning.trial_flags({"learning_rate": 0.01, "units": 8, "layers": 3}, {"epochs": 2},
+                               "/runs/t0")
+    assert flags == ["--epochs=2", "--learning_rate=0.01", "--hidden_units=8,8,8",
+                     "--model_dir=/runs/t0", "--noexport"]
+
+
+def _trial_hidden_units(model_dir):
+    """The --hidden_units a trial received, as integers (the fake script saves its flags)."""
+    with open(f"{model_dir}/flags.txt") as f:
+        [value] = [line.split("=", 1)[1] for line in f.read().splitlines()
+                   if line.startswith("--hidden_units=")]
+    return [int(u) for u in value.split(",")]
+
+
+@pytest.mark.parametrize("units", [ss.IntUniform("units", 4, 9), ss.Choice("units", (8, 32))],
+                         ids=["int_units", "choice_units"])
+def test_search_over_units_and_layers_gives_each_trial_its_hidden_units(tmp_path, fake, units):
+    script, _ = fake
+    space = ss.SearchSpace((ss.LogUniform("learning_rate", 1e-4, 1.0), units,
+                            ss.IntUniform("layers", 1, 3)))
+    records = tuning.run_search(space, _config(tmp_path, script, trials_per_round=12))
+    assert len(records) == 24
+    allowed_units = (set(range(4, 10)) if isinstance(units, ss.IntUniform) else {8, 32})
+    depths = set()
+    for record in records:
+        sampled = record["values"]
+        hidden_units = _trial_hidden_units(record["model_dir"])
+        # The flag the trial got is the sampled width repeated once per sampled layer ...
+        assert hidden_units == [sampled["units"]] * sampled["layers"]
+        # ... and both stay in round 0's ranges in every round.
+        assert set(hidden_units) <= allowed_units and 1 <= len(hidden_units) <= 3
+        depths.add(len(hidden_units))
+    assert len(depths) > 1  # Depth was searched, not fixed.
+
+
+@pytest.mark.parametrize("parameters, base_flags, message", [
+    ((ss.IntUniform("layers", 1, 3),), {},
+     "search space must be given units and layers together (they compose hidden_units). "
+     "Received: search space=['layers']"),
+    ((ss.IntUniform("units", 4, 8), ss.IntUniform("layers", 1, 3), ss.Choice("hidden_units", ("8",))),
+     {}, "search space must be free of hidden_units when it has units and layers (they compose "
+     "it). Received: search space=['units', 'layers', 'hidden_units']"),
+    ((ss.IntUniform("units", 4, 8), ss.IntUniform("layers", 1, 3)), {"hidden_units": "16,8"},
+     "base_flags must be free of hidden_units when the space has units and layers (they compose "
+     "it). Received: base_flags={'hidden_units': '16,8'}"),
+    ((ss.LogUniform("units", 4, 64), ss.IntUniform("layers", 1, 3)), {},
+     "units.scale must be int or choice. Received: units.scale='log'"),
+    ((ss.Choice("units", ("8", "16")), ss.IntUniform("layers", 1, 3)), {},
+     "units must be sampled from integers >= 1. "
+     "Received: units={'scale': 'choice', 'values': ['8', '16']}"),
+    ((ss.IntUniform("units", 4, 8), ss.IntUniform("layers", 0, 3)), {},
+     "layers must be sampled from integers >= 1. "
+     "Received: layers={'scale': 'int', 'low': 0, 'high': 3}"),
+], ids=["layers_alone", "with_hidden_units", "with_fixed_hidden_units", "log_units",
+        "string_units", "zero_layers"])
+def test_bad_units_and_layers_are_named(tmp_path, fake, parameters, base_flags, message):
+    script, calls = fake
+    config = _config(tmp_path, script, base_flags=base_flags)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tuning.run_search(ss.SearchSpace(parameters), config)
+    assert _calls(calls) == []  # Refused before any trial.
+
+
 def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, fake):
     script, calls = fake
     config = _config(tmp_path, script, parallel=2)
@@ -209,21 +273,27 @@ def test_bad_config_is_named(tmp_path, fake, overrides, message):
         _config(tmp_path, script, **overrides)
 
 
-def test_hparams_config_declares_each_parameter_with_its_domain(tmp_path):
+def _experiment(space, directory):
+    """The HParams experiment that ``write_hparams_config`` writes for ``space``."""
     import tensorflow as tf
     from tensorboard.plugins.hparams import metadata
 
+    tuning.write_hparams_config(space, str(directory))
+    [path] = list(directory.glob("events.out.tfevents.*"))
+    [experiment] = [metadata.parse_experiment_plugin_data(value.metadata.plugin_data.content)
+                    for event in tf.compat.v1.train.summary_iterator(str(path))
+                    for value in event.summary.value if value.tag == "_hparams_/experiment"]
+    return experiment
+
+
+def test_hparams_config_declares_each_parameter_with_its_domain(tmp_path):
     space = ss.SearchSpace((ss.LogUniform("learning_rate", 1e-4, 1.0),
                             ss.OneMinusLogUniform("beta", 0.9, 0.999),
                             ss.IntUniform("epochs", 2, 5),
                             ss.IntUniform("hidden_units", 4, 32),
                             ss.Choice("batch_size", (32, 64)),
                             ss.Choice("optimizer", ("keras_adam", "keras_sgd"))))
-    tuning.write_hparams_config(space, str(tmp_path))
-    [path] = list(tmp_path.glob("events.out.tfevents.*"))
-    [experiment] = [metadata.parse_experiment_plugin_data(value.metadata.plugin_data.content)
-                    for event in tf.compat.v1.train.summary_iterator(str(path))
-                    for value in event.summary.value if value.tag == "_hparams_/experiment"]
+    experiment = _experiment(space, tmp_path)
     infos = {info.name: info for info in experiment.hparam_infos}
     assert list(infos) == list(space.names)
     assert (infos["learning_rate"].domain_interval.min_value,
@@ -240,3 +310,14 @@ def test_hparams_config_declares_each_parameter_with_its_domain(tmp_path):
     assert [(m.name.group, m.name.tag) for m in experiment.metric_infos] == [
         ("dev", "epoch_accuracy"), ("dev", "epoch_loss"),
         ("train", "epoch_accuracy"), ("train", "epoch_loss")]
+
+
+def test_hparams_config_declares_units_and_layers_as_the_hidden_units_trials_log(tmp_path):
+    # train.py logs hidden_units="8,8,8" and no units or layers, so the dashboard's column is
+    # hidden_units, in the place of the first of them.
+    space = ss.SearchSpace((ss.LogUniform("learning_rate", 1e-4, 1.0),
+                            ss.IntUniform("layers", 1, 3), ss.Choice("units", (8, 16)),
+                            ss.Choice("batch_size", (32, 64))))
+    infos = _experiment(space, tmp_path).hparam_infos
+    assert [info.name for info in infos] == ["learning_rate", "hidden_units", "batch_size"]
+    assert infos[1].WhichOneof("domain") is None

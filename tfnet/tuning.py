@@ -5,7 +5,10 @@ METHODS.md §9. Round 0 samples ``trials_per_round`` trials from the search spac
 k's space around its best ``top_fraction`` of successful trials (all of round k's space again if
 none succeeded). Each trial runs the training script as its own process (``parallel`` at once:
 "caviar"; 1: one after another), with the fixed ``base_flags``, the sampled values as flags of the
-same names, ``--model_dir=<search_dir>/<trial>`` and ``--noexport``. A trial fails when the
+same names, ``--model_dir=<search_dir>/<trial>`` and ``--noexport``. Two parameter names are not
+flags: ``units`` and ``layers`` (``DEPTH_PARAMETERS``) are sampled together and give the trial
+``--hidden_units=units,...,units`` (``layers`` times), so that depth is searched with one width
+for every hidden layer. A trial fails when the
 process exits non-zero, writes no ``results.json``, or reports a non-finite loss or metric; the
 failure is recorded with its reason and the search goes on.
 
@@ -50,6 +53,9 @@ _RESULT_KEYS = ("dev_accuracy", "dev_loss", "best_dev_accuracy", "train_accuracy
 
 # Flags that train.py logs to hp.hparams as strings although a search may sample them as ints.
 _LOGGED_AS_STRING = ("hidden_units",)
+
+# Search-space parameters that are not training flags: sampled together, they set hidden_units.
+DEPTH_PARAMETERS = ("units", "layers")
 
 
 def _fail(name, rule, value):
@@ -118,6 +124,36 @@ class SearchConfig:
                     narrow_choices=self.narrow_choices)
 
 
+def check_space(space, base_flags=None):
+    """Raises ValueError unless ``space``'s ``units`` and ``layers``, if any, can be composed.
+
+    They must come together, each an int range or a choice of integers, all >= 1, with no
+    ``hidden_units`` in ``space`` or ``base_flags`` (they set it).
+    """
+    searched = [name for name in DEPTH_PARAMETERS if name in space.names]
+    if not searched:
+        return
+    if len(searched) == 1:
+        _fail("search space", "given units and layers together (they compose hidden_units)",
+              searched)
+    for name in DEPTH_PARAMETERS:
+        parameter = space[name]
+        if isinstance(parameter, search_space_lib.IntUniform):
+            values = [parameter.low]
+        elif isinstance(parameter, search_space_lib.Choice):
+            values = list(parameter.values)
+        else:
+            _fail(f"{name}.scale", "int or choice", parameter.scale)
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+            _fail(name, "sampled from integers >= 1", parameter.to_dict())
+    if "hidden_units" in space.names:
+        _fail("search space", "free of hidden_units when it has units and layers (they compose "
+              "it)", list(space.names))
+    if "hidden_units" in (base_flags or {}):
+        _fail("base_flags", "free of hidden_units when the space has units and layers (they "
+              "compose it)", {"hidden_units": base_flags["hidden_units"]})
+
+
 def run_search(space, config, report=None):
     """Runs (or resumes) the search; returns the records sorted best first, failures last.
 
@@ -128,8 +164,10 @@ def run_search(space, config, report=None):
         number of trials finished, the search's total, and the best record so far (or None).
 
     Raises:
-      ValueError: when ``config.search_dir`` holds a search with other settings.
+      ValueError: when ``check_space`` refuses ``space`` and ``config.base_flags``, or when
+        ``config.search_dir`` holds a search with other settings.
     """
+    check_space(space, config.base_flags)
     state = _load_or_create(space, config)
     total = config.rounds * config.trials_per_round
 
@@ -188,9 +226,14 @@ def _plan_round(state, config, round_index):
 def trial_flags(values, base_flags, model_dir):
     """The training script's flags for one trial: ``base_flags``, then ``values`` over them.
 
-    Bools become ``--name`` / ``--noname``, floats are written with ``repr`` (exact round trip),
-    and ``--model_dir=<model_dir>`` and ``--noexport`` come last.
+    ``units`` and ``layers`` become ``--hidden_units=units,...,units`` (``layers`` times). Bools
+    become ``--name`` / ``--noname``, floats are written with ``repr`` (exact round trip), and
+    ``--model_dir=<model_dir>`` and ``--noexport`` come last.
     """
+    values = dict(values)
+    if "layers" in values:
+        units, layers = values.pop("units"), values.pop("layers")
+        values["hidden_units"] = ",".join([str(units)] * layers)
     flags = {**base_flags, **values, "model_dir": model_dir, "export": False}
     lines = []
     for name, value in flags.items():
@@ -320,13 +363,20 @@ def write_hparams_config(space, search_dir):
 
     Ranges become ``RealInterval`` / ``IntInterval`` and choices ``Discrete`` domains; a
     parameter in ``_LOGGED_AS_STRING`` sampled as an integer gets no domain, as its logged
-    values are strings. The metrics are the trials' ``dev`` and ``train`` epoch accuracy and loss.
+    values are strings. ``units`` and ``layers`` are declared as the ``hidden_units`` the trials
+    log, without a domain. The metrics are the trials' ``dev`` and ``train`` epoch accuracy and
+    loss.
     """
     import tensorflow as tf  # Imported here: sampling and planning need no TensorFlow.
     from tensorboard.plugins.hparams import api as hp
 
     hparams = []
     for parameter in space.parameters:
+        if parameter.name in DEPTH_PARAMETERS:
+            # The trials log hidden_units ("8,8,8"), not units and layers: declare what they log.
+            if "hidden_units" not in [h.name for h in hparams]:
+                hparams.append(hp.HParam("hidden_units"))
+            continue
         if isinstance(parameter, search_space_lib.Choice):
             domain = hp.Discrete(list(parameter.values))
         elif isinstance(parameter, search_space_lib.IntUniform):
