@@ -16,6 +16,7 @@ import pytest
 
 from tfnet import search_space as ss
 from tfnet import tuning
+from tfnet.config import TrainConfig
 
 FAKE_TRAIN = r'''
 import json, math, os, sys
@@ -176,8 +177,9 @@ def test_search_over_units_and_layers_gives_each_trial_its_hidden_units(tmp_path
     ((ss.IntUniform("layers", 1, 3),), {},
      "search space must be given units and layers together (they compose hidden_units). "
      "Received: search space=['layers']"),
-    ((ss.IntUniform("units", 4, 8), ss.IntUniform("layers", 1, 3), ss.Choice("hidden_units", ("8",))),
-     {}, "search space must be free of hidden_units when it has units and layers (they compose "
+    ((ss.IntUniform("units", 4, 8), ss.IntUniform("layers", 1, 3),
+      ss.Choice("hidden_units", ("8",))), {},
+     "search space must be free of hidden_units when it has units and layers (they compose "
      "it). Received: search space=['units', 'layers', 'hidden_units']"),
     ((ss.IntUniform("units", 4, 8), ss.IntUniform("layers", 1, 3)), {"hidden_units": "16,8"},
      "base_flags must be free of hidden_units when the space has units and layers (they compose "
@@ -310,6 +312,33 @@ def test_hparams_config_declares_each_parameter_with_its_domain(tmp_path):
     assert [(m.name.group, m.name.tag) for m in experiment.metric_infos] == [
         ("dev", "epoch_accuracy"), ("dev", "epoch_loss"),
         ("train", "epoch_accuracy"), ("train", "epoch_loss")]
+
+
+@pytest.mark.parametrize("parameter, logged", [
+    (ss.Choice("hidden_units", (8, 16)), ["8", "16"]),
+    (ss.Choice("hidden_units", ("16,8", "32")), ["16,8", "32"]),
+    (ss.Choice("keep_prob", (0.5, 1.0)), ["0.5", "1.0"]),
+    (ss.Choice("keep_prob", ("0.8,0.9", "1")), ["0.8,0.9", "1.0"]),  # 1 is parsed as 1.0.
+    (ss.LogUniform("keep_prob", 0.5, 1.0), None),
+    (ss.IntUniform("hidden_units", 4, 32), None),
+], ids=["int_units", "string_units", "float_keep_prob", "string_keep_prob", "range_keep_prob",
+        "range_units"])
+def test_hparams_domains_of_tuple_fields_are_the_strings_the_trials_log(tmp_path, parameter,
+                                                                       logged):
+    # train.py logs TrainConfig's tuple fields as ",".join(map(str, value)) (config.hparams), so
+    # a numeric domain would never match a trial's value and the dashboard would hide it.
+    [info] = _experiment(ss.SearchSpace((parameter,)), tmp_path).hparam_infos
+    if logged is None:
+        assert info.WhichOneof("domain") is None
+    else:
+        assert [v.string_value for v in info.domain_discrete.values] == sorted(logged)  # hp sorts.
+        assert {v.WhichOneof("kind") for v in info.domain_discrete.values} == {"string_value"}
+        # The strings are those of a TrainConfig built the way train.py parses the flag.
+        for value, string in zip(parameter.values, logged):
+            element = type(getattr(TrainConfig(), parameter.name)[0])
+            parsed = tuple(element(v) for v in str(value).split(","))
+            config = TrainConfig(**{parameter.name: parsed})
+            assert config.hparams()[parameter.name] == string
 
 
 def test_hparams_config_declares_units_and_layers_as_the_hidden_units_trials_log(tmp_path):

@@ -41,6 +41,7 @@ import time
 
 import numpy as np
 
+from tfnet import config as config_lib
 from tfnet import search_space as search_space_lib
 
 # Whether a larger value is better, for each metric of results.json a search can rank by.
@@ -51,8 +52,11 @@ METRICS = {"dev_accuracy": True, "best_dev_accuracy": True, "dev_loss": False}
 _RESULT_KEYS = ("dev_accuracy", "dev_loss", "best_dev_accuracy", "train_accuracy", "train_loss",
                 "epochs")
 
-# Flags that train.py logs to hp.hparams as strings although a search may sample them as ints.
-_LOGGED_AS_STRING = ("hidden_units",)
+# TrainConfig's tuple fields (hidden_units, keep_prob) -> their element type: train.py logs them
+# to hp.hparams as comma-joined strings ("16,8", "1.0"), whatever type a search samples them as.
+_LOGGED_AS_STRING = {field.name: type(field.default[0])
+                     for field in dataclasses.fields(config_lib.TrainConfig)
+                     if isinstance(field.default, tuple)}
 
 # Search-space parameters that are not training flags: sampled together, they set hidden_units.
 DEPTH_PARAMETERS = ("units", "layers")
@@ -361,11 +365,12 @@ def _best_flagfile(record, config):
 def write_hparams_config(space, search_dir):
     """Writes TensorBoard's ``hp.hparams_config`` for ``space`` into ``search_dir``.
 
-    Ranges become ``RealInterval`` / ``IntInterval`` and choices ``Discrete`` domains; a
-    parameter in ``_LOGGED_AS_STRING`` sampled as an integer gets no domain, as its logged
-    values are strings. ``units`` and ``layers`` are declared as the ``hidden_units`` the trials
-    log, without a domain. The metrics are the trials' ``dev`` and ``train`` epoch accuracy and
-    loss.
+    Ranges become ``RealInterval`` / ``IntInterval`` and choices ``Discrete`` domains. A tuple
+    field of ``TrainConfig`` (``hidden_units``, ``keep_prob``) is logged by the trials as a string,
+    so as a choice its domain is the strings they log (8 as "8", keep_prob 1 as "1.0") and as a
+    range it gets no domain. ``units`` and ``layers`` are declared as the ``hidden_units`` the
+    trials log, without a domain. The metrics are the trials' ``dev`` and ``train`` epoch
+    accuracy and loss.
     """
     import tensorflow as tf  # Imported here: sampling and planning need no TensorFlow.
     from tensorboard.plugins.hparams import api as hp
@@ -377,11 +382,15 @@ def write_hparams_config(space, search_dir):
             if "hidden_units" not in [h.name for h in hparams]:
                 hparams.append(hp.HParam("hidden_units"))
             continue
-        if isinstance(parameter, search_space_lib.Choice):
+        if parameter.name in _LOGGED_AS_STRING:
+            domain = None
+            if isinstance(parameter, search_space_lib.Choice):
+                logged = [_logged_string(parameter.name, v) for v in parameter.values]
+                domain = hp.Discrete(list(dict.fromkeys(logged)))  # "1" and "1.0" log alike.
+        elif isinstance(parameter, search_space_lib.Choice):
             domain = hp.Discrete(list(parameter.values))
         elif isinstance(parameter, search_space_lib.IntUniform):
-            domain = None if parameter.name in _LOGGED_AS_STRING else hp.IntInterval(
-                parameter.low, parameter.high)
+            domain = hp.IntInterval(parameter.low, parameter.high)
         else:
             domain = hp.RealInterval(float(parameter.low), float(parameter.high))
         hparams.append(hp.HParam(parameter.name, domain))
@@ -391,3 +400,9 @@ def write_hparams_config(space, search_dir):
     with writer.as_default():
         hp.hparams_config(hparams=hparams, metrics=metrics)
     writer.close()
+
+
+def _logged_string(name, value):
+    """A sampled ``value`` of tuple field ``name`` as train.py logs it: parsed like its flag."""
+    element = _LOGGED_AS_STRING[name]
+    return ",".join(str(element(v)) for v in str(value).split(","))
