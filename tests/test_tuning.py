@@ -106,7 +106,18 @@ def test_search_records_ranks_and_zooms(tmp_path, fake, parallel):
     round1 = ss.SearchSpace.from_dict(state["rounds"][1]["space"])["learning_rate"]
     best0 = next(r for r in ok if r["round"] == 0)
     assert round1.low <= best0["values"]["learning_rate"] <= round1.high
-    assert np.log10(round1.high / round1.low) < 4
+    # Round 1's range is the log10 span of round 0's best ceil(top_fraction × successes) trials,
+    # padded by padding × round 0's width (4 decades) on each side and clipped to [-4, 0]; so its
+    # width is at most that span + 2 × padding × 4, not merely "under 4 decades".
+    ok0 = [r for r in ok if r["round"] == 0]  # Best first.
+    top = ok0[:math.ceil(config.top_fraction * len(ok0))]
+    assert 1 <= len(top) < len(ok0)
+    r_top = np.log10([r["values"]["learning_rate"] for r in top])
+    margin = config.padding * 4
+    np.testing.assert_allclose(np.log10([round1.low, round1.high]),
+                               [max(-4, r_top.min() - margin), min(0, r_top.max() + margin)],
+                               atol=1e-12)
+    assert np.log10(round1.high / round1.low) <= np.ptp(r_top) + 2 * margin + 1e-12
     for trial in state["rounds"][1]["trials"]:
         assert round1.low <= trial["values"]["learning_rate"] <= round1.high
     mean_accuracy = [np.mean([r["dev_accuracy"] for r in ok if r["round"] == k]) for k in (0, 1)]
