@@ -3,13 +3,19 @@
 The fake script follows train.py's contract: it reads ``--name=value`` flags, writes
 ``<model_dir>/flags.txt`` and ``results.json``, and its dev accuracy is a known function of the
 learning rate peaked at α = 3e-3, so every expected ranking below is computed from that formula.
-It exits 3 when ``hidden_units`` is 13 (a crash) and reports NaN losses when α > 0.3.
+It exits 3 when ``hidden_units`` is 13 (a crash) and reports NaN losses when α > 0.3. With
+``FAKE_SLEEP`` set it sleeps that many seconds first, long enough to kill the search meanwhile.
 """
 
 import csv
 import json
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -19,7 +25,7 @@ from tfnet import tuning
 from tfnet.config import TrainConfig
 
 FAKE_TRAIN = r'''
-import json, math, os, sys
+import json, math, os, sys, time
 flags = {}
 for arg in sys.argv[1:]:
     name, _, value = arg[2:].partition("=")
@@ -28,6 +34,7 @@ model_dir = flags["model_dir"]
 os.makedirs(model_dir, exist_ok=True)
 with open(os.environ["FAKE_CALLS"], "a") as f:
     f.write(os.path.basename(model_dir) + "\n")
+time.sleep(float(os.environ.get("FAKE_SLEEP", 0)))
 if flags.get("hidden_units") == "13":
     sys.exit(3)
 alpha = float(flags["learning_rate"])
@@ -226,6 +233,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, 
     state = json.loads((tmp_path / "search" / "search.json").read_text())
     finished = set(state["records"])
     assert len(finished) == 3
+    assert state["running"] == {}  # The trial running at the interruption was killed.
     started_before = _calls(calls)
     # The trial killed mid-run (parallel 2) has no record; its leftovers go before it reruns.
     stale = tmp_path / "search" / "round0-trial007" / "stale.txt"
@@ -244,6 +252,71 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, 
     records = tuning.run_search(SPACE, _config(tmp_path, script, rounds=3))
     assert len(records) == 24
     assert all(name.startswith("round2-") for name in _calls(calls)[before:])
+
+
+def _runs_trial(pid, model_dir):
+    """Whether process ``pid`` is alive and running with ``--model_dir=<model_dir>``."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f"--model_dir={model_dir}".encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="recognises trials through /proc")
+def test_trials_left_running_by_a_killed_search_are_killed_before_they_rerun(
+        tmp_path, fake, repo_root, caplog):
+    script, calls = fake
+    config = _config(tmp_path, script, parallel=2)
+    # The same search in a process of its own, whose trials sleep until it is SIGKILLed.
+    program = (
+        "from tfnet import search_space as ss, tuning\n"
+        f"space = ss.SearchSpace.from_dict({SPACE.to_dict()!r})\n"
+        f"config = tuning.SearchConfig(search_dir={config.search_dir!r}, "
+        f"train_script={config.train_script!r}, base_flags={config.base_flags!r}, parallel=2)\n"
+        "tuning.run_search(space, config)\n")
+    search = subprocess.Popen([sys.executable, "-c", program],
+                              env=dict(os.environ, PYTHONPATH=repo_root, FAKE_SLEEP="120"))
+    state_path = tmp_path / "search" / "search.json"
+    orphans = {}
+    try:
+        deadline = time.monotonic() + 120
+        while len(orphans) < 2:
+            assert time.monotonic() < deadline and search.poll() is None, "no trials started"
+            time.sleep(0.2)
+            if state_path.exists():
+                orphans = json.loads(state_path.read_text())["running"]
+        # While that search lives, a second one of the same directory is refused ...
+        with pytest.raises(ValueError, match=re.escape(
+                f"search_dir must be free of another running search (it holds search.lock). "
+                f"Received: search_dir={config.search_dir!r}")):
+            tuning.run_search(SPACE, config)
+        # ... and once it is killed outright, its trials (own sessions) keep running.
+        search.kill()
+        search.wait()
+        assert all(_runs_trial(o["pid"], o["model_dir"]) for o in orphans.values())
+
+        with caplog.at_level("WARNING"):
+            records = tuning.run_search(SPACE, config)  # FAKE_SLEEP unset: quick trials.
+        assert not any(_runs_trial(o["pid"], o["model_dir"]) for o in orphans.values())
+        for trial, orphan in orphans.items():
+            assert f"Killing trial {trial} (pid {orphan['pid']})" in caplog.text
+        assert len(records) == 16
+        # The two killed trials started twice (killed, then re-run); every other one once.
+        started = _calls(calls)
+        assert sorted(name for name in set(started) if started.count(name) == 2) == sorted(orphans)
+        assert len(started) == 18
+        assert json.loads(state_path.read_text())["running"] == {}
+    finally:
+        # Leave no sleeping trial behind when a check above fails.
+        search.kill()
+        search.wait()
+        leftovers = list(orphans.values())
+        if state_path.exists():
+            leftovers += json.loads(state_path.read_text())["running"].values()
+        for orphan in leftovers:
+            if _runs_trial(orphan["pid"], orphan["model_dir"]):
+                os.killpg(orphan["pid"], signal.SIGKILL)
 
 
 def test_resuming_a_different_search_is_refused(tmp_path, fake):

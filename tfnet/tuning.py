@@ -22,19 +22,31 @@ The search directory holds:
 - ``results.csv`` and ``results.json``: every trial, sorted by the metric, failures last;
 - ``best_flags.txt``: the best trial's resolved flags without ``--model_dir`` and ``--noexport``,
   which ``scripts/train.py --flagfile=`` reproduces (bit for bit with ``--deterministic``);
-- ``search.json``: the settings, each round's space and trials, and each finished trial's record.
-  A restarted search reads it and runs only the trials without a record (rounds may be added);
-  finished trials, failed ones included, are not re-run; a trial interrupted half-way has no
-  record, so its directory is cleared and it runs again.
+- ``search.json``: the settings, each round's space and trials, each finished trial's record,
+  and the process id of each trial running now. A restarted search reads it and runs only the
+  trials without a record (rounds may be added); finished trials, failed ones included, are not
+  re-run; a trial interrupted half-way has no record, so its directory is cleared and it runs
+  again;
+- ``search.lock``: locked (``flock``) while a search runs, so a second search of the same
+  directory is refused; the lock goes with its process, however that ends.
+
+An interrupted search (Ctrl-C, an exception) kills its running trials. A search killed outright
+(SIGKILL, a crash) cannot, and its trials, in sessions of their own, go on running; the next
+search of the directory kills each recorded trial still running (on Linux, where ``/proc`` shows
+a process running with that trial's ``--model_dir``; a reused process id is left alone) before
+it clears the trial's directory.
 """
 
 import csv
 import dataclasses
+import fcntl
 import io
 import json
+import logging
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -168,15 +180,38 @@ def run_search(space, config, report=None):
         number of trials finished, the search's total, and the best record so far (or None).
 
     Raises:
-      ValueError: when ``check_space`` refuses ``space`` and ``config.base_flags``, or when
-        ``config.search_dir`` holds a search with other settings.
+      ValueError: when ``check_space`` refuses ``space`` and ``config.base_flags``, when
+        ``config.search_dir`` holds a search with other settings, or when another search of
+        ``config.search_dir`` is running.
     """
     check_space(space, config.base_flags)
+    os.makedirs(config.search_dir, exist_ok=True)
+    with open(os.path.join(config.search_dir, "search.lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _fail("search_dir", "free of another running search (it holds search.lock)",
+                  config.search_dir)
+        return _run_locked(space, config, report)
+
+
+def _run_locked(space, config, report):
     state = _load_or_create(space, config)
+    _stop_orphans(state, config)
     total = config.rounds * config.trials_per_round
+
+    def started(trial, pid):
+        # The model_dir as the trial's command line spells it, for _stop_orphans to recognise.
+        state["running"][trial["trial"]] = dict(pid=pid, model_dir=_model_dir(trial, config))
+        _write_state(state, config)
+
+    def stopped(trial):
+        state["running"].pop(trial["trial"], None)  # None: interrupted before it was recorded.
+        _write_state(state, config)
 
     def finish(record):
         state["records"][record["trial"]] = record
+        state["running"].pop(record["trial"])
         records = _save(state, config)
         best = records[0] if records[0]["status"] == "ok" else None
         if report is not None:
@@ -188,7 +223,7 @@ def run_search(space, config, report=None):
             _save(state, config)
         planned = state["rounds"][round_index]["trials"]
         pending = [trial for trial in planned if trial["trial"] not in state["records"]]
-        _run_trials(pending, config, finish)
+        _run_trials(pending, config, started, stopped, finish)
     return _sorted_records(state, config)
 
 
@@ -202,10 +237,47 @@ def _load_or_create(space, config):
         if differing:
             _fail("search_dir", "a new directory or one holding the same search (it differs in "
                   f"{', '.join(differing)})", config.search_dir)
+        state.setdefault("running", {})  # Written before trials' process ids were recorded.
         return state
-    os.makedirs(config.search_dir, exist_ok=True)
     write_hparams_config(space, config.search_dir)
-    return {"settings": settings, "rounds": [], "records": {}}
+    return {"settings": settings, "rounds": [], "records": {}, "running": {}}
+
+
+def _stop_orphans(state, config):
+    """Kills the recorded trials still running, left behind by a search that was killed outright.
+
+    The lock rules out a live search owning them. A trial still running is a process whose
+    ``/proc/<pid>/cmdline`` holds its ``--model_dir``; a process id reused by another program (or
+    a zombie, whose command line is empty) does not match and is left alone.
+    """
+    for trial, entry in state["running"].items():
+        pid, model_dir = entry["pid"], entry["model_dir"]
+        if not _is_trial_process(pid, model_dir):
+            continue
+        logging.warning("Killing trial %s (pid %d), left running by a search that was killed.",
+                        trial, pid)
+        try:
+            os.killpg(pid, signal.SIGKILL)  # Started with a session of its own: pgid == pid.
+        except ProcessLookupError:
+            continue  # Ended in the meantime.
+        deadline = time.monotonic() + 30
+        while _is_trial_process(pid, model_dir):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"trial {trial} (pid {pid}) survived SIGKILL for 30 s; stop "
+                                   f"it before resuming the search in {config.search_dir}")
+            time.sleep(0.05)
+    state["running"] = {}
+    _write_state(state, config)
+
+
+def _is_trial_process(pid, model_dir):
+    """Whether process ``pid`` runs with ``--model_dir=<model_dir>`` (Linux ``/proc``)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            arguments = f.read().split(b"\0")
+    except OSError:  # No such process, or no /proc.
+        return False
+    return os.fsencode(f"--model_dir={model_dir}") in arguments
 
 
 def _plan_round(state, config, round_index):
@@ -248,14 +320,19 @@ def trial_flags(values, base_flags, model_dir):
     return lines
 
 
-def _run_trials(trials, config, finish):
-    """Runs ``trials`` with at most ``config.parallel`` processes at once."""
+def _run_trials(trials, config, started, stopped, finish):
+    """Runs ``trials`` with at most ``config.parallel`` processes at once.
+
+    Calls ``started(trial, pid)`` after starting a trial, ``finish(record)`` when it ends, and
+    ``stopped(trial)`` for each trial killed because the search was interrupted.
+    """
     queue, running = list(trials), []
     try:
         while queue or running:
             while queue and len(running) < config.parallel:
                 trial = queue.pop(0)
                 running.append((trial, *_start(trial, config)))
+                started(trial, running[-1][1].pid)
             done = [entry for entry in running if entry[1].poll() is not None]
             if not done:
                 time.sleep(0.1)
@@ -266,14 +343,22 @@ def _run_trials(trials, config, finish):
                 finish(_record(trial, process.returncode, config))
     finally:
         # Interrupted: stop the trials still running; they have no record, so they run again.
-        for _, process, log in running:
-            process.kill()
+        for trial, process, log in running:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # Its session's group: pgid == pid.
+            except ProcessLookupError:
+                pass  # Ended, and reaped by poll(), just before the interruption.
             process.wait()
             log.close()
+            stopped(trial)
+
+
+def _model_dir(trial, config):
+    return os.path.join(config.search_dir, trial["trial"])
 
 
 def _start(trial, config):
-    model_dir = os.path.join(config.search_dir, trial["trial"])
+    model_dir = _model_dir(trial, config)
     # Leftovers of an interrupted attempt would add a second set of events to TensorBoard.
     shutil.rmtree(model_dir, ignore_errors=True)
     os.makedirs(model_dir)
@@ -288,7 +373,7 @@ def _start(trial, config):
 
 
 def _record(trial, returncode, config):
-    model_dir = os.path.join(config.search_dir, trial["trial"])
+    model_dir = _model_dir(trial, config)
     record = dict(trial, status="failed", error="", model_dir=model_dir)
     results_path = os.path.join(model_dir, "results.json")
     if returncode != 0:
@@ -323,13 +408,17 @@ def _sorted_records(state, config):
 def _save(state, config):
     """Writes search.json, the results table and the best flagfile; returns the sorted records."""
     records = _sorted_records(state, config)
-    _write_atomic(os.path.join(config.search_dir, "search.json"), json.dumps(state, indent=2))
+    _write_state(state, config)
     _write_atomic(os.path.join(config.search_dir, "results.json"), json.dumps(records, indent=2))
     _write_atomic(os.path.join(config.search_dir, "results.csv"), _csv(records, state, config))
     if records and records[0]["status"] == "ok":
         _write_atomic(os.path.join(config.search_dir, "best_flags.txt"),
                       _best_flagfile(records[0], config))
     return records
+
+
+def _write_state(state, config):
+    _write_atomic(os.path.join(config.search_dir, "search.json"), json.dumps(state, indent=2))
 
 
 def _write_atomic(path, text):
