@@ -6,9 +6,11 @@
     python scripts/train.py --flagfile=runs/search/best_flags.txt --model_dir=runs/best
 
 Training flags (--dataset, --epochs, --optimizer, ...; see --helpfull) are the fixed values of
-every trial; the search space file's parameters, named after those same flags, are sampled. Run
-the same command again to resume an interrupted search (finished trials are not re-run), or with
-a larger --rounds to add rounds.
+every trial; the search space file's parameters, named after those same flags (or units and
+layers, which compose --hidden_units), are sampled. Ctrl-C or `kill` stops the search and its
+running trials (exit status 128 + the signal's number); run the same command again to resume it
+(finished trials are not re-run), or with a larger --rounds to add rounds. After `kill -9`, whose
+trials go on running, the next run kills them before it runs them again.
 """
 
 import dataclasses
@@ -110,6 +112,18 @@ def _report(record, done, total, best):
           flush=True)
 
 
+class _Interrupted(Exception):
+    """SIGINT or SIGTERM, raised by ``_interrupt`` to unwind the search."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    raise _Interrupted(signum)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -125,10 +139,17 @@ def main(argv):
         metric=FLAGS.metric, top_fraction=FLAGS.top_fraction, padding=FLAGS.padding,
         narrow_choices=FLAGS.narrow_choices, env=dict(os.environ, PYTHONPATH=python_path),
     )
-    # `kill` (SIGTERM) then unwinds like Ctrl-C: the search stops its running trials, which run
-    # again when the search is restarted.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    records = tuning.run_search(space, config, report=_report)
+    # Ctrl-C (SIGINT) and `kill` (SIGTERM) unwind the search, which kills its running trials;
+    # they have no record, so they run again when the search is restarted.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        records = tuning.run_search(space, config, report=_report)
+    except _Interrupted as interruption:
+        print(f"Search interrupted by {signal.Signals(interruption.signum).name}: finished trials "
+              f"are recorded in {FLAGS.search_dir}/search.json and are not re-run; run the same "
+              "command again to resume.", file=sys.stderr, flush=True)
+        return 128 + interruption.signum
     failed = sum(r["status"] != "ok" for r in records)
     print(f"{len(records)} trials, {failed} failed. Table: {FLAGS.search_dir}/results.csv")
     print(f"TensorBoard HParams dashboard: tensorboard --logdir {FLAGS.search_dir}")
