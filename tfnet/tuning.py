@@ -8,9 +8,9 @@ none succeeded). Each trial runs the training script as its own process (``paral
 same names, ``--model_dir=<search_dir>/<trial>`` and ``--noexport``. Two parameter names are not
 flags: ``units`` and ``layers`` (``DEPTH_PARAMETERS``) are sampled together and give the trial
 ``--hidden_units=units,...,units`` (``layers`` times), so that depth is searched with one width
-for every hidden layer. A trial fails when the
-process exits non-zero, writes no ``results.json``, or reports a non-finite loss or metric; the
-failure is recorded with its reason and the search goes on.
+for every hidden layer. A trial fails when the process exits non-zero, writes no
+``results.json``, or reports a non-finite loss or metric; the failure is recorded with its
+reason and the search goes on.
 
 The search directory holds:
 
