@@ -6,13 +6,14 @@
     python scripts/train.py --flagfile=runs/search/best_flags.txt --model_dir=runs/best
 
 Training flags (--dataset, --epochs, --optimizer, ...; see --helpfull) are the fixed values of
-every trial; the search space file's parameters, named after those same flags, are sampled. Run
-the same command again to resume an interrupted search (finished trials are not re-run), or with
-a larger --rounds to add rounds.
+every trial; the search space file's parameters, named after those same flags (or units and
+layers, which compose --hidden_units), are sampled. Ctrl-C or `kill` stops the search and its
+running trials (exit status 128 + the signal's number); run the same command again to resume it
+(finished trials are not re-run), or with a larger --rounds to add rounds. After `kill -9`, whose
+trials go on running, the next run kills them before it runs them again.
 """
 
 import dataclasses
-import json
 import os
 import signal
 import sys
@@ -30,9 +31,10 @@ _TRAIN_FLAGS = tuple(f.name for f in dataclasses.fields(config_lib.TrainConfig)
                      if f.name not in _PER_TRIAL)
 
 tfnet_flags.define_train_flags(names=_TRAIN_FLAGS)
-flags.DEFINE_string("search_space", None, "JSON file of the search space: {\"learning_rate\": "
-                    "{\"scale\": \"log\", \"low\": 1e-4, \"high\": 1}, ...}; scales log, "
-                    "one_minus_log, int (low, high) and choice (values); names are training flags.")
+flags.DEFINE_string("search_space", None, "Search space file, YAML (.yaml, .yml) or JSON: "
+                    "{\"learning_rate\": {\"scale\": \"log\", \"low\": 1e-4, \"high\": 1}, "
+                    "...}; scales log, one_minus_log, int (low, high) and choice (values); names "
+                    "are training flags.")
 flags.DEFINE_string("search_dir", "runs/search", "Directory of the search: one run directory per "
                     "trial, results.csv/json, best_flags.txt, search.json (to resume).")
 flags.DEFINE_integer("rounds", 2, "Coarse-to-fine rounds.", lower_bound=1)
@@ -58,15 +60,30 @@ FLAGS = flags.FLAGS
 def _check_search_space(path):
     """Loads the search space; raises ValidationError naming the file and the problem."""
     try:
-        space = search_space_lib.SearchSpace.from_json(path)
-    except (OSError, json.JSONDecodeError, ValueError) as error:
+        space = search_space_lib.SearchSpace.from_file(path)
+    except ValueError as error:
         raise flags.ValidationError(f"--search_space={path}: {error}") from None
-    unknown = [name for name in space.names if name not in _TRAIN_FLAGS]
+    unknown = [name for name in space.names
+               if name not in _TRAIN_FLAGS + tuning.DEPTH_PARAMETERS]
     if unknown:
         raise flags.ValidationError(
             f"--search_space={path}: parameters must be training flags other than "
-            f"{', '.join(_PER_TRIAL)}. Received: {', '.join(unknown)}")
+            f"{', '.join(_PER_TRIAL)}, or units and layers. Received: {', '.join(unknown)}")
+    try:
+        tuning.check_space(space)
+    except ValueError as error:
+        raise flags.ValidationError(f"--search_space={path}: {error}") from None
+    # Validators run once every flag is parsed, so `present` is known (a flagfile counts).
+    if _searches_depth(space) and FLAGS["hidden_units"].present:
+        raise flags.ValidationError(
+            f"--hidden_units must not be given when --search_space={path} has units and layers, "
+            f"which compose each trial's hidden units. Received: "
+            f"--hidden_units={','.join(FLAGS.hidden_units)}")
     return True
+
+
+def _searches_depth(space):
+    return any(name in space.names for name in tuning.DEPTH_PARAMETERS)
 
 
 flags.register_validator("search_space", _check_search_space)
@@ -75,10 +92,12 @@ flags.register_validator("search_space", _check_search_space)
 def _base_flags(space):
     """The fixed training flags, name -> value, as the trials receive them."""
     config = tfnet_flags.train_config_from_flags(FLAGS)
+    # Sampled units and layers set hidden_units, so its default is no fixed flag.
+    sampled = space.names + (("hidden_units",) if _searches_depth(space) else ())
     base = {}
     for name in _TRAIN_FLAGS:
         value = getattr(config, name)
-        if value is not None and name not in space.names:
+        if value is not None and name not in sampled:
             base[name] = ",".join(map(str, value)) if isinstance(value, tuple) else value
     return base
 
@@ -93,10 +112,22 @@ def _report(record, done, total, best):
           flush=True)
 
 
+class _Interrupted(Exception):
+    """SIGINT or SIGTERM, raised by ``_interrupt`` to unwind the search."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    raise _Interrupted(signum)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    space = search_space_lib.SearchSpace.from_json(FLAGS.search_space)
+    space = search_space_lib.SearchSpace.from_file(FLAGS.search_space)
     scripts_dir = os.path.dirname(os.path.abspath(__file__))
     repo_root = os.path.dirname(scripts_dir)
     # The trials import the same tfnet as this script, installed or not.
@@ -108,10 +139,17 @@ def main(argv):
         metric=FLAGS.metric, top_fraction=FLAGS.top_fraction, padding=FLAGS.padding,
         narrow_choices=FLAGS.narrow_choices, env=dict(os.environ, PYTHONPATH=python_path),
     )
-    # `kill` (SIGTERM) then unwinds like Ctrl-C: the search stops its running trials, which run
-    # again when the search is restarted.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    records = tuning.run_search(space, config, report=_report)
+    # Ctrl-C (SIGINT) and `kill` (SIGTERM) unwind the search, which kills its running trials;
+    # they have no record, so they run again when the search is restarted.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        records = tuning.run_search(space, config, report=_report)
+    except _Interrupted as interruption:
+        print(f"Search interrupted by {signal.Signals(interruption.signum).name}: finished trials "
+              f"are recorded in {FLAGS.search_dir}/search.json and are not re-run; run the same "
+              "command again to resume.", file=sys.stderr, flush=True)
+        return 128 + interruption.signum
     failed = sum(r["status"] != "ok" for r in records)
     print(f"{len(records)} trials, {failed} failed. Table: {FLAGS.search_dir}/results.csv")
     print(f"TensorBoard HParams dashboard: tensorboard --logdir {FLAGS.search_dir}")

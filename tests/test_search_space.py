@@ -101,24 +101,71 @@ def test_narrow_integers_round_outwards_and_clip_and_choices_narrow_or_stay():
     assert (point["hidden_units"].low, point["hidden_units"].high) == (50, 50)
 
 
+SPEC = {
+    "learning_rate": {"scale": "log", "low": 1e-4, "high": 1.0},
+    "beta": {"scale": "one_minus_log", "low": 0.9, "high": 0.999},
+    "hidden_units": {"scale": "int", "low": 4, "high": 64},
+    "batch_size": {"scale": "choice", "values": [32, 64, 128]},
+}
+
+
 def test_json_round_trip(tmp_path):
-    spec = {
-        "learning_rate": {"scale": "log", "low": 1e-4, "high": 1.0},
-        "beta": {"scale": "one_minus_log", "low": 0.9, "high": 0.999},
-        "hidden_units": {"scale": "int", "low": 4, "high": 64},
-        "batch_size": {"scale": "choice", "values": [32, 64, 128]},
-    }
     path = tmp_path / "space.json"
-    path.write_text(json.dumps(spec))
-    space = ss.SearchSpace.from_json(path)
+    path.write_text(json.dumps(SPEC))
+    space = ss.SearchSpace.from_file(path)
     assert space.names == ("learning_rate", "beta", "hidden_units", "batch_size")
-    assert space.to_dict() == spec
+    assert space.to_dict() == SPEC
     assert ss.SearchSpace.from_dict(space.to_dict()) == space
 
 
-def test_the_example_file_loads(repo_root):
-    space = ss.SearchSpace.from_json(f"{repo_root}/examples/search_space.json")
-    assert "learning_rate" in space.names
+@pytest.mark.parametrize("suffix", [".yaml", ".yml", ".YAML"])
+def test_yaml_file_loads_like_json(tmp_path, suffix):
+    # Block style, not JSON (which YAML also reads), so that a JSON reader would fail on it.
+    path = tmp_path / f"space{suffix}"
+    path.write_text("learning_rate: {scale: log, low: 1.0e-4, high: 1.0}\n"
+                    "beta: {scale: one_minus_log, low: 0.9, high: 0.999}\n"
+                    "hidden_units:\n  scale: int\n  low: 4\n  high: 64\n"
+                    "batch_size:\n  scale: choice\n  values: [32, 64, 128]\n")
+    assert ss.SearchSpace.from_file(path).to_dict() == SPEC
+
+
+def test_the_example_files_load_to_the_same_space(repo_root):
+    from_json = ss.SearchSpace.from_file(f"{repo_root}/examples/search_space.json")
+    from_yaml = ss.SearchSpace.from_file(f"{repo_root}/examples/search_space.yaml")
+    assert "learning_rate" in from_json.names
+    # Equal dataclasses: same names, order, scales, bounds (1.0e-4 a float, not a string) and
+    # choice values of the same types ("8" a string, 16 an int).
+    assert from_yaml == from_json
+    assert [type(v) for v in from_yaml["batch_size"].values] == [int] * 4
+
+
+@pytest.mark.parametrize("name, text, reason", [
+    ("missing.json", None, "a readable JSON file ([Errno 2] No such file or directory"),
+    ("bad.json", '{"a": {"scale": "log",', "a readable JSON file (Expecting property name"),
+    ("bad.yaml", "a: {scale: log\nb: [", "a readable YAML file (while parsing a flow mapping"),
+    ("binary.yml", b"\xff\xfe\x00", "a readable YAML file ("),
+])
+def test_unreadable_or_invalid_file_is_named(tmp_path, name, text, reason):
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
+        path.write_text(text)
+    with pytest.raises(ValueError) as error:
+        ss.SearchSpace.from_file(path)
+    message = str(error.value)
+    assert message.startswith(f"search space file must be {reason}")
+    assert message.endswith(f"Received: search space file={str(path)!r}")
+    assert "\n" not in message
+
+
+def test_a_yaml_file_that_is_not_a_mapping_is_refused(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- learning_rate\n")
+    with pytest.raises(ValueError, match=re.escape(
+            "search space must be a mapping {\"name\": {\"scale\": ..., ...}}. "
+            "Received: search space=['learning_rate']")):
+        ss.SearchSpace.from_file(path)
 
 
 @pytest.mark.parametrize("make, message", [

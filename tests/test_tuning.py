@@ -3,22 +3,29 @@
 The fake script follows train.py's contract: it reads ``--name=value`` flags, writes
 ``<model_dir>/flags.txt`` and ``results.json``, and its dev accuracy is a known function of the
 learning rate peaked at α = 3e-3, so every expected ranking below is computed from that formula.
-It exits 3 when ``hidden_units`` is 13 (a crash) and reports NaN losses when α > 0.3.
+It exits 3 when ``hidden_units`` is 13 (a crash) and reports NaN losses when α > 0.3. With
+``FAKE_SLEEP`` set it sleeps that many seconds first, long enough to kill the search meanwhile.
 """
 
 import csv
 import json
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 from tfnet import search_space as ss
 from tfnet import tuning
+from tfnet.config import TrainConfig
 
 FAKE_TRAIN = r'''
-import json, math, os, sys
+import json, math, os, sys, time
 flags = {}
 for arg in sys.argv[1:]:
     name, _, value = arg[2:].partition("=")
@@ -27,6 +34,7 @@ model_dir = flags["model_dir"]
 os.makedirs(model_dir, exist_ok=True)
 with open(os.environ["FAKE_CALLS"], "a") as f:
     f.write(os.path.basename(model_dir) + "\n")
+time.sleep(float(os.environ.get("FAKE_SLEEP", 0)))
 if flags.get("hidden_units") == "13":
     sys.exit(3)
 alpha = float(flags["learning_rate"])
@@ -105,7 +113,18 @@ def test_search_records_ranks_and_zooms(tmp_path, fake, parallel):
     round1 = ss.SearchSpace.from_dict(state["rounds"][1]["space"])["learning_rate"]
     best0 = next(r for r in ok if r["round"] == 0)
     assert round1.low <= best0["values"]["learning_rate"] <= round1.high
-    assert np.log10(round1.high / round1.low) < 4
+    # Round 1's range is the log10 span of round 0's best ceil(top_fraction × successes) trials,
+    # padded by padding × round 0's width (4 decades) on each side and clipped to [-4, 0]; so its
+    # width is at most that span + 2 × padding × 4, not merely "under 4 decades".
+    ok0 = [r for r in ok if r["round"] == 0]  # Best first.
+    top = ok0[:math.ceil(config.top_fraction * len(ok0))]
+    assert 1 <= len(top) < len(ok0)
+    r_top = np.log10([r["values"]["learning_rate"] for r in top])
+    margin = config.padding * 4
+    np.testing.assert_allclose(np.log10([round1.low, round1.high]),
+                               [max(-4, r_top.min() - margin), min(0, r_top.max() + margin)],
+                               atol=1e-12)
+    assert np.log10(round1.high / round1.low) <= np.ptp(r_top) + 2 * margin + 1e-12
     for trial in state["rounds"][1]["trials"]:
         assert round1.low <= trial["values"]["learning_rate"] <= round1.high
     mean_accuracy = [np.mean([r["dev_accuracy"] for r in ok if r["round"] == k]) for k in (0, 1)]
@@ -136,6 +155,71 @@ def test_trial_flags_override_base_and_format_values():
                      "--model_dir=/runs/t0", "--noexport"]
 
 
+def test_trial_flags_compose_hidden_units_from_units_and_layers():
+    flags = tuning.trial_flags({"learning_rate": 0.01, "units": 8, "layers": 3}, {"epochs": 2},
+                               "/runs/t0")
+    assert flags == ["--epochs=2", "--learning_rate=0.01", "--hidden_units=8,8,8",
+                     "--model_dir=/runs/t0", "--noexport"]
+
+
+def _trial_hidden_units(model_dir):
+    """The --hidden_units a trial received, as integers (the fake script saves its flags)."""
+    with open(f"{model_dir}/flags.txt") as f:
+        [value] = [line.split("=", 1)[1] for line in f.read().splitlines()
+                   if line.startswith("--hidden_units=")]
+    return [int(u) for u in value.split(",")]
+
+
+@pytest.mark.parametrize("units", [ss.IntUniform("units", 4, 9), ss.Choice("units", (8, 32))],
+                         ids=["int_units", "choice_units"])
+def test_search_over_units_and_layers_gives_each_trial_its_hidden_units(tmp_path, fake, units):
+    script, _ = fake
+    space = ss.SearchSpace((ss.LogUniform("learning_rate", 1e-4, 1.0), units,
+                            ss.IntUniform("layers", 1, 3)))
+    records = tuning.run_search(space, _config(tmp_path, script, trials_per_round=12))
+    assert len(records) == 24
+    allowed_units = (set(range(4, 10)) if isinstance(units, ss.IntUniform) else {8, 32})
+    depths = set()
+    for record in records:
+        sampled = record["values"]
+        hidden_units = _trial_hidden_units(record["model_dir"])
+        # The flag the trial got is the sampled width repeated once per sampled layer ...
+        assert hidden_units == [sampled["units"]] * sampled["layers"]
+        # ... and both stay in round 0's ranges in every round.
+        assert set(hidden_units) <= allowed_units and 1 <= len(hidden_units) <= 3
+        depths.add(len(hidden_units))
+    assert len(depths) > 1  # Depth was searched, not fixed.
+
+
+@pytest.mark.parametrize("parameters, base_flags, message", [
+    ((ss.IntUniform("layers", 1, 3),), {},
+     "search space must be given units and layers together (they compose hidden_units). "
+     "Received: search space=['layers']"),
+    ((ss.IntUniform("units", 4, 8), ss.IntUniform("layers", 1, 3),
+      ss.Choice("hidden_units", ("8",))), {},
+     "search space must be free of hidden_units when it has units and layers (they compose "
+     "it). Received: search space=['units', 'layers', 'hidden_units']"),
+    ((ss.IntUniform("units", 4, 8), ss.IntUniform("layers", 1, 3)), {"hidden_units": "16,8"},
+     "base_flags must be free of hidden_units when the space has units and layers (they compose "
+     "it). Received: base_flags={'hidden_units': '16,8'}"),
+    ((ss.LogUniform("units", 4, 64), ss.IntUniform("layers", 1, 3)), {},
+     "units.scale must be int or choice. Received: units.scale='log'"),
+    ((ss.Choice("units", ("8", "16")), ss.IntUniform("layers", 1, 3)), {},
+     "units must be sampled from integers >= 1. "
+     "Received: units={'scale': 'choice', 'values': ['8', '16']}"),
+    ((ss.IntUniform("units", 4, 8), ss.IntUniform("layers", 0, 3)), {},
+     "layers must be sampled from integers >= 1. "
+     "Received: layers={'scale': 'int', 'low': 0, 'high': 3}"),
+], ids=["layers_alone", "with_hidden_units", "with_fixed_hidden_units", "log_units",
+        "string_units", "zero_layers"])
+def test_bad_units_and_layers_are_named(tmp_path, fake, parameters, base_flags, message):
+    script, calls = fake
+    config = _config(tmp_path, script, base_flags=base_flags)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tuning.run_search(ss.SearchSpace(parameters), config)
+    assert _calls(calls) == []  # Refused before any trial.
+
+
 def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, fake):
     script, calls = fake
     config = _config(tmp_path, script, parallel=2)
@@ -149,6 +233,7 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, 
     state = json.loads((tmp_path / "search" / "search.json").read_text())
     finished = set(state["records"])
     assert len(finished) == 3
+    assert state["running"] == {}  # The trial running at the interruption was killed.
     started_before = _calls(calls)
     # The trial killed mid-run (parallel 2) has no record; its leftovers go before it reruns.
     stale = tmp_path / "search" / "round0-trial007" / "stale.txt"
@@ -167,6 +252,71 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, 
     records = tuning.run_search(SPACE, _config(tmp_path, script, rounds=3))
     assert len(records) == 24
     assert all(name.startswith("round2-") for name in _calls(calls)[before:])
+
+
+def _runs_trial(pid, model_dir):
+    """Whether process ``pid`` is alive and running with ``--model_dir=<model_dir>``."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f"--model_dir={model_dir}".encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="recognises trials through /proc")
+def test_trials_left_running_by_a_killed_search_are_killed_before_they_rerun(
+        tmp_path, fake, repo_root, caplog):
+    script, calls = fake
+    config = _config(tmp_path, script, parallel=2)
+    # The same search in a process of its own, whose trials sleep until it is SIGKILLed.
+    program = (
+        "from tfnet import search_space as ss, tuning\n"
+        f"space = ss.SearchSpace.from_dict({SPACE.to_dict()!r})\n"
+        f"config = tuning.SearchConfig(search_dir={config.search_dir!r}, "
+        f"train_script={config.train_script!r}, base_flags={config.base_flags!r}, parallel=2)\n"
+        "tuning.run_search(space, config)\n")
+    search = subprocess.Popen([sys.executable, "-c", program],
+                              env=dict(os.environ, PYTHONPATH=repo_root, FAKE_SLEEP="120"))
+    state_path = tmp_path / "search" / "search.json"
+    orphans = {}
+    try:
+        deadline = time.monotonic() + 120
+        while len(orphans) < 2:
+            assert time.monotonic() < deadline and search.poll() is None, "no trials started"
+            time.sleep(0.2)
+            if state_path.exists():
+                orphans = json.loads(state_path.read_text())["running"]
+        # While that search lives, a second one of the same directory is refused ...
+        with pytest.raises(ValueError, match=re.escape(
+                f"search_dir must be free of another running search (it holds search.lock). "
+                f"Received: search_dir={config.search_dir!r}")):
+            tuning.run_search(SPACE, config)
+        # ... and once it is killed outright, its trials (own sessions) keep running.
+        search.kill()
+        search.wait()
+        assert all(_runs_trial(o["pid"], o["model_dir"]) for o in orphans.values())
+
+        with caplog.at_level("WARNING"):
+            records = tuning.run_search(SPACE, config)  # FAKE_SLEEP unset: quick trials.
+        assert not any(_runs_trial(o["pid"], o["model_dir"]) for o in orphans.values())
+        for trial, orphan in orphans.items():
+            assert f"Killing trial {trial} (pid {orphan['pid']})" in caplog.text
+        assert len(records) == 16
+        # The two killed trials started twice (killed, then re-run); every other one once.
+        started = _calls(calls)
+        assert sorted(name for name in set(started) if started.count(name) == 2) == sorted(orphans)
+        assert len(started) == 18
+        assert json.loads(state_path.read_text())["running"] == {}
+    finally:
+        # Leave no sleeping trial behind when a check above fails.
+        search.kill()
+        search.wait()
+        leftovers = list(orphans.values())
+        if state_path.exists():
+            leftovers += json.loads(state_path.read_text())["running"].values()
+        for orphan in leftovers:
+            if _runs_trial(orphan["pid"], orphan["model_dir"]):
+                os.killpg(orphan["pid"], signal.SIGKILL)
 
 
 def test_resuming_a_different_search_is_refused(tmp_path, fake):
@@ -209,21 +359,27 @@ def test_bad_config_is_named(tmp_path, fake, overrides, message):
         _config(tmp_path, script, **overrides)
 
 
-def test_hparams_config_declares_each_parameter_with_its_domain(tmp_path):
+def _experiment(space, directory):
+    """The HParams experiment that ``write_hparams_config`` writes for ``space``."""
     import tensorflow as tf
     from tensorboard.plugins.hparams import metadata
 
+    tuning.write_hparams_config(space, str(directory))
+    [path] = list(directory.glob("events.out.tfevents.*"))
+    [experiment] = [metadata.parse_experiment_plugin_data(value.metadata.plugin_data.content)
+                    for event in tf.compat.v1.train.summary_iterator(str(path))
+                    for value in event.summary.value if value.tag == "_hparams_/experiment"]
+    return experiment
+
+
+def test_hparams_config_declares_each_parameter_with_its_domain(tmp_path):
     space = ss.SearchSpace((ss.LogUniform("learning_rate", 1e-4, 1.0),
                             ss.OneMinusLogUniform("beta", 0.9, 0.999),
                             ss.IntUniform("epochs", 2, 5),
                             ss.IntUniform("hidden_units", 4, 32),
                             ss.Choice("batch_size", (32, 64)),
                             ss.Choice("optimizer", ("keras_adam", "keras_sgd"))))
-    tuning.write_hparams_config(space, str(tmp_path))
-    [path] = list(tmp_path.glob("events.out.tfevents.*"))
-    [experiment] = [metadata.parse_experiment_plugin_data(value.metadata.plugin_data.content)
-                    for event in tf.compat.v1.train.summary_iterator(str(path))
-                    for value in event.summary.value if value.tag == "_hparams_/experiment"]
+    experiment = _experiment(space, tmp_path)
     infos = {info.name: info for info in experiment.hparam_infos}
     assert list(infos) == list(space.names)
     assert (infos["learning_rate"].domain_interval.min_value,
@@ -240,3 +396,41 @@ def test_hparams_config_declares_each_parameter_with_its_domain(tmp_path):
     assert [(m.name.group, m.name.tag) for m in experiment.metric_infos] == [
         ("dev", "epoch_accuracy"), ("dev", "epoch_loss"),
         ("train", "epoch_accuracy"), ("train", "epoch_loss")]
+
+
+@pytest.mark.parametrize("parameter, logged", [
+    (ss.Choice("hidden_units", (8, 16)), ["8", "16"]),
+    (ss.Choice("hidden_units", ("16,8", "32")), ["16,8", "32"]),
+    (ss.Choice("keep_prob", (0.5, 1.0)), ["0.5", "1.0"]),
+    (ss.Choice("keep_prob", ("0.8,0.9", "1")), ["0.8,0.9", "1.0"]),  # 1 is parsed as 1.0.
+    (ss.LogUniform("keep_prob", 0.5, 1.0), None),
+    (ss.IntUniform("hidden_units", 4, 32), None),
+], ids=["int_units", "string_units", "float_keep_prob", "string_keep_prob", "range_keep_prob",
+        "range_units"])
+def test_hparams_domains_of_tuple_fields_are_the_strings_the_trials_log(tmp_path, parameter,
+                                                                       logged):
+    # train.py logs TrainConfig's tuple fields as ",".join(map(str, value)) (config.hparams), so
+    # a numeric domain would never match a trial's value and the dashboard would hide it.
+    [info] = _experiment(ss.SearchSpace((parameter,)), tmp_path).hparam_infos
+    if logged is None:
+        assert info.WhichOneof("domain") is None
+    else:
+        assert [v.string_value for v in info.domain_discrete.values] == sorted(logged)  # hp sorts.
+        assert {v.WhichOneof("kind") for v in info.domain_discrete.values} == {"string_value"}
+        # The strings are those of a TrainConfig built the way train.py parses the flag.
+        for value, string in zip(parameter.values, logged):
+            element = type(getattr(TrainConfig(), parameter.name)[0])
+            parsed = tuple(element(v) for v in str(value).split(","))
+            config = TrainConfig(**{parameter.name: parsed})
+            assert config.hparams()[parameter.name] == string
+
+
+def test_hparams_config_declares_units_and_layers_as_the_hidden_units_trials_log(tmp_path):
+    # train.py logs hidden_units="8,8,8" and no units or layers, so the dashboard's column is
+    # hidden_units, in the place of the first of them.
+    space = ss.SearchSpace((ss.LogUniform("learning_rate", 1e-4, 1.0),
+                            ss.IntUniform("layers", 1, 3), ss.Choice("units", (8, 16)),
+                            ss.Choice("batch_size", (32, 64))))
+    infos = _experiment(space, tmp_path).hparam_infos
+    assert [info.name for info in infos] == ["learning_rate", "hidden_units", "batch_size"]
+    assert infos[1].WhichOneof("domain") is None

@@ -16,16 +16,19 @@ clipped to the current range (rounds zoom in; they never widen). Integer bounds 
 outwards. A choice keeps only the values the best trials used (``narrow_choices=True``) or all of
 them; narrowing can drop an option that was merely unlucky with few trials, hence the switch.
 
-A search space file is JSON: ``{"name": {"scale": "log", "low": 1e-4, "high": 1}, ...}`` with
-scales ``log``, ``one_minus_log``, ``int`` (``low``, ``high``) and ``choice`` (``values``).
-Parameter names are ``scripts/train.py`` flag names.
+A search space file is YAML (``.yaml``, ``.yml``, read with ``yaml.safe_load``) or JSON (any
+other name): ``{"name": {"scale": "log", "low": 1e-4, "high": 1}, ...}`` with scales ``log``,
+``one_minus_log``, ``int`` (``low``, ``high``) and ``choice`` (``values``). Parameter names are
+``scripts/train.py`` flag names.
 """
 
 import dataclasses
 import json
 import math
+import os
 
 import numpy as np
+import yaml
 
 
 def _fail(name, rule, value):
@@ -207,9 +210,23 @@ class SearchSpace:
         return cls(tuple(parameters))
 
     @classmethod
-    def from_json(cls, path):
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+    def from_file(cls, path):
+        """Reads a space from a YAML (``.yaml``, ``.yml``) or JSON (any other name) file.
+
+        Raises:
+          ValueError: naming ``path`` when it cannot be read or parsed, and as ``from_dict`` when
+            its content is not a valid space.
+        """
+        is_yaml = os.path.splitext(str(path))[1].lower() in (".yaml", ".yml")
+        kind = "YAML" if is_yaml else "JSON"
+        try:
+            with open(path) as f:
+                spec = yaml.safe_load(f) if is_yaml else json.load(f)
+        except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
+            # json.JSONDecodeError is a ValueError; the one-line reason follows the path.
+            reason = " ".join(str(error).split())
+            _fail("search space file", f"a readable {kind} file ({reason})", str(path))
+        return cls.from_dict(spec)
 
 
 def narrow(space, best_trials, padding=0.1, narrow_choices=True):

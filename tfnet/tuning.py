@@ -5,9 +5,12 @@ METHODS.md §9. Round 0 samples ``trials_per_round`` trials from the search spac
 k's space around its best ``top_fraction`` of successful trials (all of round k's space again if
 none succeeded). Each trial runs the training script as its own process (``parallel`` at once:
 "caviar"; 1: one after another), with the fixed ``base_flags``, the sampled values as flags of the
-same names, ``--model_dir=<search_dir>/<trial>`` and ``--noexport``. A trial fails when the
-process exits non-zero, writes no ``results.json``, or reports a non-finite loss or metric; the
-failure is recorded with its reason and the search goes on.
+same names, ``--model_dir=<search_dir>/<trial>`` and ``--noexport``. Two parameter names are not
+flags: ``units`` and ``layers`` (``DEPTH_PARAMETERS``) are sampled together and give the trial
+``--hidden_units=units,...,units`` (``layers`` times), so that depth is searched with one width
+for every hidden layer. A trial fails when the process exits non-zero, writes no
+``results.json``, or reports a non-finite loss or metric; the failure is recorded with its
+reason and the search goes on.
 
 The search directory holds:
 
@@ -19,25 +22,38 @@ The search directory holds:
 - ``results.csv`` and ``results.json``: every trial, sorted by the metric, failures last;
 - ``best_flags.txt``: the best trial's resolved flags without ``--model_dir`` and ``--noexport``,
   which ``scripts/train.py --flagfile=`` reproduces (bit for bit with ``--deterministic``);
-- ``search.json``: the settings, each round's space and trials, and each finished trial's record.
-  A restarted search reads it and runs only the trials without a record (rounds may be added);
-  finished trials, failed ones included, are not re-run; a trial interrupted half-way has no
-  record, so its directory is cleared and it runs again.
+- ``search.json``: the settings, each round's space and trials, each finished trial's record,
+  and the process id of each trial running now. A restarted search reads it and runs only the
+  trials without a record (rounds may be added); finished trials, failed ones included, are not
+  re-run; a trial interrupted half-way has no record, so its directory is cleared and it runs
+  again;
+- ``search.lock``: locked (``flock``) while a search runs, so a second search of the same
+  directory is refused; the lock goes with its process, however that ends.
+
+An interrupted search (Ctrl-C, an exception) kills its running trials. A search killed outright
+(SIGKILL, a crash) cannot, and its trials, in sessions of their own, go on running; the next
+search of the directory kills each recorded trial still running (on Linux, where ``/proc`` shows
+a process running with that trial's ``--model_dir``; a reused process id is left alone) before
+it clears the trial's directory.
 """
 
 import csv
 import dataclasses
+import fcntl
 import io
 import json
+import logging
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
 
+from tfnet import config as config_lib
 from tfnet import search_space as search_space_lib
 
 # Whether a larger value is better, for each metric of results.json a search can rank by.
@@ -48,8 +64,14 @@ METRICS = {"dev_accuracy": True, "best_dev_accuracy": True, "dev_loss": False}
 _RESULT_KEYS = ("dev_accuracy", "dev_loss", "best_dev_accuracy", "train_accuracy", "train_loss",
                 "epochs")
 
-# Flags that train.py logs to hp.hparams as strings although a search may sample them as ints.
-_LOGGED_AS_STRING = ("hidden_units",)
+# TrainConfig's tuple fields (hidden_units, keep_prob) -> their element type: train.py logs them
+# to hp.hparams as comma-joined strings ("16,8", "1.0"), whatever type a search samples them as.
+_LOGGED_AS_STRING = {field.name: type(field.default[0])
+                     for field in dataclasses.fields(config_lib.TrainConfig)
+                     if isinstance(field.default, tuple)}
+
+# Search-space parameters that are not training flags: sampled together, they set hidden_units.
+DEPTH_PARAMETERS = ("units", "layers")
 
 
 def _fail(name, rule, value):
@@ -118,6 +140,36 @@ class SearchConfig:
                     narrow_choices=self.narrow_choices)
 
 
+def check_space(space, base_flags=None):
+    """Raises ValueError unless ``space``'s ``units`` and ``layers``, if any, can be composed.
+
+    They must come together, each an int range or a choice of integers, all >= 1, with no
+    ``hidden_units`` in ``space`` or ``base_flags`` (they set it).
+    """
+    searched = [name for name in DEPTH_PARAMETERS if name in space.names]
+    if not searched:
+        return
+    if len(searched) == 1:
+        _fail("search space", "given units and layers together (they compose hidden_units)",
+              searched)
+    for name in DEPTH_PARAMETERS:
+        parameter = space[name]
+        if isinstance(parameter, search_space_lib.IntUniform):
+            values = [parameter.low]
+        elif isinstance(parameter, search_space_lib.Choice):
+            values = list(parameter.values)
+        else:
+            _fail(f"{name}.scale", "int or choice", parameter.scale)
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+            _fail(name, "sampled from integers >= 1", parameter.to_dict())
+    if "hidden_units" in space.names:
+        _fail("search space", "free of hidden_units when it has units and layers (they compose "
+              "it)", list(space.names))
+    if "hidden_units" in (base_flags or {}):
+        _fail("base_flags", "free of hidden_units when the space has units and layers (they "
+              "compose it)", {"hidden_units": base_flags["hidden_units"]})
+
+
 def run_search(space, config, report=None):
     """Runs (or resumes) the search; returns the records sorted best first, failures last.
 
@@ -128,13 +180,38 @@ def run_search(space, config, report=None):
         number of trials finished, the search's total, and the best record so far (or None).
 
     Raises:
-      ValueError: when ``config.search_dir`` holds a search with other settings.
+      ValueError: when ``check_space`` refuses ``space`` and ``config.base_flags``, when
+        ``config.search_dir`` holds a search with other settings, or when another search of
+        ``config.search_dir`` is running.
     """
+    check_space(space, config.base_flags)
+    os.makedirs(config.search_dir, exist_ok=True)
+    with open(os.path.join(config.search_dir, "search.lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _fail("search_dir", "free of another running search (it holds search.lock)",
+                  config.search_dir)
+        return _run_locked(space, config, report)
+
+
+def _run_locked(space, config, report):
     state = _load_or_create(space, config)
+    _stop_orphans(state, config)
     total = config.rounds * config.trials_per_round
+
+    def started(trial, pid):
+        # The model_dir as the trial's command line spells it, for _stop_orphans to recognise.
+        state["running"][trial["trial"]] = dict(pid=pid, model_dir=_model_dir(trial, config))
+        _write_state(state, config)
+
+    def stopped(trial):
+        state["running"].pop(trial["trial"], None)  # None: interrupted before it was recorded.
+        _write_state(state, config)
 
     def finish(record):
         state["records"][record["trial"]] = record
+        state["running"].pop(record["trial"])
         records = _save(state, config)
         best = records[0] if records[0]["status"] == "ok" else None
         if report is not None:
@@ -146,7 +223,7 @@ def run_search(space, config, report=None):
             _save(state, config)
         planned = state["rounds"][round_index]["trials"]
         pending = [trial for trial in planned if trial["trial"] not in state["records"]]
-        _run_trials(pending, config, finish)
+        _run_trials(pending, config, started, stopped, finish)
     return _sorted_records(state, config)
 
 
@@ -160,10 +237,47 @@ def _load_or_create(space, config):
         if differing:
             _fail("search_dir", "a new directory or one holding the same search (it differs in "
                   f"{', '.join(differing)})", config.search_dir)
+        state.setdefault("running", {})  # Written before trials' process ids were recorded.
         return state
-    os.makedirs(config.search_dir, exist_ok=True)
     write_hparams_config(space, config.search_dir)
-    return {"settings": settings, "rounds": [], "records": {}}
+    return {"settings": settings, "rounds": [], "records": {}, "running": {}}
+
+
+def _stop_orphans(state, config):
+    """Kills the recorded trials still running, left behind by a search that was killed outright.
+
+    The lock rules out a live search owning them. A trial still running is a process whose
+    ``/proc/<pid>/cmdline`` holds its ``--model_dir``; a process id reused by another program (or
+    a zombie, whose command line is empty) does not match and is left alone.
+    """
+    for trial, entry in state["running"].items():
+        pid, model_dir = entry["pid"], entry["model_dir"]
+        if not _is_trial_process(pid, model_dir):
+            continue
+        logging.warning("Killing trial %s (pid %d), left running by a search that was killed.",
+                        trial, pid)
+        try:
+            os.killpg(pid, signal.SIGKILL)  # Started with a session of its own: pgid == pid.
+        except ProcessLookupError:
+            continue  # Ended in the meantime.
+        deadline = time.monotonic() + 30
+        while _is_trial_process(pid, model_dir):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"trial {trial} (pid {pid}) survived SIGKILL for 30 s; stop "
+                                   f"it before resuming the search in {config.search_dir}")
+            time.sleep(0.05)
+    state["running"] = {}
+    _write_state(state, config)
+
+
+def _is_trial_process(pid, model_dir):
+    """Whether process ``pid`` runs with ``--model_dir=<model_dir>`` (Linux ``/proc``)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            arguments = f.read().split(b"\0")
+    except OSError:  # No such process, or no /proc.
+        return False
+    return os.fsencode(f"--model_dir={model_dir}") in arguments
 
 
 def _plan_round(state, config, round_index):
@@ -188,9 +302,14 @@ def _plan_round(state, config, round_index):
 def trial_flags(values, base_flags, model_dir):
     """The training script's flags for one trial: ``base_flags``, then ``values`` over them.
 
-    Bools become ``--name`` / ``--noname``, floats are written with ``repr`` (exact round trip),
-    and ``--model_dir=<model_dir>`` and ``--noexport`` come last.
+    ``units`` and ``layers`` become ``--hidden_units=units,...,units`` (``layers`` times). Bools
+    become ``--name`` / ``--noname``, floats are written with ``repr`` (exact round trip), and
+    ``--model_dir=<model_dir>`` and ``--noexport`` come last.
     """
+    values = dict(values)
+    if "layers" in values:
+        units, layers = values.pop("units"), values.pop("layers")
+        values["hidden_units"] = ",".join([str(units)] * layers)
     flags = {**base_flags, **values, "model_dir": model_dir, "export": False}
     lines = []
     for name, value in flags.items():
@@ -201,14 +320,19 @@ def trial_flags(values, base_flags, model_dir):
     return lines
 
 
-def _run_trials(trials, config, finish):
-    """Runs ``trials`` with at most ``config.parallel`` processes at once."""
+def _run_trials(trials, config, started, stopped, finish):
+    """Runs ``trials`` with at most ``config.parallel`` processes at once.
+
+    Calls ``started(trial, pid)`` after starting a trial, ``finish(record)`` when it ends, and
+    ``stopped(trial)`` for each trial killed because the search was interrupted.
+    """
     queue, running = list(trials), []
     try:
         while queue or running:
             while queue and len(running) < config.parallel:
                 trial = queue.pop(0)
                 running.append((trial, *_start(trial, config)))
+                started(trial, running[-1][1].pid)
             done = [entry for entry in running if entry[1].poll() is not None]
             if not done:
                 time.sleep(0.1)
@@ -219,14 +343,22 @@ def _run_trials(trials, config, finish):
                 finish(_record(trial, process.returncode, config))
     finally:
         # Interrupted: stop the trials still running; they have no record, so they run again.
-        for _, process, log in running:
-            process.kill()
+        for trial, process, log in running:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # Its session's group: pgid == pid.
+            except ProcessLookupError:
+                pass  # Ended, and reaped by poll(), just before the interruption.
             process.wait()
             log.close()
+            stopped(trial)
+
+
+def _model_dir(trial, config):
+    return os.path.join(config.search_dir, trial["trial"])
 
 
 def _start(trial, config):
-    model_dir = os.path.join(config.search_dir, trial["trial"])
+    model_dir = _model_dir(trial, config)
     # Leftovers of an interrupted attempt would add a second set of events to TensorBoard.
     shutil.rmtree(model_dir, ignore_errors=True)
     os.makedirs(model_dir)
@@ -241,7 +373,7 @@ def _start(trial, config):
 
 
 def _record(trial, returncode, config):
-    model_dir = os.path.join(config.search_dir, trial["trial"])
+    model_dir = _model_dir(trial, config)
     record = dict(trial, status="failed", error="", model_dir=model_dir)
     results_path = os.path.join(model_dir, "results.json")
     if returncode != 0:
@@ -276,13 +408,17 @@ def _sorted_records(state, config):
 def _save(state, config):
     """Writes search.json, the results table and the best flagfile; returns the sorted records."""
     records = _sorted_records(state, config)
-    _write_atomic(os.path.join(config.search_dir, "search.json"), json.dumps(state, indent=2))
+    _write_state(state, config)
     _write_atomic(os.path.join(config.search_dir, "results.json"), json.dumps(records, indent=2))
     _write_atomic(os.path.join(config.search_dir, "results.csv"), _csv(records, state, config))
     if records and records[0]["status"] == "ok":
         _write_atomic(os.path.join(config.search_dir, "best_flags.txt"),
                       _best_flagfile(records[0], config))
     return records
+
+
+def _write_state(state, config):
+    _write_atomic(os.path.join(config.search_dir, "search.json"), json.dumps(state, indent=2))
 
 
 def _write_atomic(path, text):
@@ -318,20 +454,32 @@ def _best_flagfile(record, config):
 def write_hparams_config(space, search_dir):
     """Writes TensorBoard's ``hp.hparams_config`` for ``space`` into ``search_dir``.
 
-    Ranges become ``RealInterval`` / ``IntInterval`` and choices ``Discrete`` domains; a
-    parameter in ``_LOGGED_AS_STRING`` sampled as an integer gets no domain, as its logged
-    values are strings. The metrics are the trials' ``dev`` and ``train`` epoch accuracy and loss.
+    Ranges become ``RealInterval`` / ``IntInterval`` and choices ``Discrete`` domains. A tuple
+    field of ``TrainConfig`` (``hidden_units``, ``keep_prob``) is logged by the trials as a string,
+    so as a choice its domain is the strings they log (8 as "8", keep_prob 1 as "1.0") and as a
+    range it gets no domain. ``units`` and ``layers`` are declared as the ``hidden_units`` the
+    trials log, without a domain. The metrics are the trials' ``dev`` and ``train`` epoch
+    accuracy and loss.
     """
     import tensorflow as tf  # Imported here: sampling and planning need no TensorFlow.
     from tensorboard.plugins.hparams import api as hp
 
     hparams = []
     for parameter in space.parameters:
-        if isinstance(parameter, search_space_lib.Choice):
+        if parameter.name in DEPTH_PARAMETERS:
+            # The trials log hidden_units ("8,8,8"), not units and layers: declare what they log.
+            if "hidden_units" not in [h.name for h in hparams]:
+                hparams.append(hp.HParam("hidden_units"))
+            continue
+        if parameter.name in _LOGGED_AS_STRING:
+            domain = None
+            if isinstance(parameter, search_space_lib.Choice):
+                logged = [_logged_string(parameter.name, v) for v in parameter.values]
+                domain = hp.Discrete(list(dict.fromkeys(logged)))  # "1" and "1.0" log alike.
+        elif isinstance(parameter, search_space_lib.Choice):
             domain = hp.Discrete(list(parameter.values))
         elif isinstance(parameter, search_space_lib.IntUniform):
-            domain = None if parameter.name in _LOGGED_AS_STRING else hp.IntInterval(
-                parameter.low, parameter.high)
+            domain = hp.IntInterval(parameter.low, parameter.high)
         else:
             domain = hp.RealInterval(float(parameter.low), float(parameter.high))
         hparams.append(hp.HParam(parameter.name, domain))
@@ -341,3 +489,9 @@ def write_hparams_config(space, search_dir):
     with writer.as_default():
         hp.hparams_config(hparams=hparams, metrics=metrics)
     writer.close()
+
+
+def _logged_string(name, value):
+    """A sampled ``value`` of tuple field ``name`` as train.py logs it: parsed like its flag."""
+    element = _LOGGED_AS_STRING[name]
+    return ",".join(str(element(v)) for v in str(value).split(","))
