@@ -273,10 +273,23 @@ def check(name, value):
         checker(name, value)
 
 
+def check_decay_interval(lr_schedule, decay_interval):
+    """Raises ValueError when ``lr_schedule`` needs a ``decay_interval`` it did not get.
+
+    0 means "every step" for inverse_time only; step decay has no such form, and without this
+    check the schedule's own default (10 epochs) would silently stand in for it.
+    """
+    if lr_schedule == "step" and decay_interval == 0:
+        fail("decay_interval", "> 0 with lr_schedule=step (the epochs between its decays)",
+             decay_interval)
+
+
 def validate(config):
-    """Runs every field's check on ``config``; raises ValueError on the first invalid field."""
+    """Runs every field's check on ``config``, then the checks that involve several fields;
+    raises ValueError on the first invalid field."""
     for field in dataclasses.fields(config):
         check(field.name, getattr(config, field.name))
+    check_decay_interval(config.lr_schedule, config.decay_interval)
     if len(config.keep_prob) not in (1, len(config.hidden_units)):
         fail("keep_prob", f"one value or one per hidden layer ({len(config.hidden_units)})",
               ",".join(map(str, config.keep_prob)))

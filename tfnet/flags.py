@@ -24,6 +24,19 @@ def define_train_flags(flag_values=flags.FLAGS, names=None):
             ["dataset", "data_dir"], _dataset_available, message="invalid --dataset",
             flag_values=flag_values,
         )
+    if "lr_schedule" in flag_values and "decay_interval" in flag_values:
+        flags.register_multi_flags_validator(
+            ["lr_schedule", "decay_interval"], _decay_interval_given,
+            message="invalid --decay_interval", flag_values=flag_values,
+        )
+
+
+def _decay_interval_given(values):
+    try:
+        config_lib.check_decay_interval(values["lr_schedule"], values["decay_interval"])
+    except ValueError as error:
+        raise flags.ValidationError(f"--{error}") from None
+    return True
 
 
 def _dataset_available(values):

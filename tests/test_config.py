@@ -1,0 +1,54 @@
+"""TrainConfig's checks and the flags built from it: cross-field rules, ranges that agree with
+the schedules' own, and help texts that state what the code computes."""
+
+import pytest
+from absl import flags as absl_flags
+
+from tfnet import config as config_lib
+from tfnet import flags as tfnet_flags
+from tfnet import training
+from tfnet.config import TrainConfig
+
+
+def _flag_values(names=None):
+    """A fresh absl FlagValues holding the train flags (all, or those in ``names``)."""
+    values = absl_flags.FlagValues()
+    tfnet_flags.define_train_flags(values, names=names)
+    return values
+
+
+# ---- --lr_schedule=step needs --decay_interval ------------------------------------------------
+
+STEP_WITHOUT_INTERVAL = ("decay_interval must be > 0 with lr_schedule=step (the epochs between its "
+                         "decays). Received: decay_interval=0.0")
+
+
+def test_step_schedule_without_decay_interval_is_refused():
+    # Before this check the step schedule fell back on its class default and halved α every
+    # 10 epochs, whatever the user had meant.
+    with pytest.raises(ValueError) as error:
+        config_lib.validate(TrainConfig(lr_schedule="step"))
+    assert str(error.value) == STEP_WITHOUT_INTERVAL
+
+
+def test_step_schedule_with_decay_interval_decays_on_it():
+    config = config_lib.validate(TrainConfig(lr_schedule="step", decay_interval=3.0, decay_factor=0.5))
+    schedule = training.make_learning_rate(config, steps_per_epoch=10)
+    assert float(schedule(29)) == pytest.approx(config.learning_rate, rel=1e-6)
+    assert float(schedule(30)) == pytest.approx(config.learning_rate / 2, rel=1e-6)
+
+
+def test_inverse_time_without_decay_interval_still_decays_every_step():
+    config = config_lib.validate(TrainConfig(lr_schedule="inverse_time", decay_rate=1.0))
+    schedule = training.make_learning_rate(config, steps_per_epoch=10)
+    assert float(schedule(5)) == pytest.approx(config.learning_rate / 1.5, rel=1e-6)
+
+
+def test_step_flag_without_decay_interval_stops_at_parse_time():
+    values = _flag_values()
+    with pytest.raises(absl_flags.IllegalFlagValueError) as error:
+        values(["train.py", "--lr_schedule=step"])
+    assert f"--{STEP_WITHOUT_INTERVAL}" in str(error.value)
+    values = _flag_values()
+    values(["train.py", "--lr_schedule=step", "--decay_interval=5"])  # accepted
+    assert tfnet_flags.train_config_from_flags(values).decay_interval == 5.0
