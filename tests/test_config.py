@@ -1,12 +1,14 @@
 """TrainConfig's checks and the flags built from it: cross-field rules, ranges that agree with
 the schedules' own, and help texts that state what the code computes."""
 
+import re
+
 import pytest
 from absl import flags as absl_flags
 
 from tfnet import config as config_lib
 from tfnet import flags as tfnet_flags
-from tfnet import training
+from tfnet import optimizers, training
 from tfnet.config import TrainConfig
 
 
@@ -52,3 +54,13 @@ def test_step_flag_without_decay_interval_stops_at_parse_time():
     values = _flag_values()
     values(["train.py", "--lr_schedule=step", "--decay_interval=5"])  # accepted
     assert tfnet_flags.train_config_from_flags(values).decay_interval == 5.0
+
+
+# ---- help texts -------------------------------------------------------------------------------
+
+def test_optimizer_help_lists_every_name_with_its_description():
+    help = _flag_values(names=("optimizer",))["optimizer"].help
+    for name in optimizers.NAMES:
+        assert f"  {name}: {optimizers.DESCRIPTIONS[name]}\n" in help + "\n", name
+    listed = re.findall(r"^  (\w+): ", help, flags=re.MULTILINE)
+    assert tuple(listed) == optimizers.NAMES

@@ -137,7 +137,10 @@ class TrainConfig:
         _non_negative,
     )
     # Optimisation.
-    optimizer: str = _field("adam", "Optimiser (see tfnet.optimizers.NAMES).", _optimizer)
+    optimizer: str = _field(
+        "adam", "Optimiser: ours (the course's equations) or a Keras built-in configured from "
+        "the same hyperparameters (tfnet.optimizers.NAMES).", _optimizer,
+    )
     learning_rate: float = _field(0.01, "Learning rate alpha, > 0.", _positive)
     beta: float = _field(0.9, "Momentum's beta, in [0, 1).", _beta)
     beta1: float = _field(0.9, "Adam's beta1 (first moment), in [0, 1).", _beta)

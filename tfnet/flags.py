@@ -55,6 +55,10 @@ def _define(field, flag_values):
         from tfnet import augment  # The names and their descriptions, for --helpfull.
 
         help = f"{help}\n{augment.describe()}"
+    elif name == "optimizer":
+        from tfnet import optimizers  # The names and their update rules, for --helpfull.
+
+        help = f"{help}\n{optimizers.describe()}"
     if isinstance(default, bool):
         flags.DEFINE_bool(name, default, help, flag_values=flag_values)
     elif isinstance(default, tuple):
