@@ -1,6 +1,7 @@
 """TrainConfig's checks and the flags built from it: cross-field rules, ranges that agree with
 the schedules' own, and help texts that state what the code computes."""
 
+import math
 import re
 
 import pytest
@@ -8,7 +9,7 @@ from absl import flags as absl_flags
 
 from tfnet import config as config_lib
 from tfnet import flags as tfnet_flags
-from tfnet import optimizers, training
+from tfnet import optimizers, schedules, training
 from tfnet.config import TrainConfig
 
 
@@ -64,3 +65,15 @@ def test_optimizer_help_lists_every_name_with_its_description():
         assert f"  {name}: {optimizers.DESCRIPTIONS[name]}\n" in help + "\n", name
     listed = re.findall(r"^  (\w+): ", help, flags=re.MULTILINE)
     assert tuple(listed) == optimizers.NAMES
+
+
+def test_inverse_sqrt_help_states_the_computed_formula():
+    """The help says decay_k * a0/sqrt(1 + e), what InverseSqrtDecay computes (not k/sqrt(e))."""
+    help = TrainConfig.__dataclass_fields__["lr_schedule"].metadata["help"]
+    assert "inverse_sqrt decay_k * a0/sqrt(1 + e)" in help
+    assert "decay_k/sqrt(e)" not in help
+    k, alpha0, steps_per_epoch = 2.0, 0.1, 10
+    schedule = schedules.get("inverse_sqrt", alpha0, steps_per_epoch, decay_k=k)
+    for epoch in (0, 3, 8):
+        expected = k * alpha0 / math.sqrt(1 + epoch)
+        assert float(schedule(epoch * steps_per_epoch)) == pytest.approx(expected, rel=1e-6)

@@ -163,7 +163,8 @@ class TrainConfig:
         "constant", "Learning-rate decay (METHODS.md §8), with e = step / steps_per_epoch: "
         "constant; inverse_time a0/(1 + decay_rate*e), or on a fixed --decay_interval "
         "a0/(1 + decay_rate*floor(e/interval)); exponential decay_base^e * a0; inverse_sqrt "
-        "decay_k/sqrt(e) * a0; step: times decay_factor every --decay_interval epochs.",
+        "decay_k * a0/sqrt(1 + e) (the course's k/sqrt(epoch) with epochs counted from 1); step: "
+        "times decay_factor every --decay_interval epochs.",
         _choice("constant", "inverse_time", "exponential", "inverse_sqrt", "step"),
     )
     decay_rate: float = _field(1.0, "inverse_time's decay rate, >= 0.", _non_negative)
