@@ -57,6 +57,38 @@ def test_step_flag_without_decay_interval_stops_at_parse_time():
     assert tfnet_flags.train_config_from_flags(values).decay_interval == 5.0
 
 
+# ---- decay_base and decay_factor: the flags accept what the schedules accept -------------------
+
+@pytest.mark.parametrize("name, schedule", [("decay_base", "exponential"), ("decay_factor", "step")])
+@pytest.mark.parametrize("value", [-0.5, 0.0, 1e-3, 0.5, 1.0, 1.0 + 1e-9, 1.5])
+def test_decay_factor_range_agrees_with_the_schedule(name, schedule, value):
+    """(0, 1] in both places (METHODS.md §8: 1 is the no-decay limit, as decay_rate 0 is)."""
+    def accepted(check):
+        try:
+            check()
+        except ValueError:
+            return False
+        return True
+
+    extra = {"decay_interval": 2} if schedule == "step" else {}
+    by_schedule = accepted(lambda: schedules.get(schedule, 0.1, 10, **{name: value}, **extra))
+    by_config = accepted(lambda: config_lib.check(name, value))
+    assert by_config == by_schedule == (0 < value <= 1)
+
+
+def test_decay_base_of_one_is_a_constant_rate():
+    config = config_lib.validate(TrainConfig(lr_schedule="exponential", decay_base=1.0))
+    schedule = training.make_learning_rate(config, steps_per_epoch=10)
+    assert float(schedule(1000)) == pytest.approx(config.learning_rate, rel=1e-6)
+
+
+def test_decay_factor_out_of_range_message_names_the_flag():
+    values = _flag_values(names=("decay_factor",))
+    with pytest.raises(absl_flags.IllegalFlagValueError) as error:
+        values(["train.py", "--decay_factor=1.5"])
+    assert "--decay_factor must be in (0, 1]. Received: decay_factor=1.5" in str(error.value)
+
+
 # ---- help texts -------------------------------------------------------------------------------
 
 def test_optimizer_help_lists_every_name_with_its_description():

@@ -43,6 +43,12 @@ def _open_unit(name, value):
         fail(name, "in (0, 1)", value)
 
 
+def _factor(name, value):
+    # (0, 1] as the schedules' own check: 1 is the no-decay limit, like decay_rate = 0.
+    if not 0.0 < value <= 1.0:
+        fail(name, "in (0, 1]", value)
+
+
 def _beta(name, value):
     if not 0.0 <= value < 1.0:
         fail(name, "in [0, 1)", value)
@@ -172,9 +178,13 @@ class TrainConfig:
         0.0, "Epochs between decays for inverse_time (0: every step) and step (required).",
         _non_negative,
     )
-    decay_base: float = _field(0.95, "exponential's base per epoch, in (0, 1).", _open_unit)
+    decay_base: float = _field(
+        0.95, "exponential's base per epoch, in (0, 1] (1: no decay).", _factor
+    )
     decay_k: float = _field(1.0, "inverse_sqrt's k, > 0.", _positive)
-    decay_factor: float = _field(0.5, "step's factor per interval, in (0, 1).", _open_unit)
+    decay_factor: float = _field(
+        0.5, "step's factor per interval, in (0, 1] (1: no decay).", _factor
+    )
     batch_size: int = _field(64, "Mini-batch size b (the global batch).", _positive_int)
     epochs: int = _field(30, "Number of passes over the training split.", _positive_int)
     # Run.
