@@ -3,7 +3,9 @@
 Scripts call ``define_train_flags()`` (nothing is defined at import) and, after parsing,
 ``train_config_from_flags(FLAGS)``. Every flag gets its field's help and a validator that runs the
 field's check, so an invalid value stops the script at parse time, before any work, with one line
-naming the flag, the value and what is allowed. The library itself never reads flags.
+naming the flag, the value and what is allowed; rules that involve two flags (--dataset with
+--data_dir, --lr_schedule=step with --decay_interval) are multi-flag validators. The library
+itself never reads flags.
 """
 
 import dataclasses
