@@ -5,6 +5,7 @@ alternate which goes first, never the timings themselves."""
 import numpy as np
 import pytest
 
+from tfnet.layers import BatchNorm
 from tfnet.layers import benchmark as layers_benchmark
 from tfnet.optimizers import benchmark as optimizers_benchmark
 
@@ -46,6 +47,28 @@ def _recording_order(monkeypatch, module, contender_of):
 
     monkeypatch.setattr(module, "_time", fake_time)
     return order
+
+
+def test_batch_norm_benchmark_alternates_which_contender_goes_first(tiny_shapes, monkeypatch):
+    original = layers_benchmark._step
+
+    def tagged_step(layer, training, jit_compile):
+        step = original(layer, training, jit_compile)
+        tagged = lambda x, upstream: step(x, upstream)  # noqa: E731 (a taggable callable)
+        tagged.contender = "ours" if isinstance(layer, BatchNorm) else "keras"
+        return tagged
+
+    monkeypatch.setattr(layers_benchmark, "_step", tagged_step)
+    order = _recording_order(monkeypatch, layers_benchmark, lambda step: step.contender)
+    config = layers_benchmark.BenchmarkConfig(shapes=("dense",), rounds=4, iterations=1, warmup=0,
+                                              jit_compile=(False,))
+    rows = layers_benchmark.benchmark(config)
+    per_mode = [order[i:i + 8] for i in range(0, len(order), 8)]  # training, then inference
+    assert len(per_mode) == 2
+    for calls in per_mode:
+        rounds = [tuple(calls[i:i + 2]) for i in range(0, 8, 2)]
+        assert rounds == [("ours", "keras"), ("keras", "ours")] * 2
+    assert [r["ratio"] for r in rows] == [0.5, 0.5]  # ours / Keras of the same round
 
 
 def test_optimizer_benchmark_results_and_table():
