@@ -26,6 +26,9 @@ CASES = {
     "nhwc_axis3": ((4, 3, 3, 6), 3),
 }
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
+# 0.9 forgets the start values (moving mean 0, variance 1) within the 50 steps; 0.99, the default
+# of both layers, does not, so there the start values and the update's form are what is compared.
+MOMENTA = {"momentum0.9": 0.9, "momentum0.99": 0.99}
 
 
 def _batches(shape, steps, dtype, seed=0):
@@ -43,11 +46,11 @@ def _input_gamma_beta_gradients(layer, x, upstream, training):
     return (y, *tape.gradient(loss, [x, layer.gamma, layer.beta]))
 
 
-def _compare_with_keras(shape, axis, dtype):
+def _compare_with_keras(shape, axis, dtype, momentum):
     # dtype given explicitly: Keras caches its global dtype policy at the first layer built, so
     # the float64 fixture (set_floatx) alone does not reach layers made later in the session.
-    ours = BatchNorm(axis=axis, momentum=0.9, epsilon=1e-3, dtype=dtype)
-    theirs = keras.layers.BatchNormalization(axis=axis, momentum=0.9, epsilon=1e-3, dtype=dtype)
+    ours = BatchNorm(axis=axis, momentum=momentum, epsilon=1e-3, dtype=dtype)
+    theirs = keras.layers.BatchNormalization(axis=axis, momentum=momentum, epsilon=1e-3, dtype=dtype)
     batches = _batches(shape, 50, dtype)
     upstream = tf.constant(np.random.default_rng(1).standard_normal(shape).astype(dtype))
     ours.build(shape)
@@ -75,18 +78,21 @@ def _compare_with_keras(shape, axis, dtype):
     np.testing.assert_allclose(
         ours.moving_variance.numpy(), theirs.moving_variance.numpy(), rtol=tol
     )
-    # The 50 steps moved the running averages well away from Keras' start values (0 and 1).
-    assert np.all(np.abs(ours.moving_mean.numpy() - 5.0) < 1.0)
+    # The 50 steps moved the running mean from 0 towards the inputs' mean 5, to 5(1 − m^50) on
+    # average (4.97 at m = 0.9, 1.97 at 0.99), give or take the batch means' noise.
+    assert np.all(np.abs(ours.moving_mean.numpy() - 5.0 * (1 - momentum**50)) < 0.6)
 
 
+@pytest.mark.parametrize("momentum", MOMENTA.values(), ids=MOMENTA.keys())
 @pytest.mark.parametrize("shape,axis", CASES.values(), ids=CASES.keys())
-def test_matches_keras_float32(shape, axis):
-    _compare_with_keras(shape, axis, "float32")
+def test_matches_keras_float32(shape, axis, momentum):
+    _compare_with_keras(shape, axis, "float32", momentum)
 
 
+@pytest.mark.parametrize("momentum", MOMENTA.values(), ids=MOMENTA.keys())
 @pytest.mark.parametrize("shape,axis", CASES.values(), ids=CASES.keys())
-def test_matches_keras_float64(shape, axis, float64):
-    _compare_with_keras(shape, axis, "float64")
+def test_matches_keras_float64(shape, axis, momentum, float64):
+    _compare_with_keras(shape, axis, "float64", momentum)
 
 
 def _numpy_batch_norm(z, axis, gamma, beta, mean, variance, epsilon):
@@ -175,17 +181,53 @@ def test_bias_correction_before_training_is_identity_normalisation():
     np.testing.assert_allclose(layer(x).numpy(), x / np.sqrt(1.0 + 1e-3), rtol=1e-6)
 
 
+def _low_precision_batch_norm_by_hand(x, dtype):
+    """μ, σ² and z_norm computed in ``dtype`` itself (numpy, that dtype's accumulation): what a
+    layer that did not upcast would produce."""
+    low = tf.as_dtype(dtype).as_numpy_dtype
+    x = x.astype(low)
+    with np.errstate(over="ignore"):  # float16: (x − μ)² sums past 65504 to inf
+        mean = x.mean(axis=0, dtype=low)
+        variance = np.square(x - mean).mean(axis=0, dtype=low)
+        z_norm = (x - mean) / np.sqrt(variance + low(1e-3))
+    return mean.astype("float32"), variance.astype("float32"), z_norm.astype("float32")
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_low_precision_inputs_normalised_in_float32(dtype):
-    """Inputs whose squares overflow float16 (300**2 > 65504) still normalise correctly."""
+    """Inputs whose squares overflow float16 (300**2 > 65504) normalise as in float32.
+
+    The reference is the float32 layer on the same (rounded) inputs: the running averages must
+    equal its to float32 round-off, and the outputs must be its outputs rounded to ``dtype``
+    (relative error at most half that dtype's epsilon). The same steps computed in ``dtype``
+    itself miss both bounds by far (planted contrast below): float16 overflows, bfloat16's
+    8-bit mantissa rounds the mean of values near 300 by whole units.
+    """
+    momentum = 0.5  # the running averages move halfway to the batch statistics in one step
     x = (300.0 + 100.0 * np.random.default_rng(0).standard_normal((64, 3))).astype("float32")
-    layer = BatchNorm(dtype=f"mixed_{dtype}")
-    y = layer(tf.cast(x, dtype), training=True)
+    x_low = tf.cast(x, dtype)
+    layer = BatchNorm(momentum=momentum, dtype=f"mixed_{dtype}")
+    y = layer(x_low, training=True)
     assert y.dtype == dtype
-    assert layer.moving_mean.dtype == "float32"
-    reference = BatchNorm()(tf.cast(tf.cast(x, dtype), "float32"), training=True).numpy()
-    np.testing.assert_allclose(tf.cast(y, "float32").numpy(), reference, atol=0.05)
-    assert np.all(np.isfinite(layer.moving_variance.numpy()))
+    assert layer.moving_mean.dtype == "float32" and layer.moving_variance.dtype == "float32"
+    x_rounded = tf.cast(x_low, "float32").numpy()
+    reference_layer = BatchNorm(momentum=momentum)
+    reference = reference_layer(x_rounded, training=True).numpy()
+
+    half_epsilon = float(tf.experimental.numpy.finfo(dtype).eps) / 2
+    output_tolerance = dict(rtol=half_epsilon, atol=1e-6)
+    np.testing.assert_allclose(tf.cast(y, "float32").numpy(), reference, **output_tolerance)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), reference_layer.moving_mean.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        layer.moving_variance.numpy(), reference_layer.moving_variance.numpy(), rtol=1e-6
+    )
+
+    # Planted contrast: the same computation in the low dtype fails these tolerances.
+    mean, variance, z_norm = _low_precision_batch_norm_by_hand(x_rounded, dtype)
+    assert not np.allclose(mean, x_rounded.mean(axis=0), rtol=1e-4, atol=0)
+    assert not np.allclose(variance, x_rounded.var(axis=0), rtol=1e-4, atol=0)  # float16: inf
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(z_norm, reference, **output_tolerance)
 
 
 @pytest.mark.parametrize("bias_correction", [False, True])

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras
-from tfnet import data, model, optimizers
+from tfnet import data, model, optimizers, plotting
 
 ADAPTIVE = ("rmsprop", "adam", "keras_rmsprop", "keras_adam")
 
@@ -180,24 +180,11 @@ def narrow_axis_crossings(path, threshold=0.1):
     return int(np.sum((np.sign(w2[1:]) != np.sign(w2[:-1])) & large[1:] & large[:-1]))
 
 
-# ---- plots (optional matplotlib) ------------------------------------------------------------
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only; no display needed
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise ImportError(
-            "Plots need matplotlib, the 'plots' extra: pip install 'tfnet[plots]'"
-        ) from error
-    return plt
-
+# ---- plots (optional matplotlib, see tfnet.plotting) ---------------------------------------
 
 def plot_loss_curves(results, path):
     """Training (solid) and dev (dashed) loss per epoch of every run, one PNG."""
-    plt = _pyplot()
+    plt = plotting.pyplot()
     figure, axes = plt.subplots(figsize=(8, 5))
     for r in results:
         epochs = np.arange(1, len(r.train_loss) + 1)
@@ -212,7 +199,7 @@ def plot_loss_curves(results, path):
 
 def plot_bowl_paths(paths, path):
     """The optimisers' paths over the contours of the bowl, one PNG."""
-    plt = _pyplot()
+    plt = plotting.pyplot()
     w1, w2 = np.meshgrid(np.linspace(-4.5, 1.5, 200), np.linspace(-1.5, 1.5, 200))
     cost = 0.5 * (BOWL_CURVATURE[0] * w1**2 + BOWL_CURVATURE[1] * w2**2)
     figure, axes = plt.subplots(figsize=(9, 4.5))

@@ -43,6 +43,12 @@ def _open_unit(name, value):
         fail(name, "in (0, 1)", value)
 
 
+def _factor(name, value):
+    # (0, 1] as the schedules' own check: 1 is the no-decay limit, like decay_rate = 0.
+    if not 0.0 < value <= 1.0:
+        fail(name, "in (0, 1]", value)
+
+
 def _beta(name, value):
     if not 0.0 <= value < 1.0:
         fail(name, "in [0, 1)", value)
@@ -137,7 +143,10 @@ class TrainConfig:
         _non_negative,
     )
     # Optimisation.
-    optimizer: str = _field("adam", "Optimiser (see tfnet.optimizers.NAMES).", _optimizer)
+    optimizer: str = _field(
+        "adam", "Optimiser: ours (the course's equations) or a Keras built-in configured from "
+        "the same hyperparameters (tfnet.optimizers.NAMES).", _optimizer,
+    )
     learning_rate: float = _field(0.01, "Learning rate alpha, > 0.", _positive)
     beta: float = _field(0.9, "Momentum's beta, in [0, 1).", _beta)
     beta1: float = _field(0.9, "Adam's beta1 (first moment), in [0, 1).", _beta)
@@ -160,7 +169,8 @@ class TrainConfig:
         "constant", "Learning-rate decay (METHODS.md §8), with e = step / steps_per_epoch: "
         "constant; inverse_time a0/(1 + decay_rate*e), or on a fixed --decay_interval "
         "a0/(1 + decay_rate*floor(e/interval)); exponential decay_base^e * a0; inverse_sqrt "
-        "decay_k/sqrt(e) * a0; step: times decay_factor every --decay_interval epochs.",
+        "decay_k * a0/sqrt(1 + e) (the course's k/sqrt(epoch) with epochs counted from 1); step: "
+        "times decay_factor every --decay_interval epochs.",
         _choice("constant", "inverse_time", "exponential", "inverse_sqrt", "step"),
     )
     decay_rate: float = _field(1.0, "inverse_time's decay rate, >= 0.", _non_negative)
@@ -168,9 +178,13 @@ class TrainConfig:
         0.0, "Epochs between decays for inverse_time (0: every step) and step (required).",
         _non_negative,
     )
-    decay_base: float = _field(0.95, "exponential's base per epoch, in (0, 1).", _open_unit)
+    decay_base: float = _field(
+        0.95, "exponential's base per epoch, in (0, 1] (1: no decay).", _factor
+    )
     decay_k: float = _field(1.0, "inverse_sqrt's k, > 0.", _positive)
-    decay_factor: float = _field(0.5, "step's factor per interval, in (0, 1).", _open_unit)
+    decay_factor: float = _field(
+        0.5, "step's factor per interval, in (0, 1] (1: no decay).", _factor
+    )
     batch_size: int = _field(64, "Mini-batch size b (the global batch).", _positive_int)
     epochs: int = _field(30, "Number of passes over the training split.", _positive_int)
     # Run.
@@ -273,10 +287,23 @@ def check(name, value):
         checker(name, value)
 
 
+def check_decay_interval(lr_schedule, decay_interval):
+    """Raises ValueError when ``lr_schedule`` needs a ``decay_interval`` it did not get.
+
+    0 means "every step" for inverse_time only; step decay has no such form, and without this
+    check the schedule's own default (10 epochs) would silently stand in for it.
+    """
+    if lr_schedule == "step" and decay_interval == 0:
+        fail("decay_interval", "> 0 with lr_schedule=step (the epochs between its decays)",
+             decay_interval)
+
+
 def validate(config):
-    """Runs every field's check on ``config``; raises ValueError on the first invalid field."""
+    """Runs every field's check on ``config``, then the checks that involve several fields;
+    raises ValueError on the first invalid field."""
     for field in dataclasses.fields(config):
         check(field.name, getattr(config, field.name))
+    check_decay_interval(config.lr_schedule, config.decay_interval)
     if len(config.keep_prob) not in (1, len(config.hidden_units)):
         fail("keep_prob", f"one value or one per hidden layer ({len(config.hidden_units)})",
               ",".join(map(str, config.keep_prob)))

@@ -3,7 +3,9 @@
 Scripts call ``define_train_flags()`` (nothing is defined at import) and, after parsing,
 ``train_config_from_flags(FLAGS)``. Every flag gets its field's help and a validator that runs the
 field's check, so an invalid value stops the script at parse time, before any work, with one line
-naming the flag, the value and what is allowed. The library itself never reads flags.
+naming the flag, the value and what is allowed; rules that involve two flags (--dataset with
+--data_dir, --lr_schedule=step with --decay_interval) are multi-flag validators. The library
+itself never reads flags.
 """
 
 import dataclasses
@@ -24,6 +26,19 @@ def define_train_flags(flag_values=flags.FLAGS, names=None):
             ["dataset", "data_dir"], _dataset_available, message="invalid --dataset",
             flag_values=flag_values,
         )
+    if "lr_schedule" in flag_values and "decay_interval" in flag_values:
+        flags.register_multi_flags_validator(
+            ["lr_schedule", "decay_interval"], _decay_interval_given,
+            message="invalid --decay_interval", flag_values=flag_values,
+        )
+
+
+def _decay_interval_given(values):
+    try:
+        config_lib.check_decay_interval(values["lr_schedule"], values["decay_interval"])
+    except ValueError as error:
+        raise flags.ValidationError(f"--{error}") from None
+    return True
 
 
 def _dataset_available(values):
@@ -42,6 +57,10 @@ def _define(field, flag_values):
         from tfnet import augment  # The names and their descriptions, for --helpfull.
 
         help = f"{help}\n{augment.describe()}"
+    elif name == "optimizer":
+        from tfnet import optimizers  # The names and their update rules, for --helpfull.
+
+        help = f"{help}\n{optimizers.describe()}"
     if isinstance(default, bool):
         flags.DEFINE_bool(name, default, help, flag_values=flag_values)
     elif isinstance(default, tuple):

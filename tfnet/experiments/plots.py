@@ -1,12 +1,14 @@
 """The experiments' figures: cost curves, decision boundaries on 2-D data, a learning-rate sweep.
 
-matplotlib is the ``plots`` extra; ``tfnet.compare`` loads it (headless) and draws the curves.
+matplotlib is the ``plots`` extra, loaded headless by ``tfnet.plotting``; the cost curves are
+``tfnet.compare``'s loss-curve plot.
 """
 
 import numpy as np
 
 from tfnet import compare
 from tfnet import data as data_lib
+from tfnet import plotting
 
 
 def plot_cost_curves(rows, path):
@@ -22,7 +24,7 @@ def _training_points(config):
 
 def plot_decision_boundaries(rows, path, resolution=200):
     """Each variant's predicted class over the plane, with its training points, one panel each."""
-    plt = compare._pyplot()
+    plt = plotting.pyplot()
     columns = min(3, len(rows))
     lines = -(-len(rows) // columns)
     figure, axes = plt.subplots(lines, columns, figsize=(4 * columns, 3.6 * lines), squeeze=False)
@@ -46,7 +48,7 @@ def plot_decision_boundaries(rows, path, resolution=200):
 
 def plot_learning_rate_sweep(rows, group_by, path):
     """Dev accuracy against α (log scale), one line per value of the config field ``group_by``."""
-    plt = compare._pyplot()
+    plt = plotting.pyplot()
     groups = {}
     for row in rows:
         groups.setdefault(getattr(row.config, group_by), []).append(row)

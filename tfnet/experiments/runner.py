@@ -30,6 +30,7 @@ class Row:
     seconds: float  # wall time of the whole train() call
     train_loss: list = dataclasses.field(repr=False)  # per epoch
     dev_loss: list = dataclasses.field(repr=False)
+    learning_rate: list = dataclasses.field(repr=False)  # α after each epoch (that of the next step)
     model: object = dataclasses.field(repr=False)
     config: object = dataclasses.field(repr=False)
 
@@ -58,7 +59,8 @@ def train_variant(variant, config, run_dir, verbose):
         test_accuracy=result.test_accuracy, final_cost=last["train_loss"],
         seconds=time.perf_counter() - started,
         train_loss=[r["train_loss"] for r in result.history],
-        dev_loss=[r["dev_loss"] for r in result.history], model=result.model, config=config,
+        dev_loss=[r["dev_loss"] for r in result.history],
+        learning_rate=[r["learning_rate"] for r in result.history], model=result.model, config=config,
     )
 
 

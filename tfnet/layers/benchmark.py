@@ -3,9 +3,9 @@
 Each configuration (activation shape × training/inference × tf.function/XLA) compiles one step
 per contender: the layer's output, then the gradient of `sum(y * upstream)` with respect to the
 input, γ and β (in training the step also updates the running averages). The contenders run
-alternately in one process, `iterations` calls per turn, for `rounds` turns; the ratio reported
-is the median over rounds of (our time / Keras' time) in the same round, so slow drifts of a
-shared machine cancel.
+alternately in one process, `iterations` calls per turn, for `rounds` rounds, ours first in
+even rounds and Keras first in odd ones; the ratio reported is the median over rounds of (our
+time / Keras' time) in the same round, so slow drifts of a shared machine cancel.
 """
 
 import dataclasses
@@ -81,9 +81,12 @@ def benchmark(config):
                     for _ in range(config.warmup):
                         steps[name](x, upstream)
                 times = {name: [] for name in steps}
-                for _ in range(config.rounds):
-                    for name, step in steps.items():
-                        times[name].append(_time(step, x, upstream, config.iterations))
+                for round_index in range(config.rounds):
+                    # Which contender goes first alternates, so a slow phase that always hit the
+                    # first (or second) turn of a round cannot favour one of them.
+                    order = ("ours", "keras") if round_index % 2 == 0 else ("keras", "ours")
+                    for name in order:
+                        times[name].append(_time(steps[name], x, upstream, config.iterations))
                 ratios = [o / k for o, k in zip(times["ours"], times["keras"])]
                 rows.append({
                     "shape": shape_name,

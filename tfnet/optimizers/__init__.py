@@ -48,6 +48,11 @@ DESCRIPTIONS = {
 
 NAMES = tuple(HYPERPARAMETERS)
 
+
+def describe():
+    """Help text for an ``--optimizer`` flag: one line per registry name with its update rule."""
+    return "\n".join(["One of:"] + [f"  {name}: {DESCRIPTIONS[name]}" for name in NAMES])
+
 _COURSE_HYPERPARAMETERS = {name for names in HYPERPARAMETERS.values() for name in names}
 
 
