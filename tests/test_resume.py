@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import read_scalars, run_script, script_command, script_env
-from tfnet import export, paths
+from tfnet import diagnosis, export, paths
 
 STEPS_PER_EPOCH = 13  # moons: 800 training examples, batch 64
 EPOCHS = 4
@@ -145,29 +145,90 @@ def test_diverging_learning_rate_stops_at_the_nan_and_keeps_the_last_good_checkp
     assert "update skipped" in skipped.stdout
 
 
-def test_early_stopping_exports_the_best_weights(tmp_path):
-    model_dir, export_dir = tmp_path / "run", tmp_path / "saved_models"
-    # min_delta 0.5: only the first epoch improves (from "no model yet"), so training stops
-    # after 1 + patience epochs and must export epoch 1's weights.
-    run_script(
-        "train.py", "--optimizer=keras_sgd", "--learning_rate=0.05", "--epochs=10",
-        "--early_stopping_patience=2", "--early_stopping_min_delta=0.5",
-        f"--model_dir={model_dir}", f"--export_dir={export_dir}",
-    )
-    results = json.loads((model_dir / "results.json").read_text())
-    assert results["stopped_early"] and results["epochs"] == 3
-    dev = read_scalars(model_dir / "dev")
-    logged = [v for _, v in dev["epoch_accuracy"]]
-    logged_loss = [v for _, v in dev["epoch_loss"]]
-    assert results["exported_dev_accuracy"] == pytest.approx(logged[0], abs=1e-7)
-    assert results["exported_dev_loss"] == pytest.approx(logged_loss[0], rel=1e-6)
-    assert logged_loss[2] != pytest.approx(logged_loss[0], rel=1e-4)  # restoring mattered
-
+def _served_dev_accuracy(version_dir):
+    """Dev accuracy of the SavedModel in ``version_dir``, reloaded and served as a client would."""
     from tfnet import data
+
     x_dev, y_dev = zip(*data.load("moons").dev.as_numpy_iterator())
-    serve = tf.saved_model.load(str(export_dir / "moons" / "1")).signatures["serving_default"]
+    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     probabilities = next(iter(serve(features=tf.constant(np.stack(x_dev))).values())).numpy()
-    assert np.mean(probabilities.argmax(axis=1) == np.array(y_dev)) == pytest.approx(logged[0], abs=1e-7)
+    return np.mean(probabilities.argmax(axis=1) == np.array(y_dev))
+
+
+def _best_by_the_rule(history, min_delta):
+    """(best dev accuracy, its epoch, epochs since) by early stopping's rule: an epoch counts as
+    an improvement when it beats the best so far by more than min_delta."""
+    best, best_epoch, waited = -1.0, None, 0
+    for record in history:
+        if record["dev_accuracy"] > best + min_delta:
+            best, best_epoch, waited = record["dev_accuracy"], record["epoch"], 0
+        else:
+            waited += 1
+    return best, best_epoch, waited
+
+
+# keras_adam at 0.01, seed 0 (dev accuracies 0.925 0.93 0.945 0.97 0.97 0.985 0.97 0.985 ...).
+_EARLY = ["--optimizer=keras_adam", "--learning_rate=0.01", "--seed=0", "--deterministic"]
+
+
+def test_early_stopping_exports_the_best_weights_and_a_rerun_trains_no_further(tmp_path):
+    model_dir, export_dir = tmp_path / "run", tmp_path / "saved_models"
+    args = [*_EARLY, "--epochs=10", "--early_stopping_patience=3", "--early_stopping_min_delta=0.02",
+            f"--model_dir={model_dir}", f"--export_dir={export_dir}"]
+    run_script("train.py", *args)
+    results = json.loads((model_dir / "results.json").read_text())
+    history = results["history"]
+    best, best_epoch, waited = _best_by_the_rule(history, 0.02)
+    assert results["stopped_early"] and waited == 3 and len(history) < 10
+    # What makes this run a test: the best epoch is not the last, a later epoch beat it by less
+    # than min_delta (so the highest logged accuracy is not the best), and the last epoch's
+    # training accuracy differs from the best epoch's.
+    assert best_epoch < len(history) and max(r["dev_accuracy"] for r in history) > best
+    best_record = history[best_epoch - 1]
+    assert best_record["train_accuracy"] != history[-1]["train_accuracy"]
+
+    logged = [v for _, v in read_scalars(model_dir / "dev")["epoch_accuracy"]]
+    assert logged[best_epoch - 1] == pytest.approx(best, abs=1e-7)
+    assert results["best_dev_accuracy"] == best
+    assert results["exported_dev_accuracy"] == pytest.approx(best, abs=1e-7)
+    assert results["exported_dev_loss"] == pytest.approx(best_record["dev_loss"], rel=1e-6)
+    assert _served_dev_accuracy(export_dir / "moons" / "1") == pytest.approx(best, abs=1e-7)
+    # The diagnosis is the exported (best) model's, not the last epoch's.
+    assert results["diagnosis"] == diagnosis.diagnose(1 - best_record["train_accuracy"], 1 - best)
+
+    # The same command again (as after a kill during the final export): no further epoch.
+    before = _final_state(model_dir)
+    rerun = run_script("train.py", *args)
+    assert "early stopping: no dev improvement for 3 epochs" in rerun.stdout
+    assert not any(line.startswith("epoch ") for line in rerun.stdout.splitlines())
+    again = json.loads((model_dir / "results.json").read_text())
+    assert again["history"] == history and again["stopped_early"]
+    after = _final_state(model_dir)
+    assert before.keys() == after.keys()
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+    assert len(read_scalars(model_dir / "dev")["epoch_accuracy"]) == len(history)
+    assert export.versions(str(export_dir / "moons")) == [1, 2]  # the best weights, again
+    assert _served_dev_accuracy(export_dir / "moons" / "2") == pytest.approx(best, abs=1e-7)
+
+
+def test_a_run_resumed_with_early_stopping_switched_on_exports_its_best_weights(tmp_path):
+    model_dir, export_dir = tmp_path / "run", tmp_path / "saved_models"
+    run_script("train.py", *_EARLY, "--epochs=7", f"--model_dir={model_dir}", "--noexport")
+    # best/ is kept without early stopping too, because patience may be set on resume.
+    assert tf.train.latest_checkpoint(str(model_dir / "best"))
+    history = json.loads((model_dir / "results.json").read_text())["history"]
+    best, best_epoch, waited = _best_by_the_rule(history, 0.0)
+    assert best_epoch < len(history) and history[-1]["dev_accuracy"] < best  # restoring matters
+
+    resumed = run_script("train.py", *_EARLY, "--epochs=7", f"--early_stopping_patience={waited}",
+                         f"--model_dir={model_dir}", f"--export_dir={export_dir}")
+    assert "early stopping" in resumed.stdout
+    results = json.loads((model_dir / "results.json").read_text())
+    assert results["stopped_early"] and results["epochs"] == 7
+    assert results["best_dev_accuracy"] == best
+    assert results["exported_dev_accuracy"] == pytest.approx(best, abs=1e-7)
+    assert _served_dev_accuracy(export_dir / "moons" / "1") == pytest.approx(best, abs=1e-7)
 
 
 def test_an_export_killed_midway_leaves_nothing_that_loads(tmp_path):
