@@ -5,10 +5,13 @@ scripts/train.py, as a user would run it."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -231,7 +234,7 @@ def test_a_run_resumed_with_early_stopping_switched_on_exports_its_best_weights(
     assert _served_dev_accuracy(export_dir / "moons" / "1") == pytest.approx(best, abs=1e-7)
 
 
-def test_an_export_killed_midway_leaves_nothing_that_loads(tmp_path):
+def test_an_export_killed_midway_leaves_nothing_that_loads_and_the_next_export_cleans_up(tmp_path):
     code = (
         "import sys, keras\n"
         "from tfnet import export\n"
@@ -247,8 +250,18 @@ def test_an_export_killed_midway_leaves_nothing_that_loads(tmp_path):
     _kill_when(process, lambda: root.is_dir() and any(
         n.startswith(".tmp-export-") and os.listdir(root / n) for n in os.listdir(root)))
     assert export.versions(str(root)) == []
-    assert not any(tf.saved_model.contains_saved_model(str(root / n)) for n in os.listdir(root)
-                   if not n.startswith("."))
+    left = [n for n in os.listdir(root) if n.startswith(".tmp-export-")]
+    assert left, "the kill was meant to leave a staging directory"
+    # Nothing under the model root loads as a model, the staging directory's insides included.
+    for directory, _, _ in os.walk(root):
+        assert not tf.saved_model.contains_saved_model(directory), directory
+
+    # A live export's staging directory (this process's) is left alone; the killed one goes.
+    live = tempfile.mkdtemp(prefix=f".tmp-export-{socket.gethostname()}-{os.getpid()}-", dir=root)
+    inputs = keras.Input((2,), name="features")
+    path = export.export_model(keras.Model(inputs, keras.layers.Dense(2)(inputs)), str(tmp_path), "big")
+    assert path == str(root / "1") and tf.saved_model.contains_saved_model(path)
+    assert sorted(os.listdir(root)) == sorted(["1", os.path.basename(live)])
 
 
 UNUSABLE = {
