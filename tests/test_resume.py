@@ -4,6 +4,7 @@ scripts/train.py, as a user would run it."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -266,9 +267,30 @@ def test_an_export_killed_midway_leaves_nothing_that_loads_and_the_next_export_c
 
 UNUSABLE = {
     "model_dir_is_a_file": ("--model_dir={file}", "model_dir must be a directory, but"),
+    "export_dir_is_a_file": ("--export_dir={file}", "export_dir must be a directory, but"),
     "export_dir_under_a_file": ("--export_dir={file}/models", "export_dir must be a directory path, but"),
     "model_dir_not_writable": ("--model_dir=/proc/tfnet-run", "model_dir must be writable, but /proc is not"),
+    "export_dir_not_writable": ("--export_dir=/proc/tfnet-models", "export_dir must be writable, but /proc is not"),
 }
+
+
+# A TensorFlow C++ log record ("E0000 00:00:1796155587.377352   32465 cuda_platform.cc:52] ...").
+_TF_LOG_RECORD = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\] ")
+
+
+def _one_error_line(completed, message):
+    """The run exited 1 and wrote one line of its own to stderr, starting "error: <message>".
+
+    TensorFlow's own C++ warnings and errors may come before it: absl runs TensorFlow's
+    initialisation callback, which lists the GPUs, before main(), and on this GPU-less machine
+    with a CUDA build that logs "failed call to cuInit" as an error. Its INFO lines must not.
+    """
+    assert completed.returncode == 1, completed.stderr
+    lines = completed.stderr.splitlines()
+    ours = [line for line in lines if not _TF_LOG_RECORD.match(line)]
+    assert len(ours) == 1 and ours[0].startswith(f"error: {message}"), completed.stderr
+    assert not any(line.startswith("I") and _TF_LOG_RECORD.match(line) for line in lines)
+    assert "epoch" not in completed.stdout
 
 
 @pytest.mark.parametrize("case", sorted(UNUSABLE))
@@ -277,16 +299,47 @@ def test_unusable_paths_fail_at_start_up(tmp_path, case):
     file.write_text("not a directory")
     flag, message = UNUSABLE[case]
     other = [] if "model_dir" in flag else [f"--model_dir={tmp_path / 'run'}"]
-    completed = run_script("train.py", flag.format(file=file), *other, check=False)
-    assert completed.returncode == 1
-    assert completed.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
-    assert "epoch" not in completed.stdout
+    if "export_dir" not in flag:
+        other.append(f"--export_dir={tmp_path / 'saved_models'}")
+    completed = run_script("train.py", flag.format(file=file), *other, check=False,
+                           env=script_env(tf_cpp_min_log_level=None))
+    _one_error_line(completed, message)
     assert sorted(os.listdir(tmp_path)) == ["a_file"]
 
 
 def test_a_full_disk_fails_at_start_up(tmp_path):
     with pytest.raises(paths.UnusablePathError, match=r"model_dir needs at least .* MiB free.*\(disk full\)"):
         paths.check_writable_dir(str(tmp_path / "run"), "model_dir", min_free_bytes=2**62)
+
+
+# Makes the file system under $TFNET_FULL_DISK look full (1 MiB free) to shutil.disk_usage,
+# which is what tfnet.paths asks.
+_FULL_DISK_SITECUSTOMIZE = """
+import os, shutil
+_disk_usage = shutil.disk_usage
+def disk_usage(path):
+    usage = _disk_usage(path)
+    full = os.path.realpath(os.environ["TFNET_FULL_DISK"])
+    if os.path.commonpath([full, os.path.realpath(path)]) == full:
+        usage = usage._replace(free=2**20)
+    return usage
+shutil.disk_usage = disk_usage
+"""
+
+
+@pytest.mark.parametrize("flag", ["model_dir", "export_dir"])
+def test_a_full_disk_fails_at_start_up_through_the_script(tmp_path, flag):
+    site, full = tmp_path / "site", tmp_path / "full"
+    site.mkdir()
+    full.mkdir()
+    (site / "sitecustomize.py").write_text(_FULL_DISK_SITECUSTOMIZE)
+    env = script_env(tf_cpp_min_log_level=None)
+    env.update(PYTHONPATH=f"{site}{os.pathsep}{env['PYTHONPATH']}", TFNET_FULL_DISK=str(full))
+    dirs = {"model_dir": tmp_path / "run", "export_dir": tmp_path / "saved_models", flag: full / flag}
+    completed = run_script("train.py", *(f"--{k}={v}" for k, v in dirs.items()), check=False, env=env)
+    _one_error_line(completed, f"{flag} needs at least 64 MiB free, but the disk holding {full} "
+                               "has 1.0 MiB (disk full)")
+    assert os.listdir(full) == [] and sorted(os.listdir(tmp_path)) == ["full", "site"]
 
 
 def test_noresume_refuses_an_existing_run_unless_overwrite(tmp_path):
