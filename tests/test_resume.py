@@ -101,6 +101,85 @@ def test_sigkill_at_several_points_then_resume_is_bit_identical(tmp_path, optimi
     assert [r["epoch"] for r in history] == list(range(1, EPOCHS + 1))  # none twice, none skipped
 
 
+def _batch_cost_steps(model_dir):
+    """Steps of the batch_cost events on disk (a record still being written is not read)."""
+    steps, train = [], os.path.join(model_dir, "train")
+    for name in os.listdir(train) if os.path.isdir(train) else []:
+        if "tfevents" not in name or name.startswith("."):
+            continue
+        try:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(train, name)):
+                steps.extend(event.step for v in event.summary.value if v.tag == "batch_cost")
+        except tf.errors.DataLossError:
+            pass
+    return steps
+
+
+def _logged_past_a_mid_epoch_checkpoint(model_dir):
+    """Whether the events hold batch_cost steps past the latest checkpoint, taken mid-epoch."""
+    latest = _latest_number(model_dir)
+    return latest % STEPS_PER_EPOCH != 0 and max(_batch_cost_steps(model_dir), default=0) > latest
+
+
+def _kill_frozen_when(process, trigger, condition, timeout=120):
+    """SIGKILLs ``process`` at a moment when ``condition()`` holds.
+
+    ``trigger()`` is polled (cheap); when it holds, the process is frozen (SIGSTOP) so that the
+    slower ``condition()`` reads a still picture, then killed, or let go on (SIGCONT).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline, "the kill point was never reached"
+        if trigger():
+            process.send_signal(signal.SIGSTOP)
+            if condition():
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=60)
+                return
+            process.send_signal(signal.SIGCONT)
+        time.sleep(0.001)
+
+
+def test_sigkill_between_sparse_checkpoints_skips_trained_batches_and_prunes_events(tmp_path):
+    # Checkpoints every 5 steps, batch_cost every 2: a kill during a checkpoint write (after the
+    # writers were flushed) leaves events past the previous checkpoint, which is mid-epoch, so the
+    # resumed run must skip the epoch's trained mini-batches and prune those events.
+    args = lambda model_dir: _args(model_dir, "adam", "--checkpoint_every_steps=5")  # noqa: E731
+    reference = tmp_path / "uninterrupted"
+    run_script("train.py", *args(reference))
+
+    killed = tmp_path / "killed"
+    restored = []
+    for least in (5, 20):  # mid-epoch 1 (steps 1-13), then mid-epoch 2 (14-26)
+        log = tmp_path / f"stdout-{least}.txt"
+        with open(log, "w") as stdout:
+            process = subprocess.Popen(script_command("train.py", *args(killed)), env=script_env(),
+                                       stdout=stdout, stderr=subprocess.DEVNULL)
+            _kill_frozen_when(
+                process, lambda: _writing_checkpoint(killed) and _latest_number(killed) >= least,
+                lambda: _logged_past_a_mid_epoch_checkpoint(killed),
+            )
+        assert process.returncode == -signal.SIGKILL
+        latest = _latest_number(killed)
+        assert latest % STEPS_PER_EPOCH != 0 and max(_batch_cost_steps(killed)) > latest
+        restored.append(latest)
+    completed = run_script("train.py", *args(killed))
+    step_in_epoch = restored[-1] % STEPS_PER_EPOCH
+    assert f"ckpt-{restored[-1]} (epoch 2, step {step_in_epoch} of {STEPS_PER_EPOCH})" in completed.stdout
+    assert f"ckpt-{restored[0]} (epoch 1, step {restored[0]} of" in (tmp_path / "stdout-20.txt").read_text()
+
+    expected, actual = _final_state(reference), _final_state(killed)
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+    train = read_scalars(killed / "train")
+    assert [s for s, _ in train["batch_cost"]] == list(range(2, EPOCHS * STEPS_PER_EPOCH + 1, 2))
+    assert [s for s, _ in train["epoch_loss"]] == [STEPS_PER_EPOCH * e for e in range(1, EPOCHS + 1)]
+    reference_costs = read_scalars(reference / "train")["batch_cost"]
+    assert train["batch_cost"] == reference_costs  # the re-trained steps cost the same, too
+
+
 def test_sigint_checkpoints_exits_non_zero_and_resumes(tmp_path):
     model_dir = tmp_path / "run"
     args = _args(model_dir, "keras_adam", "--checkpoint_every_steps=1000")
