@@ -206,6 +206,31 @@ def test_sigint_checkpoints_exits_non_zero_and_resumes(tmp_path):
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
 
 
+def test_sigterm_checkpoints_exits_143_and_resumes(tmp_path):
+    model_dir = tmp_path / "run"
+    args = _args(model_dir, "keras_adam", "--checkpoint_every_steps=1000")
+    process = subprocess.Popen(
+        script_command("train.py", *args), env=script_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    for line in process.stdout:
+        if line.startswith("epoch 1/"):
+            process.send_signal(signal.SIGTERM)
+            break
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM == 143, stderr
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("interrupted: SIGTERM: stopped after step") and "(epoch 2, mini-batch" in message
+    stopped = _latest_number(model_dir)
+    assert f"checkpoint {model_dir / 'checkpoints'}/ckpt-{stopped}." in message
+    assert message.endswith(f"Resume with: python scripts/train.py --flagfile={model_dir / 'flags.txt'}")
+
+    resumed = run_script("train.py", f"--flagfile={model_dir / 'flags.txt'}")
+    assert f"resumed from {model_dir / 'checkpoints'}/ckpt-{stopped} (epoch 2" in resumed.stdout
+    history = json.loads((model_dir / "results.json").read_text())["history"]
+    assert [r["epoch"] for r in history] == list(range(1, EPOCHS + 1))
+
+
 def test_diverging_learning_rate_stops_at_the_nan_and_keeps_the_last_good_checkpoint(tmp_path):
     model_dir = tmp_path / "run"
     completed = run_script(
