@@ -9,9 +9,17 @@ import tensorflow as tf
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def script_env():
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+def script_env(tf_cpp_min_log_level="2"):
+    """The scripts' environment: the repo importable, unbuffered output, no TF_CONFIG.
+
+    ``tf_cpp_min_log_level=None`` leaves TF_CPP_MIN_LOG_LEVEL unset, as in a user's shell (this
+    test session sets it in ``os.environ``, see conftest.py).
+    """
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT, PYTHONUNBUFFERED="1")
     env.pop("TF_CONFIG", None)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    if tf_cpp_min_log_level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = tf_cpp_min_log_level
     return env
 
 
@@ -19,10 +27,11 @@ def script_command(script, *args):
     return [sys.executable, os.path.join(REPO_ROOT, "scripts", script), *args]
 
 
-def run_script(script, *args, cwd=None, timeout=300, check=True):
-    """Runs scripts/<script> with ``args`` in a fresh process; returns the CompletedProcess."""
+def run_script(script, *args, cwd=None, timeout=300, check=True, env=None):
+    """Runs scripts/<script> with ``args`` in a fresh process (environment ``env``, by default
+    ``script_env()``); returns the CompletedProcess."""
     completed = subprocess.run(
-        script_command(script, *args), cwd=cwd, env=script_env(), capture_output=True,
+        script_command(script, *args), cwd=cwd, env=env or script_env(), capture_output=True,
         text=True, timeout=timeout,
     )
     if check and completed.returncode != 0:

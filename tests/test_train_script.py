@@ -1,11 +1,13 @@
 """scripts/train.py end to end in a subprocess: TensorBoard events, flagfile, results, bad flags."""
 
 import json
+import os
 import subprocess
 
 import pytest
 
 from helpers import plugin_tags, read_scalars, run_script, script_command, script_env
+from tfnet import flags as tfnet_flags
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +73,18 @@ BAD_FLAGS = {
 
 @pytest.fixture(scope="module")
 def bad_flag_runs(tmp_path_factory):
-    """Starts every bad-flag case at once (they only parse flags) and collects the outcomes."""
+    """Starts every bad-flag case at once (they only parse flags) and collects the outcomes.
+
+    TF_CPP_MIN_LOG_LEVEL is left unset, as in a user's shell, so stderr is what a user sees.
+    """
     root = tmp_path_factory.mktemp("bad_flags")
     processes = {}
     for case, (args, _) in BAD_FLAGS.items():
         model_dir = root / case
         processes[case] = (model_dir, subprocess.Popen(
             script_command("train.py", *args, f"--model_dir={model_dir}", f"--export_dir={root / 'exports'}"),
-            env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+            env=script_env(tf_cpp_min_log_level=None), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, cwd=root,
         ))
     outcomes = {}
     for case, (model_dir, process) in processes.items():
@@ -92,8 +98,51 @@ def test_bad_flag_fails_before_any_work_naming_flag_and_value(bad_flag_runs, cas
     root, outcomes = bad_flag_runs
     returncode, stdout, stderr, model_dir = outcomes[case]
     assert returncode != 0
-    assert BAD_FLAGS[case][1] in stderr
-    errors = [line for line in stderr.splitlines() if "Flags parsing error" in line]
-    assert len(errors) == 1, stderr
+    # One line naming the flag, then absl's pointer to the help; none of TensorFlow's C++
+    # start-up lines (written before absl logging is initialised, whatever the log level).
+    error, trailer = stderr.splitlines()
+    assert error.startswith("FATAL Flags parsing error: ") and BAD_FLAGS[case][1] in error
+    assert trailer == "Pass --helpshort or --helpfull to see help on flags."
     assert not model_dir.exists() and not (root / "exports").exists() and not (root / "runs").exists()
     assert "epoch" not in stdout
+
+
+@pytest.mark.parametrize("script", ["gradcheck.py", "tune.py"])
+def test_other_scripts_defining_the_train_flags_print_one_line_for_a_bad_flag(script, tmp_path,
+                                                                             repo_root):
+    space = os.path.join(repo_root, "examples", "search_space.json")
+    search_space = [f"--search_space={space}"] if script == "tune.py" else []
+    completed = run_script(script, "--learning_rate=0", *search_space, check=False, cwd=tmp_path,
+                           env=script_env(tf_cpp_min_log_level=None))
+    assert completed.returncode == 1
+    assert completed.stderr.splitlines() == [
+        "FATAL Flags parsing error: flag --learning_rate=0.0: --learning_rate must be > 0. "
+        "Received: learning_rate=0.0",
+        "Pass --helpshort or --helpfull to see help on flags.",
+    ]
+    assert os.listdir(tmp_path) == []
+
+
+# As this machine's TensorFlow 2.21 writes them at import, before absl logging is initialised.
+_STARTUP = [
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+    b"I0000 00:00:1796154217.928416   13597 port.cc:153] oneDNN custom operations are on.\n",
+    b"I0000 00:00:1796154218.009191   13597 cpu_feature_guard.cc:227] This TensorFlow binary is "
+    b"optimized to use available CPU instructions in performance-critical operations.\n",
+    b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.\n",
+    b"W0000 00:00:1796154218.100000   13597 computation_placer.cc:177] computation placer already "
+    b"registered.\n",
+    b"E0000 00:00:1796154218.200000   13597 cuda_dnn.cc:8579] Unable to register cuDNN factory\n",
+    b"/site-packages/x.py:3: DeprecationWarning: old\n",
+    b"  import old\n",
+]
+
+
+@pytest.mark.parametrize("level, kept", [
+    (0, list(range(8))),  # everything
+    (1, [4, 5, 6, 7]),  # INFO (with its continuation line) and absl's notice dropped
+    (2, [5, 6, 7]),
+    (3, [6, 7]),  # Python's own warning is kept whatever the level
+])
+def test_tensorflow_start_up_lines_are_filtered_by_level(level, kept):
+    assert tfnet_flags._kept_lines(_STARTUP, level) == [_STARTUP[i] for i in kept]

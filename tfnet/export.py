@@ -5,18 +5,26 @@ signature takes raw inputs (normalisation is inside the model) and returns class
 It is written with Keras 3's ``model.export`` (which keeps the input names that
 ``tf.saved_model.save`` loses) into a temporary directory beside the target, and renamed to the
 next integer version only when complete: a rename within one file system is atomic, so a killed
-export leaves at most a ``.tmp-*`` directory, never a version that loads half-written, and an
+export leaves at most its staging directory, never a version that loads half-written, and an
 existing version is never overwritten.
+
+The staging directory, ``.tmp-export-<host>-<pid>-<random>``, names the process writing it, so
+each export first deletes the staging directories of exports killed on this machine (their
+process is gone) and leaves those of live exports, and of other machines, alone.
 """
 
 import os
 import re
 import shutil
+import socket
 import tempfile
 
 import keras
 
 _VERSION = re.compile(r"^[0-9]+$")
+_STAGING_PREFIX = ".tmp-export-"
+# mkdtemp's random suffix has no "-", and the pid is the last number before it.
+_STAGING = re.compile(r"^\.tmp-export-(?P<host>.+)-(?P<pid>[0-9]+)-[^-]+$")
 
 
 def versions(model_root):
@@ -32,11 +40,43 @@ def serving_model(model):
     return keras.Model(model.inputs, probabilities, name=f"{model.name}_serving")
 
 
+def _running(pid):
+    try:
+        os.kill(pid, 0)  # Signal 0: only asks whether the process exists.
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # It exists, under another user.
+    return True
+
+
+def remove_stale_staging(model_root):
+    """Deletes the staging directories under ``model_root`` of exports killed on this machine.
+
+    Only directories named like ``.tmp-export-<host>-<pid>-<random>`` with this machine's host
+    name and a process id that no longer runs are deleted. Returns their names.
+    """
+    if not os.path.isdir(model_root):
+        return []
+    host, removed = socket.gethostname(), []
+    for name in sorted(os.listdir(model_root)):
+        match = _STAGING.match(name)
+        if match and match["host"] == host and not _running(int(match["pid"])):
+            shutil.rmtree(os.path.join(model_root, name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
 def export_model(model, export_dir, name):
-    """Exports ``serving_model(model)`` as the next version of ``name``; returns its path."""
+    """Exports ``serving_model(model)`` as the next version of ``name``; returns its path.
+
+    Killed exports' staging directories are deleted first (``remove_stale_staging``).
+    """
     model_root = os.path.join(export_dir, name)
     os.makedirs(model_root, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".tmp-export-", dir=model_root)
+    remove_stale_staging(model_root)
+    prefix = f"{_STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+    staging = tempfile.mkdtemp(prefix=prefix, dir=model_root)
     try:
         serving_model(model).export(os.path.join(staging, "model"), format="tf_saved_model", verbose=False)
         while True:

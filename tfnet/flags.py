@@ -6,17 +6,90 @@ field's check, so an invalid value stops the script at parse time, before any wo
 naming the flag, the value and what is allowed; rules that involve two flags (--dataset with
 --data_dir, --lr_schedule=step with --decay_interval) are multi-flag validators. The library
 itself never reads flags.
+
+Defining the flags imports TensorFlow (the ``--augment`` help lists the augmentations, and the
+checks of ``--optimizer`` and ``--dataset`` need Keras and the data module), through
+``import_tensorflow_quietly`` so that a bad flag still prints one line.
 """
 
 import dataclasses
+import os
+import re
+import sys
+import tempfile
 
 from absl import flags
 
 from tfnet import config as config_lib
 
+# A C++ log line as absl writes it, e.g. "I0000 00:00:1796154217.928416   13597 port.cc:153] ...":
+# severity letter (Info, Warning, Error, Fatal), date, time (here still seconds since the epoch),
+# thread, file:line.
+_LOG_LINE = re.compile(rb"^([IWEF])\d{4} [\d:.]+ +\d+ \S+:\d+\] ")
+_PRE_INIT_NOTICE = b"WARNING: All log messages before absl::InitializeLog() is called"
+# What Python itself writes during the import, kept whatever the level: a warning, a traceback.
+_PYTHON_OUTPUT = re.compile(rb"^(\S.*:\d+: \w*Warning: |Traceback \(most recent call last\):)")
+_SEVERITY = {b"I": 0, b"W": 1, b"E": 2, b"F": 3}  # TF_CPP_MIN_LOG_LEVEL's numbering
+
+
+def import_tensorflow_quietly(default_level="2"):
+    """Imports TensorFlow, keeping only its start-up log lines at ``TF_CPP_MIN_LOG_LEVEL`` or above.
+
+    TensorFlow 2.21 writes its C++ start-up lines (oneDNN, CUDA drivers, CPU features) through
+    absl before absl logging is initialised, and those reach stderr whatever
+    ``TF_CPP_MIN_LOG_LEVEL`` says. So the import runs with file descriptor 2 sent to a temporary
+    file, whose lines are then written back except the log lines below the level (with their
+    continuation lines) and, unless the level is 0, absl's notice about such early lines.
+    ``TF_CPP_MIN_LOG_LEVEL`` is set to ``default_level`` where unset, so that TensorFlow filters
+    its later lines by the same level. Does nothing when TensorFlow is already imported.
+
+    Args:
+      default_level: the level used where ``TF_CPP_MIN_LOG_LEVEL`` is unset: 0 keeps every line,
+        1 drops INFO, 2 also WARNING, 3 also ERROR. Default "2".
+    """
+    if "tensorflow" in sys.modules:
+        return
+    level = os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", default_level)
+    min_level = int(level) if level.isdigit() else 0
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = _kept_lines(captured.read().splitlines(keepends=True), min_level)
+            sys.stderr.buffer.write(b"".join(kept))
+            sys.stderr.flush()
+
+
+def _kept_lines(lines, min_level):
+    """``lines`` without the log records below ``min_level``; other lines follow their record."""
+    kept, keeping = [], True
+    for line in lines:
+        record = _LOG_LINE.match(line)
+        if record:
+            keeping = _SEVERITY[record.group(1)] >= min_level
+        elif line.startswith(_PRE_INIT_NOTICE):
+            keeping = min_level == 0
+        elif _PYTHON_OUTPUT.match(line):
+            keeping = True
+        # Any other line continues what came before it (e.g. cpu_feature_guard's second line).
+        if keeping:
+            kept.append(line)
+    return kept
+
 
 def define_train_flags(flag_values=flags.FLAGS, names=None):
-    """Defines one flag per ``TrainConfig`` field (or per field in ``names``)."""
+    """Defines one flag per ``TrainConfig`` field (or per field in ``names``).
+
+    TensorFlow is imported first, with ``import_tensorflow_quietly``.
+    """
+    import_tensorflow_quietly()
     for field in dataclasses.fields(config_lib.TrainConfig):
         if names is not None and field.name not in names:
             continue

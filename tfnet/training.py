@@ -18,8 +18,11 @@ steps and at each epoch end; a run started on a ``model_dir`` with a checkpoint 
 bit for bit in deterministic mode, with its TensorBoard events pruned back to the restored step;
 SIGINT / SIGTERM finish the current step, checkpoint and raise ``TrainingInterrupted``; a
 non-finite cost or gradient is never applied (``on_nonfinite``: stop with ``NonFiniteError``,
-leaving the last good checkpoint intact, or skip the step); early stopping restores the best
-weights before the test evaluation and the export.
+leaving the last good checkpoint intact, or skip the step). The weights of the best dev epoch
+(improving by more than ``early_stopping_min_delta``) are always kept in ``best/``; early stopping
+is decided from the checkpointed count of epochs without improvement before each epoch (so a
+restarted run that had stopped trains no further), and restores those weights before the test
+evaluation, the diagnosis and the export.
 """
 
 import dataclasses
@@ -284,10 +287,18 @@ class Trainer:
             self.dev_writer.flush()
         return self._finish(stopped_early)
 
+    def _patience_exhausted(self):
+        patience = self.config.early_stopping_patience
+        return bool(patience) and int(self.state.epochs_without_improvement.numpy()) >= patience
+
     def _train_epochs(self):
-        """Trains from the state's position; returns True when early stopping ended the run."""
+        """Trains from the state's position; returns True when early stopping ended the run.
+
+        Early stopping is checked before each epoch, from the checkpointed state: a restarted run
+        that had stopped early (or was killed while exporting) trains no further epoch.
+        """
         config, state = self.config, self.state
-        while int(state.epoch.numpy()) < config.epochs:
+        while int(state.epoch.numpy()) < config.epochs and not self._patience_exhausted():
             epoch = int(state.epoch.numpy())
             started = time.perf_counter()
             skip = int(state.step_in_epoch.numpy())
@@ -300,8 +311,12 @@ class Trainer:
                 cost = self._train_one_step(batch, epoch)
                 progress.add(1, values=[("cost", cost)])
                 self._checkpoint_if_due()
-            if self._end_epoch(epoch, started):
-                return True
+            self._end_epoch(epoch, started)
+        if self._patience_exhausted():
+            self._say(f"early stopping: no dev improvement for "
+                      f"{int(state.epochs_without_improvement.numpy())} epochs; restoring the best "
+                      f"weights (dev accuracy {float(state.best_dev_accuracy.numpy()):.4f})")
+            return True
         return False
 
     def _train_one_step(self, batch, epoch):
@@ -349,7 +364,8 @@ class Trainer:
         return self.state.save()
 
     def _end_epoch(self, epoch, started):
-        """Evaluates, logs and checkpoints one finished epoch; True when early stopping fires."""
+        """Evaluates, logs and checkpoints one finished epoch, saving its weights to ``best/``
+        when its dev accuracy improves on the best by more than ``early_stopping_min_delta``."""
         config, state = self.config, self.state
         train_loss, train_accuracy = self.evaluate(self.train_split)
         dev_loss, dev_accuracy = self.evaluate(self.splits.dev)
@@ -369,29 +385,27 @@ class Trainer:
         if dev_accuracy > float(state.best_dev_accuracy.numpy()) + config.early_stopping_min_delta:
             state.best_dev_accuracy.assign(dev_accuracy)
             state.epochs_without_improvement.assign(0)
-            if config.early_stopping_patience:
-                state.best.save(checkpoint_number=step)
+            # Always, not only with early stopping on: a run resumed with a patience has them.
+            state.best.save(checkpoint_number=step)
         else:
             state.epochs_without_improvement.assign_add(1)
         state.epoch.assign_add(1)
         state.step_in_epoch.assign(0)
         self._save()
-        patience = config.early_stopping_patience
-        if patience and int(state.epochs_without_improvement.numpy()) >= patience:
-            self._say(f"early stopping: no dev improvement for {patience} epochs; "
-                      f"restoring the best weights (dev accuracy {float(state.best_dev_accuracy.numpy()):.4f})")
-            return True
-        return False
 
     def _finish(self, stopped_early):
         config, history = self.config, self.state.history
-        if config.early_stopping_patience:
-            self.state.restore_best()
-        test_loss, test_accuracy = self.evaluate(self.splits.test)
         last = history[-1]
-        verdict = diagnosis.diagnose(
-            1 - last["train_accuracy"], 1 - last["dev_accuracy"], config.best_error
-        )
+        if config.early_stopping_patience:
+            # The exported model is the best one: its errors are evaluated again, not looked up.
+            self.state.restore_best()
+            _, train_accuracy = self.evaluate(self.train_split)
+            final_dev_loss, final_dev_accuracy = self.evaluate(self.splits.dev)
+        else:
+            train_accuracy = last["train_accuracy"]
+            final_dev_loss, final_dev_accuracy = last["dev_loss"], last["dev_accuracy"]
+        test_loss, test_accuracy = self.evaluate(self.splits.test)
+        verdict = diagnosis.diagnose(1 - train_accuracy, 1 - final_dev_accuracy, config.best_error)
         if not self.is_chief:
             shutil.rmtree(self._scratch_dir, ignore_errors=True)
             return TrainResult(history, test_loss, test_accuracy, self.run_dir, None, verdict,
@@ -399,13 +413,10 @@ class Trainer:
         export_path = None
         if config.export:
             export_path = export_lib.export_model(self.model, config.export_dir, config.model_name)
-        final_dev_loss, final_dev_accuracy = (
-            self.evaluate(self.splits.dev) if config.early_stopping_patience
-            else (last["dev_loss"], last["dev_accuracy"])
-        )
         results = dict(
             last, epochs=len(history), test_loss=test_loss, test_accuracy=test_accuracy,
-            best_dev_accuracy=max(r["dev_accuracy"] for r in history), diagnosis=verdict,
+            # The state's best (the weights in best/), which min_delta decides: not max(history).
+            best_dev_accuracy=float(self.state.best_dev_accuracy.numpy()), diagnosis=verdict,
             export_path=export_path, stopped_early=stopped_early,
             exported_dev_loss=final_dev_loss, exported_dev_accuracy=final_dev_accuracy,
             history=history,
