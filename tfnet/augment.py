@@ -15,7 +15,7 @@ in ``AUGMENTATIONS``, so one transform's draws do not change when others are add
 transforms run in ``AUGMENTATIONS`` order whatever order they were named in: first the geometric
 ones (flip, crop, rotate, zoom), composed into one projective matrix per example and applied with
 one bilinear resample (one interpolation instead of one per transform; flip and crop alone move
-whole pixels and use two gathers instead), then the photometric ones.
+whole pixels and use two one-hot selection matmuls instead), then the photometric ones.
 Every transform keeps the shape, the dtype and the [0, 255] range: areas moved in from outside the
 image are filled with 0 and the photometric transforms clip to [0, 255].
 
@@ -236,20 +236,25 @@ def _resample(images, matrices, interpolation):
 def _resample_axis_aligned(images, matrices):
     """``_resample`` (nearest) for matrices that only mirror and shift by whole pixels.
 
-    Flip and crop make such matrices. Such a matrix samples input column ``a0 x + a2`` and row ``b1 y + b2`` (``a0, b1 = ±1``,
-    integer ``a2, b2``), so the output is one gather of whole rows and one of pixels along
-    each row instead of one projective sample per value: equal results (0 outside the image),
-    about 2× faster than ``ImageProjectiveTransformV3`` on 32×32×3 images on the CPU.
+    Flip and crop make such matrices. Such a matrix samples input column ``a0 x + a2`` and row
+    ``b1 y + b2`` (``a0, b1 = ±1``, integer ``a2, b2``), so each output image is
+    ``R · image · Cᵀ`` per channel, with ``R`` [H, H] and ``C`` [W, W] one-hot selection
+    matrices (``R[y, b1 y + b2] = 1``; an all-zero row where the sampled row is outside the
+    image, which gives the 0 fill). Two small batched matmuls replace the per-value projective
+    sample: equal results (one 1.0 times the pixel, the rest 0.0 times finite pixels), and on
+    the CPU about 2× faster than gathering rows and columns, 3× faster than
+    ``ImageProjectiveTransformV3`` on 28×28 digits.
     """
-    height, width = tf.unstack(tf.cast(tf.shape(images)[1:3], tf.float32))
-    # Indices outside the image clamp to -1 or the size, which the one-pixel zero border holds.
-    cols = matrices[:, 0, 0:1] * tf.range(width) + matrices[:, 0, 2:3]
-    rows = matrices[:, 1, 1:2] * tf.range(height) + matrices[:, 1, 2:3]
-    cols = tf.cast(tf.clip_by_value(tf.round(cols), -1.0, width), tf.int32) + 1  # [B, W]
-    rows = tf.cast(tf.clip_by_value(tf.round(rows), -1.0, height), tf.int32) + 1  # [B, H]
-    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    images = tf.gather(padded, rows, axis=1, batch_dims=1)  # [B, H, W + 2, C]
-    return tf.gather(images, cols, axis=2, batch_dims=1)  # [B, H, W, C]
+    height, width = images.shape[1], images.shape[2]
+    cols = matrices[:, 0, 0:1] * tf.range(width, dtype=tf.float32) + matrices[:, 0, 2:3]
+    rows = matrices[:, 1, 1:2] * tf.range(height, dtype=tf.float32) + matrices[:, 1, 2:3]
+    # one_hot gives an all-zero row for an index outside [0, size): the 0 fill.
+    select_rows = tf.one_hot(tf.cast(tf.round(rows), tf.int32), height, dtype=images.dtype)
+    select_cols = tf.one_hot(tf.cast(tf.round(cols), tf.int32), width, dtype=images.dtype)
+    channels_first = tf.transpose(images, [0, 3, 1, 2])  # [B, C, H, W]
+    moved = tf.matmul(tf.matmul(select_rows[:, tf.newaxis], channels_first),
+                      select_cols[:, tf.newaxis], transpose_b=True)  # [B, C, H, W]
+    return tf.transpose(moved, [0, 2, 3, 1])
 
 
 def build(names, input_shape, **options):
@@ -298,8 +303,8 @@ def build(names, input_shape, **options):
     height, width = input_shape[:2]
     # (registry position, entry) in registry order: the position keys the sub-seed.
     steps = [(i, entry) for i, (name, entry) in enumerate(AUGMENTATIONS.items()) if name in names]
-    # Flips and integer shifts alone move whole rows and columns: two gathers replace the
-    # per-value projective resample (the costliest op of CIFAR's flip,crop on the CPU).
+    # Flips and integer shifts alone move whole rows and columns: two selection matmuls replace
+    # the per-value projective resample (the costliest op of flip,crop on the CPU).
     if {"rotate", "zoom"} & set(names):
         resample = functools.partial(_resample, interpolation="BILINEAR")
     else:
