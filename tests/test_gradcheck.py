@@ -179,6 +179,50 @@ def test_planted_layer_without_bug_is_correct():
     assert gradcheck.check_gradients(model, x, y, _sparse_xent()).verdict == "correct"
 
 
+def _small_gradient_model(bug):
+    # The logits see `planted` through a kernel 1000 times smaller than initialised, so `first`'s
+    # and `planted`'s gradients are ~1e-3 of `last`'s (|dJ/d planted/bias| ≈ 7e-5 against 0.3).
+    model = _planted_model(bug)
+    kernel = model.get_layer("last").kernel
+    kernel.assign(kernel * 1e-3)
+    return model
+
+
+def test_wrong_small_gradient_is_not_diluted_by_the_large_right_ones():
+    x, y = _data()
+    report = gradcheck.check_gradients(_small_gradient_model("zero_bias"), x, y, _sparse_xent())
+    # Alone, the overall figure would call the dropped bias gradient merely "suspect".
+    assert 1e-7 < report.relative_difference <= 1e-3, report
+    assert report.verdict == "wrong", report
+    assert report.verdict_from == "planted/bias" == report.variables[0].name, report
+    assert report.verdict_difference == report.variables[0].relative_difference > 1e-3
+    # The same model with the right gradient: its small gradients are no cause for alarm.
+    right = gradcheck.check_gradients(_small_gradient_model("none"), x, y, _sparse_xent())
+    assert right.verdict == "correct", right
+
+
+def test_a_zero_gradient_at_round_off_is_correct():
+    # A bias right before BatchNorm has gradient 0 (the batch mean removes it): autodiff gives
+    # ~1e-17, the differences ~0, so without the round-off floor its relative difference would be
+    # ≈ 1 and the per-variable verdict "wrong".
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(6, name="dense"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.Activation("tanh"),
+            keras.layers.Dense(3, name="out"),
+        ]
+    )
+    x, y = _data()
+    report = gradcheck.check_gradients(model, x, y, _sparse_xent())
+    assert report.verdict == "correct", report
+    (bias,) = [v for v in report.variables if v.name.endswith("dense/bias")]
+    assert bias.autodiff_norm < 1e-14 and bias.numerical_norm < 1e-9, report
+    assert bias.round_off_norm / report.correct_threshold > 1e3 * (bias.autodiff_norm + bias.numerical_norm)
+
+
 def test_user_model_is_not_modified():
     model = _planted_model("none")
     before = [v.numpy().copy() for v in model.weights]

@@ -19,7 +19,8 @@ def _cost(stdout):
 
 def _assert_correct_report(completed):
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert re.search(r"relative difference = \S+  ->  CORRECT", completed.stdout), completed.stdout
+    assert re.search(r"relative difference = \S+ overall, \S+ worst variable \(\S+\)  ->  CORRECT",
+                     completed.stdout), completed.stdout
     assert "per variable (worst first):" in completed.stdout
     # The training model's variables (tfnet.model.build_model's layer names) are listed.
     for name in ("dense_1/kernel", "logits/bias"):
