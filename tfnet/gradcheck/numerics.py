@@ -50,6 +50,10 @@ _BATCH_BYTES = 1 << 25
 _MAX_BATCH = 512
 
 
+class NondeterministicCostError(ValueError):
+    """J differed between two evaluations at the same θ (dropout active, random augmentation)."""
+
+
 def default_epsilon(dtype):
     """The central-difference step balancing truncation and round-off: eps^(1/3) of the dtype."""
     return float(np.finfo(tf.as_dtype(dtype).as_numpy_dtype).eps ** (1.0 / 3.0))
@@ -166,7 +170,7 @@ def run_check(
         j0, gradient, j_again = cost_gradient_and_repeat(theta)
         j0, j_again, gradient = float(j0), float(j_again), gradient.numpy().astype(np.float64)
         if j0 != j_again:
-            raise ValueError(describe_randomness(j0, j_again))
+            raise NondeterministicCostError(describe_randomness(j0, j_again))
         rng = np.random.default_rng(seed)
 
         if mode == "directional":
