@@ -300,19 +300,42 @@ def test_float32_rescales_thresholds_and_still_catches_the_bug():
     assert wrong.verdict == "wrong" and wrong.variables[0].name == "planted/kernel", wrong
 
 
+def _ran_on(report):
+    # The devices read back from the tensors the compiled functions returned.
+    return {name.split("/")[-1].upper() for name in report.ran_on.split(", ")}
+
+
 def test_runs_inside_a_two_device_strategy(two_cpu_strategy):
     with two_cpu_strategy.scope():
         model = _planted_model("zero_bias")
         x, y = _data()
         report = gradcheck.check_gradients(model, x, y, _sparse_xent())
-    assert "CPU:0" in report.device.upper()
+    first_device = two_cpu_strategy.extended.worker_devices[0]
+    assert report.device == first_device and first_device.upper().endswith("CPU:0")
+    assert _ran_on(report) == {"DEVICE:CPU:0"}, report.ran_on
     assert report.verdict == "wrong" and report.variables[0].name == "planted/bias", report
 
 
-def test_explicit_device():
+def test_runs_on_the_device_of_the_current_strategy():
+    # A strategy whose device is not TensorFlow's default (/CPU:0): the ops must follow it.
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:1")
     x, y = _data()
-    report = gradcheck.check_gradients(_he_l2_mlp(), x, y, _sparse_xent(), device="/cpu:1")
-    assert report.device == "/cpu:1" and report.verdict == "correct"
+    with strategy.scope():
+        report = gradcheck.check_gradients(_he_l2_mlp(), x, y, _sparse_xent())
+    assert _ran_on(report) == {"DEVICE:CPU:1"}, report.ran_on
+    assert report.verdict == "correct", report
+
+
+@pytest.mark.parametrize("mode", ["full", "directional"])
+def test_explicit_device(mode):
+    x, y = _data()
+    report = gradcheck.check_gradients(_he_l2_mlp(), x, y, _sparse_xent(), device="/cpu:1", mode=mode)
+    assert report.device == "/cpu:1" and report.verdict == "correct", report
+    # J, its gradient and every batch of perturbed J came back from the second logical CPU.
+    assert _ran_on(report) == {"DEVICE:CPU:1"}, report.ran_on
+    assert "computed on /job:localhost/replica:0/task:0/device:CPU:1" in str(report)
+    default = gradcheck.check_gradients(_he_l2_mlp(), x, y, _sparse_xent(), mode=mode)
+    assert default.device == "" and _ran_on(default) == {"DEVICE:CPU:0"}, default.ran_on
 
 
 def test_assert_gradients_correct_raises_with_the_table():

@@ -15,8 +15,8 @@ from helpers import REPO_ROOT, run_script, script_env
 
 
 def _cost(stdout):
-    """J as the report prints it ("J = <value>")."""
-    return float(re.search(r"^J = (\S+)$", stdout, re.MULTILINE).group(1))
+    """J as the report prints it ("J = <value>, computed on <devices>")."""
+    return float(re.search(r"^J = ([^,\s]+), computed on ", stdout, re.MULTILINE).group(1))
 
 
 def _assert_correct_report(completed):

@@ -168,6 +168,8 @@ def run_check(
         theta = tf.constant(theta0)
         state = [tf.convert_to_tensor(s) for s in state]
         j0, gradient, j_again = cost_gradient_and_repeat(theta)
+        # Where the compiled functions ran, from their outputs (not from the device asked for).
+        ran_on = {j0.device, gradient.device, j_again.device}
         j0, j_again, gradient = float(j0), float(j_again), gradient.numpy().astype(np.float64)
         if j0 != j_again:
             raise NondeterministicCostError(describe_randomness(j0, j_again))
@@ -178,7 +180,7 @@ def run_check(
                 theta0, gradient, offsets, num_directions, epsilon, rng
             )
             j_plus, j_minus = _evaluate_directions(
-                cost_directions, theta, directions, h_plus, batch_size, np_dtype
+                cost_directions, theta, directions, h_plus, batch_size, np_dtype, ran_on
             )
         else:
             probes = probes_lib.components(gradient, offsets, mode, samples_per_variable, rng)
@@ -187,7 +189,7 @@ def run_check(
             h_plus = ((theta0[probes] + h).astype(np_dtype) - theta0[probes]).astype(np.float64)
             h_minus = (theta0[probes] - (theta0[probes] - h).astype(np_dtype)).astype(np.float64)
             j_plus, j_minus = _evaluate_components(
-                cost_components, theta, probes, h_plus, h_minus, batch_size, np_dtype
+                cost_components, theta, probes, h_plus, h_minus, batch_size, np_dtype, ran_on
             )
 
     numerical = (j_plus - j_minus) / (h_plus + h_minus)
@@ -275,27 +277,31 @@ def run_check(
         kinks=tuple(component(k) for k in np.flatnonzero(is_kink)),
         evaluations=3 + 2 * len(probes),
         device=device or "",
+        ran_on=", ".join(sorted(ran_on)),
     )
 
 
-def _evaluate_components(cost_components, theta, probes, h_plus, h_minus, batch_size, np_dtype):
-    """J(θ + h⁺ e_i) and J(θ − h⁻ e_i) for every probe, in padded batches (one trace)."""
+def _evaluate_components(cost_components, theta, probes, h_plus, h_minus, batch_size, np_dtype,
+                         ran_on):
+    """J(θ + h⁺ e_i) and J(θ − h⁻ e_i) for every probe, in padded batches (one trace); adds the
+    devices of the results to the set `ran_on`."""
     index = np.concatenate([probes, probes]).astype(np.int64)
     step = np.concatenate([h_plus, -h_minus]).astype(np_dtype)
     padding = -len(index) % batch_size
     index = np.concatenate([index, np.zeros(padding, np.int64)])
     step = np.concatenate([step, np.zeros(padding, np_dtype)])
-    costs = np.concatenate(
-        [
-            cost_components(theta, index[k : k + batch_size], step[k : k + batch_size]).numpy()
-            for k in range(0, len(index), batch_size)
-        ]
-    ).astype(np.float64)
+    batches = [
+        cost_components(theta, index[k : k + batch_size], step[k : k + batch_size])
+        for k in range(0, len(index), batch_size)
+    ]
+    ran_on.update(batch.device for batch in batches)
+    costs = np.concatenate([batch.numpy() for batch in batches]).astype(np.float64)
     return costs[: len(probes)], costs[len(probes) : 2 * len(probes)]
 
 
-def _evaluate_directions(cost_directions, theta, directions, steps, batch_size, np_dtype):
-    """J(θ ± h u) for every direction, building the (K, N) perturbations one batch at a time."""
+def _evaluate_directions(cost_directions, theta, directions, steps, batch_size, np_dtype, ran_on):
+    """J(θ ± h u) for every direction, building the (K, N) perturbations one batch at a time;
+    adds the devices of the results to the set `ran_on`."""
     signed = [(s, start, u, h) for s in (1.0, -1.0) for (start, u), h in zip(directions, steps)]
     batch_size = min(batch_size, len(signed))
     n = int(theta.shape[0])
@@ -304,6 +310,8 @@ def _evaluate_directions(cost_directions, theta, directions, steps, batch_size, 
         perturbations = np.zeros((batch_size, n), np_dtype)
         for row, (s, start, u, h) in enumerate(signed[k : k + batch_size]):
             perturbations[row, start : start + u.size] = s * h * u
-        costs.append(cost_directions(theta, tf.constant(perturbations)).numpy())
+        batch = cost_directions(theta, tf.constant(perturbations))
+        ran_on.add(batch.device)
+        costs.append(batch.numpy())
     costs = np.concatenate(costs)[: len(signed)].astype(np.float64)
     return costs[: len(directions)], costs[len(directions) :]

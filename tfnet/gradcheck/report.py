@@ -94,7 +94,10 @@ class GradientCheckReport:
         worst: the k components with the largest |autodiff − numerical|, largest first.
         kinks: the components at non-differentiable points, never counted as bugs.
         evaluations: how many times J was evaluated.
-        device: the device it ran on ("" for TensorFlow's default placement).
+        device: the device asked for, by `device=` or the strategy ("" for TensorFlow's default
+            placement).
+        ran_on: the devices that the results (J, its gradient and the perturbed J) were
+            computed on, read from the returned tensors, comma-separated.
     """
 
     mode: str
@@ -113,6 +116,7 @@ class GradientCheckReport:
     kinks: tuple
     evaluations: int
     device: str
+    ran_on: str
 
     @property
     def correct(self):
@@ -122,7 +126,7 @@ class GradientCheckReport:
         lines = [
             f"Gradient check ({self.mode}, {self.dtype}, epsilon={self.epsilon:.3g}, "
             f"{self.evaluations} evaluations of J{', on ' + self.device if self.device else ''})",
-            f"J = {self.cost:.10g}",
+            f"J = {self.cost:.10g}, computed on {self.ran_on}",
             f"relative difference = {self.relative_difference:.3e} overall, "
             f"{self._worst_variable()}  ->  {self.verdict.upper()}"
             f"  (the worse of the two; correct <= {self.correct_threshold:.1e},"
