@@ -223,6 +223,24 @@ def test_a_zero_gradient_at_round_off_is_correct():
     assert bias.round_off_norm / report.correct_threshold > 1e3 * (bias.autodiff_norm + bias.numerical_norm)
 
 
+def test_many_small_batches_give_the_same_differences():
+    # batch_size=7: the 2 × 83 perturbations take 24 calls, each split among the 3 groups of
+    # variables (first/*, planted/*, last/*: a new group at every variable with >= 10% of θ),
+    # the last call padded. A perturbation sent to the wrong place would change the numbers.
+    x, y = _data()
+    default = gradcheck.check_gradients(_planted_model("scaled_kernel"), x, y, _sparse_xent(), k_worst=83)
+    small = gradcheck.check_gradients(
+        _planted_model("scaled_kernel"), x, y, _sparse_xent(), k_worst=83, batch_size=7
+    )
+    assert small.evaluations == default.evaluations == 3 + 2 * 83
+    assert len(small.worst) == len(default.worst) == 83
+    by_component = {(c.variable, c.index): c.numerical for c in default.worst}
+    for c in small.worst:
+        np.testing.assert_allclose(c.numerical, by_component[(c.variable, c.index)], rtol=1e-7,
+                                   atol=1e-9, err_msg=f"{c.variable}{c.index}")
+    assert small.verdict == "wrong" and small.variables[0].name == "planted/kernel", small
+
+
 def test_user_model_is_not_modified():
     model = _planted_model("none")
     before = [v.numpy().copy() for v in model.weights]

@@ -24,10 +24,16 @@ with their denominators floored at ‖r_v‖ / correct_threshold, r_i = 16 eps m
 (see `tfnet.gradcheck.report`): a variable's figure counts however small its gradients are, but
 not its round-off.
 
-The perturbed evaluations run in batches of K inside one compiled `tf.function`, so a full check
-makes ⌈2N / K⌉ calls: `tf.vectorized_map` over the K perturbations of θ for components (small
-forward passes, where batching pays), a `tf.map_fn` loop for directions (large θ, where each
-forward pass is already big).
+The perturbed evaluations run in batches of about K inside one compiled `tf.function`, so a full
+check makes ⌈2N / K⌉ calls. Components: the variables are split into groups of consecutive ones,
+a new group starting at every variable that holds at least 10% of θ (a kernel, with the small
+bias and layers after it), and each call runs one `tf.vectorized_map` per group over that group's
+share of the K perturbations (share ∝ its count of perturbations). Inside a group's map the other
+variables are loop-invariant, so pfor computes the layers before the group once and the layers
+after it as one large matmul over the K inputs, instead of K small ones with K copies of every
+weight (a whole full check of a 6,820-parameter MLP, 13,643 evaluations: 0.9-1.1 s against
+1.4-1.5 s with one map over all of θ, on a shared 2-core CPU).
+Directions: a `tf.map_fn` loop (large θ, where each forward pass is already big).
 """
 
 import contextlib
@@ -48,6 +54,8 @@ _ROUND_OFF_UNITS = 16
 # Bytes of perturbed parameter vectors held at once when the batch size is chosen automatically.
 _BATCH_BYTES = 1 << 25
 _MAX_BATCH = 512
+# A variable holding at least this fraction of θ starts a new group of perturbed variables.
+_GROUP_FRACTION = 0.1
 
 
 class NondeterministicCostError(ValueError):
@@ -149,12 +157,29 @@ def run_check(
         gradient = tape.gradient(j, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return j, gradient, cost(unflatten(theta), state1)[0]
 
+    groups = _variable_groups(offsets)
+
     @tf.function(autograph=False)
-    def cost_components(theta, index, step):
-        # K one-component perturbations -> (K,) costs, all K forward passes as one vectorised
-        # graph (pfor turns the layers' ops into batched ops over K).
-        perturbations = tf.one_hot(index, n, dtype=dtype) * step[:, None]
-        return tf.vectorized_map(lambda p: cost_at(theta + p), perturbations)
+    def cost_components(theta, indices, steps):
+        # Per group g: K_g one-component perturbations (indices within the group's slice of θ)
+        # -> (K_g,) costs, as one vectorised graph in which only the group's variables are
+        # batched over K_g (pfor turns the layers' ops into batched ops).
+        values = unflatten(theta)
+        costs = []
+        for (first, last), index, step in zip(groups, indices, steps):
+            start, stop = int(offsets[first]), int(offsets[last])
+
+            def perturbed_cost(one, first=first, last=last, start=start, stop=stop):
+                index, step = one
+                group = theta[start:stop] + tf.one_hot(index, stop - start, dtype=dtype) * step
+                perturbed = list(values)
+                for v in range(first, last):
+                    begin, end = int(offsets[v]) - start, int(offsets[v + 1]) - start
+                    perturbed[v] = tf.reshape(group[begin:end], shapes[v])
+                return cost(perturbed, state)[0]
+
+            costs.append(tf.vectorized_map(perturbed_cost, (index, step)))
+        return costs
 
     @tf.function(autograph=False)
     def cost_directions(theta, perturbations):
@@ -189,7 +214,8 @@ def run_check(
             h_plus = ((theta0[probes] + h).astype(np_dtype) - theta0[probes]).astype(np.float64)
             h_minus = (theta0[probes] - (theta0[probes] - h).astype(np_dtype)).astype(np.float64)
             j_plus, j_minus = _evaluate_components(
-                cost_components, theta, probes, h_plus, h_minus, batch_size, np_dtype, ran_on
+                cost_components, theta, groups, offsets, probes, h_plus, h_minus, batch_size,
+                np_dtype, ran_on,
             )
 
     numerical = (j_plus - j_minus) / (h_plus + h_minus)
@@ -281,22 +307,43 @@ def run_check(
     )
 
 
-def _evaluate_components(cost_components, theta, probes, h_plus, h_minus, batch_size, np_dtype,
-                         ran_on):
-    """J(θ + h⁺ e_i) and J(θ − h⁻ e_i) for every probe, in padded batches (one trace); adds the
-    devices of the results to the set `ran_on`."""
+def _variable_groups(offsets):
+    """(first, last + 1) variable ranges: a new group at every variable with >= 10% of θ."""
+    sizes = np.diff(offsets)
+    starts = [0] + [v for v in range(1, len(sizes)) if sizes[v] >= _GROUP_FRACTION * offsets[-1]]
+    return list(zip(starts, starts[1:] + [len(sizes)]))
+
+
+def _evaluate_components(cost_components, theta, groups, offsets, probes, h_plus, h_minus,
+                         batch_size, np_dtype, ran_on):
+    """J(θ + h⁺ e_i) and J(θ − h⁻ e_i) for every probe; adds the devices of the results to the
+    set `ran_on`.
+
+    Each of the ⌈2P / batch_size⌉ calls takes the same number of perturbations of each group
+    (⌈its 2P_g / calls⌉, the last calls padded with zero steps whose J is discarded), so the
+    function is traced once.
+    """
     index = np.concatenate([probes, probes]).astype(np.int64)
     step = np.concatenate([h_plus, -h_minus]).astype(np_dtype)
-    padding = -len(index) % batch_size
-    index = np.concatenate([index, np.zeros(padding, np.int64)])
-    step = np.concatenate([step, np.zeros(padding, np_dtype)])
-    batches = [
-        cost_components(theta, index[k : k + batch_size], step[k : k + batch_size])
-        for k in range(0, len(index), batch_size)
-    ]
-    ran_on.update(batch.device for batch in batches)
-    costs = np.concatenate([batch.numpy() for batch in batches]).astype(np.float64)
-    return costs[: len(probes)], costs[len(probes) : 2 * len(probes)]
+    group_starts = np.array([offsets[first] for first, _ in groups])
+    group_of = np.searchsorted(group_starts, index, side="right") - 1
+    calls = -(-len(index) // batch_size)
+    members = [np.flatnonzero(group_of == g) for g in range(len(groups))]
+    shares = [max(1, -(-len(m) // calls)) for m in members]
+    costs = np.zeros(len(index))
+    for call in range(calls):
+        indices, steps, rows = [], [], []
+        for g, (m, share) in enumerate(zip(members, shares)):
+            mine = m[call * share : (call + 1) * share]
+            padding = share - len(mine)
+            local = index[mine] - group_starts[g]  # within the group's slice of θ
+            indices.append(np.concatenate([local, np.zeros(padding, np.int64)]))
+            steps.append(np.concatenate([step[mine], np.zeros(padding, np_dtype)]))
+            rows.append(mine)
+        for mine, batch in zip(rows, cost_components(theta, indices, steps)):
+            ran_on.add(batch.device)
+            costs[mine] = batch.numpy()[: len(mine)]
+    return costs[: len(probes)], costs[len(probes) :]
 
 
 def _evaluate_directions(cost_directions, theta, directions, steps, batch_size, np_dtype, ran_on):
