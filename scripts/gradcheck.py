@@ -4,9 +4,12 @@
     python scripts/gradcheck.py --hidden_units=64,32 --checkpoint=runs/moons/checkpoints
     python scripts/gradcheck.py --mode=directional --dataset=mnist_t10k --data_dir=../shared/tfds
     python scripts/gradcheck.py --batch_norm --l2=0.01 --keep_prob=0.8 --inference_layers
+    python scripts/gradcheck.py --strategy=tpu --tpu=local         # on the TPU, in float32
 
-The model and data flags are train.py's own (tfnet.flags). Prints the report; exit status 0 when
-the verdict is "correct", 1 otherwise (or on bad flags).
+The model and data flags are train.py's own (tfnet.flags). `--strategy` (with `--tpu`,
+`--cpu_devices`) is built as train.py builds it and the check runs in its scope, on its first
+device. Prints the report; exit status 0 when the verdict is "correct", 1 otherwise (or on bad
+flags, a model whose J is not deterministic, an unreadable checkpoint).
 """
 
 import sys
@@ -49,16 +52,26 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = tfnet_flags.train_config_from_flags(FLAGS)
-    from tfnet.gradcheck import training_model  # TensorFlow loads only after validation.
+    # TensorFlow loads only after validation.
+    from tfnet import distribute
+    from tfnet.gradcheck import NondeterministicCostError, training_model
 
+    # Before any TensorFlow op: --cpu_devices splits the CPU before TensorFlow initialises.
+    strategy = distribute.make_strategy(
+        config.strategy, tpu=config.tpu, cpu_devices=config.cpu_devices
+    )
     try:
-        report = training_model.check_training_model(
-            config, checkpoint=_CHECKPOINT.value, examples=_EXAMPLES.value, mode=_MODE.value,
-            samples_per_variable=_SAMPLES.value, num_directions=_DIRECTIONS.value,
-            k_worst=_K_WORST.value, inference_layers=_INFERENCE_LAYERS.value,
-        )
-    except ValueError as error:  # e.g. active dropout: J is not a function of the weights
+        with strategy.scope():  # check_gradients runs on the strategy's first device
+            report = training_model.check_training_model(
+                config, checkpoint=_CHECKPOINT.value, examples=_EXAMPLES.value, mode=_MODE.value,
+                samples_per_variable=_SAMPLES.value, num_directions=_DIRECTIONS.value,
+                k_worst=_K_WORST.value, inference_layers=_INFERENCE_LAYERS.value,
+            )
+    except NondeterministicCostError as error:  # e.g. active dropout
         print(f"error: {error} (script flag: --inference_layers)", file=sys.stderr)
+        return 1
+    except ValueError as error:  # e.g. a checkpoint that is not there or not this model's
+        print(f"error: {error}", file=sys.stderr)
         return 1
     print(report)
     return 0 if report.correct else 1

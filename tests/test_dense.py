@@ -168,6 +168,18 @@ def test_l2_under_distribution_uses_global_batch(two_cpu_strategy):
     np.testing.assert_allclose(updated, want, rtol=1e-5, atol=1e-6)
 
 
+def test_l2_cost_in_cross_replica_context_uses_the_whole_batch(two_cpu_strategy):
+    """Inside strategy.scope() but outside strategy.run, one call sees the whole batch: m = 8
+    (R = 1, the replica context's count), not 8 × the strategy's 2 replicas."""
+    lam, m = 0.7, 8
+    with two_cpu_strategy.scope():
+        model = keras.Sequential([keras.Input((4,)), Dense(3, l2=lam, seed=0)])
+        model(tf.ones((m, 4)), training=True)
+        (cost,) = model.losses
+    kernel = model.layers[0].kernel.numpy().astype(np.float64)
+    np.testing.assert_allclose(float(cost), lam / (2 * m) * np.sum(kernel**2), rtol=1e-6)
+
+
 def test_config_round_trip():
     layer = Dense(7, initializer="xavier", use_bias=False, l2=0.3, activation="tanh", seed=2, name="d")
     config = layer.get_config()

@@ -179,6 +179,68 @@ def test_planted_layer_without_bug_is_correct():
     assert gradcheck.check_gradients(model, x, y, _sparse_xent()).verdict == "correct"
 
 
+def _small_gradient_model(bug):
+    # The logits see `planted` through a kernel 1000 times smaller than initialised, so `first`'s
+    # and `planted`'s gradients are ~1e-3 of `last`'s (|dJ/d planted/bias| ≈ 7e-5 against 0.3).
+    model = _planted_model(bug)
+    kernel = model.get_layer("last").kernel
+    kernel.assign(kernel * 1e-3)
+    return model
+
+
+def test_wrong_small_gradient_is_not_diluted_by_the_large_right_ones():
+    x, y = _data()
+    report = gradcheck.check_gradients(_small_gradient_model("zero_bias"), x, y, _sparse_xent())
+    # Alone, the overall figure would call the dropped bias gradient merely "suspect".
+    assert 1e-7 < report.relative_difference <= 1e-3, report
+    assert report.verdict == "wrong", report
+    assert report.verdict_from == "planted/bias" == report.variables[0].name, report
+    assert report.verdict_difference == report.variables[0].relative_difference > 1e-3
+    # The same model with the right gradient: its small gradients are no cause for alarm.
+    right = gradcheck.check_gradients(_small_gradient_model("none"), x, y, _sparse_xent())
+    assert right.verdict == "correct", right
+
+
+def test_a_zero_gradient_at_round_off_is_correct():
+    # A bias right before BatchNorm has gradient 0 (the batch mean removes it): autodiff gives
+    # ~1e-17, the differences ~0, so without the round-off floor its relative difference would be
+    # ≈ 1 and the per-variable verdict "wrong".
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(6, name="dense"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.Activation("tanh"),
+            keras.layers.Dense(3, name="out"),
+        ]
+    )
+    x, y = _data()
+    report = gradcheck.check_gradients(model, x, y, _sparse_xent())
+    assert report.verdict == "correct", report
+    (bias,) = [v for v in report.variables if v.name.endswith("dense/bias")]
+    assert bias.autodiff_norm < 1e-14 and bias.numerical_norm < 1e-9, report
+    assert bias.round_off_norm / report.correct_threshold > 1e3 * (bias.autodiff_norm + bias.numerical_norm)
+
+
+def test_many_small_batches_give_the_same_differences():
+    # batch_size=7: the 2 × 83 perturbations take 24 calls, each split among the 3 groups of
+    # variables (first/*, planted/*, last/*: a new group at every variable with >= 10% of θ),
+    # the last call padded. A perturbation sent to the wrong place would change the numbers.
+    x, y = _data()
+    default = gradcheck.check_gradients(_planted_model("scaled_kernel"), x, y, _sparse_xent(), k_worst=83)
+    small = gradcheck.check_gradients(
+        _planted_model("scaled_kernel"), x, y, _sparse_xent(), k_worst=83, batch_size=7
+    )
+    assert small.evaluations == default.evaluations == 3 + 2 * 83
+    assert len(small.worst) == len(default.worst) == 83
+    by_component = {(c.variable, c.index): c.numerical for c in default.worst}
+    for c in small.worst:
+        np.testing.assert_allclose(c.numerical, by_component[(c.variable, c.index)], rtol=1e-7,
+                                   atol=1e-9, err_msg=f"{c.variable}{c.index}")
+    assert small.verdict == "wrong" and small.variables[0].name == "planted/kernel", small
+
+
 def test_user_model_is_not_modified():
     model = _planted_model("none")
     before = [v.numpy().copy() for v in model.weights]
@@ -256,19 +318,42 @@ def test_float32_rescales_thresholds_and_still_catches_the_bug():
     assert wrong.verdict == "wrong" and wrong.variables[0].name == "planted/kernel", wrong
 
 
+def _ran_on(report):
+    # The devices read back from the tensors the compiled functions returned.
+    return {name.split("/")[-1].upper() for name in report.ran_on.split(", ")}
+
+
 def test_runs_inside_a_two_device_strategy(two_cpu_strategy):
     with two_cpu_strategy.scope():
         model = _planted_model("zero_bias")
         x, y = _data()
         report = gradcheck.check_gradients(model, x, y, _sparse_xent())
-    assert "CPU:0" in report.device.upper()
+    first_device = two_cpu_strategy.extended.worker_devices[0]
+    assert report.device == first_device and first_device.upper().endswith("CPU:0")
+    assert _ran_on(report) == {"DEVICE:CPU:0"}, report.ran_on
     assert report.verdict == "wrong" and report.variables[0].name == "planted/bias", report
 
 
-def test_explicit_device():
+def test_runs_on_the_device_of_the_current_strategy():
+    # A strategy whose device is not TensorFlow's default (/CPU:0): the ops must follow it.
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:1")
     x, y = _data()
-    report = gradcheck.check_gradients(_he_l2_mlp(), x, y, _sparse_xent(), device="/cpu:1")
-    assert report.device == "/cpu:1" and report.verdict == "correct"
+    with strategy.scope():
+        report = gradcheck.check_gradients(_he_l2_mlp(), x, y, _sparse_xent())
+    assert _ran_on(report) == {"DEVICE:CPU:1"}, report.ran_on
+    assert report.verdict == "correct", report
+
+
+@pytest.mark.parametrize("mode", ["full", "directional"])
+def test_explicit_device(mode):
+    x, y = _data()
+    report = gradcheck.check_gradients(_he_l2_mlp(), x, y, _sparse_xent(), device="/cpu:1", mode=mode)
+    assert report.device == "/cpu:1" and report.verdict == "correct", report
+    # J, its gradient and every batch of perturbed J came back from the second logical CPU.
+    assert _ran_on(report) == {"DEVICE:CPU:1"}, report.ran_on
+    assert "computed on /job:localhost/replica:0/task:0/device:CPU:1" in str(report)
+    default = gradcheck.check_gradients(_he_l2_mlp(), x, y, _sparse_xent(), mode=mode)
+    assert default.device == "" and _ran_on(default) == {"DEVICE:CPU:0"}, default.ran_on
 
 
 def test_assert_gradients_correct_raises_with_the_table():

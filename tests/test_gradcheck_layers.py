@@ -69,6 +69,22 @@ def test_he_init_with_l2_is_correct_and_cost_includes_the_l2_term(float64):
     np.testing.assert_allclose(report.cost - without.cost, l2_term, rtol=1e-10)
 
 
+def test_l2_cost_inside_a_two_device_strategy_scope_is_the_one_device_cost(float64, two_cpu_strategy):
+    # In cross-replica context inside strategy.scope() the whole batch is on hand: m is the batch
+    # size, not batch size × 2 replicas (which once halved the L2 term of J here).
+    x, y = _data()
+    one_device = gradcheck.check_gradients(_build(x, l2=L2), x, y, _xent())
+    with two_cpu_strategy.scope():
+        model = _build(x, l2=L2)
+        in_scope = gradcheck.check_gradients(model, x, y, _xent())
+    assert in_scope.verdict == "correct", in_scope
+    weights = {v.path: v.numpy() for v in model.trainable_variables}
+    kernels = [weights[f"dense_{i}/kernel"] for i in (1, 2)] + [weights["logits/kernel"]]
+    biases = [weights[f"dense_{i}/bias"] for i in (1, 2)] + [weights["logits/bias"]]
+    expected = _numpy_cost(x, y, kernels, biases, L2)
+    np.testing.assert_allclose([in_scope.cost, one_device.cost], expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize("bias_correction", [False, True])
 def test_batch_norm_is_correct_and_its_running_averages_unchanged(float64, bias_correction):
     x, y = _data()

@@ -6,20 +6,23 @@ trains in a second with `--epochs=1`.
 
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
-from helpers import run_script
+from helpers import REPO_ROOT, run_script, script_env
 
 
 def _cost(stdout):
-    """J as the report prints it ("J = <value>")."""
-    return float(re.search(r"^J = (\S+)$", stdout, re.MULTILINE).group(1))
+    """J as the report prints it ("J = <value>, computed on <devices>")."""
+    return float(re.search(r"^J = ([^,\s]+), computed on ", stdout, re.MULTILINE).group(1))
 
 
 def _assert_correct_report(completed):
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert re.search(r"relative difference = \S+  ->  CORRECT", completed.stdout), completed.stdout
+    assert re.search(r"relative difference = \S+ overall, \S+ worst variable \(\S+\)  ->  CORRECT",
+                     completed.stdout), completed.stdout
     assert "per variable (worst first):" in completed.stdout
     # The training model's variables (tfnet.model.build_model's layer names) are listed.
     for name in ("dense_1/kernel", "logits/bias"):
@@ -53,3 +56,65 @@ def test_bad_flag_exits_non_zero_naming_it(tmp_path):
     completed = run_script("gradcheck.py", "--mode=bogus", cwd=tmp_path, check=False)
     assert completed.returncode != 0
     assert "--mode" in completed.stderr and "bogus" in completed.stderr, completed.stderr
+
+
+def test_active_dropout_exits_1_naming_the_layer_and_the_flag(tmp_path):
+    completed = run_script("gradcheck.py", "--keep_prob=0.5", cwd=tmp_path, check=False)
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert "not a deterministic function" in completed.stderr, completed.stderr
+    assert "'dropout_1'" in completed.stderr and "--inference_layers" in completed.stderr
+    assert "Traceback" not in completed.stderr, completed.stderr
+
+
+def test_checkpoint_of_another_model_exits_1_without_the_dropout_hint(tmp_path):
+    import tensorflow as tf
+
+    from tfnet import config as config_lib
+    from tfnet.gradcheck import training_model
+
+    model, _ = training_model.build_training_model(
+        config_lib.TrainConfig(dataset="moons", hidden_units=(16, 4))
+    )
+    tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    completed = run_script("gradcheck.py", "--hidden_units=8,4", f"--checkpoint={tmp_path}",
+                           cwd=tmp_path, check=False)
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert "`checkpoint` must hold the weights of the model" in completed.stderr, completed.stderr
+    assert "inference_layers" not in completed.stderr, completed.stderr
+
+
+# Plants a bug through the library before running the script: tfnet's Dense with its L2 cost cut
+# off from the gradient (tf.stop_gradient), so the script's check must say WRONG and exit 1.
+_PLANTED_L2_WITHOUT_GRADIENT = """
+import runpy, sys
+import tensorflow as tf
+from tfnet.layers import dense
+
+def l2_cost_without_gradient(self, m):
+    kernel = tf.stop_gradient(self.kernel)
+    return self.l2 / (2.0 * tf.cast(m, kernel.dtype)) * tf.reduce_sum(tf.square(kernel))
+
+dense.Dense.l2_cost = l2_cost_without_gradient
+sys.argv = sys.argv[1:]  # ["-c", script, flags...] -> [script, flags...]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_wrong_gradient_exits_1(tmp_path):
+    script = os.path.join(REPO_ROOT, "scripts", "gradcheck.py")
+    completed = subprocess.run(
+        [sys.executable, "-c", _PLANTED_L2_WITHOUT_GRADIENT, script, "--l2=0.5"],
+        cwd=tmp_path, env=script_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert re.search(r"->  WRONG", completed.stdout), completed.stdout
+    assert re.search(r"per variable \(worst first\):\n.*\n  \S*kernel", completed.stdout), completed.stdout
+
+
+def test_strategy_flags_run_the_check_on_the_strategy_device(tmp_path):
+    completed = run_script("gradcheck.py", "--strategy=mirrored", "--cpu_devices=2", cwd=tmp_path)
+    _assert_correct_report(completed)
+    # The header names the device the check ran on (the mirrored strategy's first CPU); with
+    # the default strategy it names none.
+    assert re.search(r"^Gradient check \(full, float64, .* on \S*device:CPU:0\)$", completed.stdout,
+                     re.MULTILINE), completed.stdout

@@ -10,10 +10,12 @@ logistic regression, METHODS.md §11); the loss is computed from logits with log
 as log(softmax(z)). μ and σ² are the training split's statistics, carried in a
 ``keras.layers.Normalization`` inside the model so that exported models take raw inputs. With
 BatchNorm the hidden Dense layers have no bias (β replaces it). L2 adds ``(λ/2m) Σ‖W‖²`` over
-every kernel, output layer included, to ``model.losses``.
+every kernel, output layer included, to ``model.losses``; ``l2_cost(model, m)`` computes the same
+sum from the kernels alone.
 """
 
 import keras
+import tensorflow as tf
 
 from tfnet import layers
 
@@ -62,3 +64,23 @@ def build_model(input_shape, num_classes, hidden_units, mean, variance, activati
             a = layers.InvertedDropout(keep, seed=seed + 1000 + index, name=f"dropout_{index}")(a)
     logits = layers.Dense(num_classes, initializer=initializer, l2=l2, seed=seed, name="logits")(a)
     return keras.Model(inputs, logits, name="classifier")
+
+
+def l2_cost(model, m):
+    """Σ_l (λ/2m) ‖W[l]‖²_F over the tfnet ``Dense`` layers of ``model`` with λ > 0 (0.0 if none).
+
+    The same terms a training-mode call adds to ``model.losses``, computed from the kernels only,
+    with ``m`` given (the global batch in ``tfnet.training``): no per-layer loss list is read,
+    so replicas running in parallel threads cannot see each other's terms. Nested models are
+    searched too.
+    """
+    costs = [layer.l2_cost(m) for layer in _all_layers(model)
+             if isinstance(layer, layers.Dense) and layer.l2 > 0.0]
+    return tf.add_n(costs) if costs else 0.0
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)

@@ -2,12 +2,15 @@
 
 Each step minimises the cost of METHODS.md §3 on one mini-batch of the global batch:
 
-    J = (1/m) Σ_i loss(x_i, y_i) + Σ model.losses       (L2 terms, (λ/2m) Σ‖W‖², if any)
+    J = (1/m) Σ_i loss(x_i, y_i) + Σ_l (λ/2m) ‖W[l]‖²      (the L2 terms, if λ > 0)
 
 where loss is the softmax cross-entropy from logits (METHODS.md §11). Under ``tf.distribute``
 each replica divides its per-example losses by the *global* batch size m (all-reduced, so a
-smaller last batch is averaged correctly) and its regularisation losses by the number of
-replicas; the optimiser sums the replicas' gradients, which gives the gradient of J.
+smaller last batch is averaged correctly) and its L2 cost, computed with that m, by the number of
+replicas; the optimiser sums the replicas' gradients, which gives the gradient of J. The L2 cost
+is ``tfnet.model.l2_cost`` of the kernels, not ``model.losses``: Keras keeps each layer's added
+losses in one list that the replica threads share, and synchronized BatchNorm's all-reduce makes
+the threads interleave in mid-forward pass, so one replica could read the other's terms.
 
 After every epoch the model is evaluated in inference mode on the whole training and dev splits
 (loss and accuracy, to TensorBoard's ``train/`` and ``dev/`` runs); the test split is evaluated
@@ -166,7 +169,7 @@ class Trainer:
             with tf.GradientTape() as tape:
                 logits = model(x, training=True)
                 loss = tf.reduce_sum(cross_entropy(y, logits)) / global_batch
-                regularization = tf.add_n(model.losses) if model.losses else 0.0
+                regularization = model_lib.l2_cost(model, global_batch)
                 cost = loss + regularization / context.num_replicas_in_sync
             gradients = tape.gradient(cost, model.trainable_variables)
             finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])

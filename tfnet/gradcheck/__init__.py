@@ -16,7 +16,8 @@ runs in float32 with a larger step and rescaled thresholds, and the report says 
 in training mode (batch statistics); no moving average is written. J must be a deterministic
 function of θ: J is evaluated twice at the same θ (with the layers' state, e.g. dropout seeds,
 advanced in between) and the check refuses to run if the two differ, naming the stochastic
-layers, unless `inference_layers` tells it to run them in inference mode.
+layers (`NondeterministicCostError`, a ValueError), unless `inference_layers` tells it to run
+them in inference mode.
 
 Modes:
     full:        every component of θ (2N evaluations of J).
@@ -39,11 +40,13 @@ import tensorflow as tf
 
 from tfnet.gradcheck import numerics
 from tfnet.gradcheck import twin as twin_lib
+from tfnet.gradcheck.numerics import NondeterministicCostError
 from tfnet.gradcheck.report import Component, GradientCheckReport, VariableDifference
 
 __all__ = [
     "Component",
     "GradientCheckReport",
+    "NondeterministicCostError",
     "VariableDifference",
     "assert_gradients_correct",
     "check_function",

@@ -19,10 +19,21 @@ A component is a kink (a non-differentiable point within the step, e.g. a ReLU i
 For smooth J, forward − backward ≈ h J'' and dθ lies half-way between them, so neither condition
 is met by a wrong gradient unless |J''| h ≳ 0.4 |dθ|.
 
-The perturbed evaluations run in batches of K inside one compiled `tf.function`, so a full check
-makes ⌈2N / K⌉ calls: `tf.vectorized_map` over the K perturbations of θ for components (small
-forward passes, where batching pays), a `tf.map_fn` loop for directions (large θ, where each
-forward pass is already big).
+The verdict is the worst of the overall relative difference and the per-variable ones, the latter
+with their denominators floored at ‖r_v‖ / correct_threshold, r_i = 16 eps max(1, |J|) / h_i
+(see `tfnet.gradcheck.report`): a variable's figure counts however small its gradients are, but
+not its round-off.
+
+The perturbed evaluations run in batches of about K inside one compiled `tf.function`, so a full
+check makes ⌈2N / K⌉ calls. Components: the variables are split into groups of consecutive ones,
+a new group starting at every variable that holds at least 10% of θ (a kernel, with the small
+bias and layers after it), and each call runs one `tf.vectorized_map` per group over that group's
+share of the K perturbations (share ∝ its count of perturbations). Inside a group's map the other
+variables are loop-invariant, so pfor computes the layers before the group once and the layers
+after it as one large matmul over the K inputs, instead of K small ones with K copies of every
+weight (a whole full check of a 6,820-parameter MLP, 13,643 evaluations, median of 8 runs
+interleaved with the former single map over all of θ: 0.89 s against 1.10 s, 2-core CPU).
+Directions: a `tf.map_fn` loop (large θ, where each forward pass is already big).
 """
 
 import contextlib
@@ -37,9 +48,18 @@ MODES = ("full", "sampled", "directional")
 # Thresholds on the relative difference in float64 (METHODS.md §4).
 CORRECT_THRESHOLD = 1e-7
 WRONG_THRESHOLD = 1e-3
+# Bound on one central difference's round-off, in units of eps max(1, |J|) / h (errors of correct
+# gradients measured on the test models: 0.1 to 1 unit, up to 10 where the h² term adds in).
+_ROUND_OFF_UNITS = 16
 # Bytes of perturbed parameter vectors held at once when the batch size is chosen automatically.
 _BATCH_BYTES = 1 << 25
 _MAX_BATCH = 512
+# A variable holding at least this fraction of θ starts a new group of perturbed variables.
+_GROUP_FRACTION = 0.1
+
+
+class NondeterministicCostError(ValueError):
+    """J differed between two evaluations at the same θ (dropout active, random augmentation)."""
 
 
 def default_epsilon(dtype):
@@ -137,12 +157,29 @@ def run_check(
         gradient = tape.gradient(j, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return j, gradient, cost(unflatten(theta), state1)[0]
 
+    groups = _variable_groups(offsets)
+
     @tf.function(autograph=False)
-    def cost_components(theta, index, step):
-        # K one-component perturbations -> (K,) costs, all K forward passes as one vectorised
-        # graph (pfor turns the layers' ops into batched ops over K).
-        perturbations = tf.one_hot(index, n, dtype=dtype) * step[:, None]
-        return tf.vectorized_map(lambda p: cost_at(theta + p), perturbations)
+    def cost_components(theta, indices, steps):
+        # Per group g: K_g one-component perturbations (indices within the group's slice of θ)
+        # -> (K_g,) costs, as one vectorised graph in which only the group's variables are
+        # batched over K_g (pfor turns the layers' ops into batched ops).
+        values = unflatten(theta)
+        costs = []
+        for (first, last), index, step in zip(groups, indices, steps):
+            start, stop = int(offsets[first]), int(offsets[last])
+
+            def perturbed_cost(one, first=first, last=last, start=start, stop=stop):
+                index, step = one
+                group = theta[start:stop] + tf.one_hot(index, stop - start, dtype=dtype) * step
+                perturbed = list(values)
+                for v in range(first, last):
+                    begin, end = int(offsets[v]) - start, int(offsets[v + 1]) - start
+                    perturbed[v] = tf.reshape(group[begin:end], shapes[v])
+                return cost(perturbed, state)[0]
+
+            costs.append(tf.vectorized_map(perturbed_cost, (index, step)))
+        return costs
 
     @tf.function(autograph=False)
     def cost_directions(theta, perturbations):
@@ -156,9 +193,11 @@ def run_check(
         theta = tf.constant(theta0)
         state = [tf.convert_to_tensor(s) for s in state]
         j0, gradient, j_again = cost_gradient_and_repeat(theta)
+        # Where the compiled functions ran, from their outputs (not from the device asked for).
+        ran_on = {j0.device, gradient.device, j_again.device}
         j0, j_again, gradient = float(j0), float(j_again), gradient.numpy().astype(np.float64)
         if j0 != j_again:
-            raise ValueError(describe_randomness(j0, j_again))
+            raise NondeterministicCostError(describe_randomness(j0, j_again))
         rng = np.random.default_rng(seed)
 
         if mode == "directional":
@@ -166,7 +205,7 @@ def run_check(
                 theta0, gradient, offsets, num_directions, epsilon, rng
             )
             j_plus, j_minus = _evaluate_directions(
-                cost_directions, theta, directions, h_plus, batch_size, np_dtype
+                cost_directions, theta, directions, h_plus, batch_size, np_dtype, ran_on
             )
         else:
             probes = probes_lib.components(gradient, offsets, mode, samples_per_variable, rng)
@@ -175,14 +214,17 @@ def run_check(
             h_plus = ((theta0[probes] + h).astype(np_dtype) - theta0[probes]).astype(np.float64)
             h_minus = (theta0[probes] - (theta0[probes] - h).astype(np_dtype)).astype(np.float64)
             j_plus, j_minus = _evaluate_components(
-                cost_components, theta, probes, h_plus, h_minus, batch_size, np_dtype
+                cost_components, theta, groups, offsets, probes, h_plus, h_minus, batch_size,
+                np_dtype, ran_on,
             )
 
     numerical = (j_plus - j_minus) / (h_plus + h_minus)
     forward = (j_plus - j0) / h_plus
     backward = (j0 - j_minus) / h_minus
     jump = np.abs(forward - backward)
-    noise = 64 * np.finfo(np_dtype).eps * max(1.0, abs(j0)) / np.minimum(h_plus, h_minus)
+    # J's round-off eps max(1, |J|), seen through the smaller of the two steps.
+    unit = np.finfo(np_dtype).eps * max(1.0, abs(j0)) / np.minimum(h_plus, h_minus)
+    noise = 64 * unit
     is_kink = (jump > 1e-3 * np.maximum(np.abs(forward), np.abs(backward)) + noise) & (
         np.minimum(np.abs(autodiff - forward), np.abs(autodiff - backward)) < jump / 4
     )
@@ -208,9 +250,12 @@ def run_check(
         )
 
     smooth = ~is_kink
+    round_off = _ROUND_OFF_UNITS * unit
+    correct_threshold, wrong_threshold, note = thresholds(dtype)
     per_variable = []
     for v, name in enumerate(names):
         mine = (variable_of == v) & smooth
+        round_off_norm = float(np.linalg.norm(round_off[mine]))
         per_variable.append(
             report_lib.VariableDifference(
                 name=name,
@@ -219,7 +264,10 @@ def run_check(
                 kinks=int(((variable_of == v) & is_kink).sum()),
                 autodiff_norm=float(np.linalg.norm(autodiff[mine])),
                 numerical_norm=float(np.linalg.norm(numerical[mine])),
-                relative_difference=report_lib.relative_difference(numerical[mine], autodiff[mine]),
+                round_off_norm=round_off_norm,
+                relative_difference=report_lib.relative_difference(
+                    numerical[mine], autodiff[mine], floor=round_off_norm / correct_threshold
+                ),
             )
         )
     per_variable.sort(key=lambda d: -d.relative_difference)
@@ -227,10 +275,14 @@ def run_check(
     worst = [k for k in np.argsort(-errors, kind="stable")[:k_worst] if smooth[k]]
 
     overall = report_lib.relative_difference(numerical[smooth], autodiff[smooth])
-    correct_threshold, wrong_threshold, note = thresholds(dtype)
-    if overall <= correct_threshold:
+    # The worst figure decides: in the overall one, a wrong gradient of a variable with small
+    # gradients is diluted by the large, right gradients of the others.
+    verdict_difference, verdict_from = overall, "overall"
+    if per_variable and per_variable[0].relative_difference > overall:
+        verdict_difference, verdict_from = per_variable[0].relative_difference, per_variable[0].name
+    if verdict_difference <= correct_threshold:
         verdict = "correct"
-    elif overall <= wrong_threshold:
+    elif verdict_difference <= wrong_threshold:
         verdict = "suspect"
     else:
         verdict = "wrong"
@@ -241,6 +293,8 @@ def run_check(
         cost=j0,
         relative_difference=overall,
         verdict=verdict,
+        verdict_difference=verdict_difference,
+        verdict_from=verdict_from,
         correct_threshold=correct_threshold,
         wrong_threshold=wrong_threshold,
         threshold_note=note,
@@ -249,27 +303,52 @@ def run_check(
         kinks=tuple(component(k) for k in np.flatnonzero(is_kink)),
         evaluations=3 + 2 * len(probes),
         device=device or "",
+        ran_on=", ".join(sorted(ran_on)),
     )
 
 
-def _evaluate_components(cost_components, theta, probes, h_plus, h_minus, batch_size, np_dtype):
-    """J(θ + h⁺ e_i) and J(θ − h⁻ e_i) for every probe, in padded batches (one trace)."""
+def _variable_groups(offsets):
+    """(first, last + 1) variable ranges: a new group at every variable with >= 10% of θ."""
+    sizes = np.diff(offsets)
+    starts = [0] + [v for v in range(1, len(sizes)) if sizes[v] >= _GROUP_FRACTION * offsets[-1]]
+    return list(zip(starts, starts[1:] + [len(sizes)]))
+
+
+def _evaluate_components(cost_components, theta, groups, offsets, probes, h_plus, h_minus,
+                         batch_size, np_dtype, ran_on):
+    """J(θ + h⁺ e_i) and J(θ − h⁻ e_i) for every probe; adds the devices of the results to the
+    set `ran_on`.
+
+    Each of the ⌈2P / batch_size⌉ calls takes the same number of perturbations of each group
+    (⌈its 2P_g / calls⌉, the last calls padded with zero steps whose J is discarded), so the
+    function is traced once.
+    """
     index = np.concatenate([probes, probes]).astype(np.int64)
     step = np.concatenate([h_plus, -h_minus]).astype(np_dtype)
-    padding = -len(index) % batch_size
-    index = np.concatenate([index, np.zeros(padding, np.int64)])
-    step = np.concatenate([step, np.zeros(padding, np_dtype)])
-    costs = np.concatenate(
-        [
-            cost_components(theta, index[k : k + batch_size], step[k : k + batch_size]).numpy()
-            for k in range(0, len(index), batch_size)
-        ]
-    ).astype(np.float64)
-    return costs[: len(probes)], costs[len(probes) : 2 * len(probes)]
+    group_starts = np.array([offsets[first] for first, _ in groups])
+    group_of = np.searchsorted(group_starts, index, side="right") - 1
+    calls = -(-len(index) // batch_size)
+    members = [np.flatnonzero(group_of == g) for g in range(len(groups))]
+    shares = [max(1, -(-len(m) // calls)) for m in members]
+    costs = np.zeros(len(index))
+    for call in range(calls):
+        indices, steps, rows = [], [], []
+        for g, (m, share) in enumerate(zip(members, shares)):
+            mine = m[call * share : (call + 1) * share]
+            padding = share - len(mine)
+            local = index[mine] - group_starts[g]  # within the group's slice of θ
+            indices.append(np.concatenate([local, np.zeros(padding, np.int64)]))
+            steps.append(np.concatenate([step[mine], np.zeros(padding, np_dtype)]))
+            rows.append(mine)
+        for mine, batch in zip(rows, cost_components(theta, indices, steps)):
+            ran_on.add(batch.device)
+            costs[mine] = batch.numpy()[: len(mine)]
+    return costs[: len(probes)], costs[len(probes) :]
 
 
-def _evaluate_directions(cost_directions, theta, directions, steps, batch_size, np_dtype):
-    """J(θ ± h u) for every direction, building the (K, N) perturbations one batch at a time."""
+def _evaluate_directions(cost_directions, theta, directions, steps, batch_size, np_dtype, ran_on):
+    """J(θ ± h u) for every direction, building the (K, N) perturbations one batch at a time;
+    adds the devices of the results to the set `ran_on`."""
     signed = [(s, start, u, h) for s in (1.0, -1.0) for (start, u), h in zip(directions, steps)]
     batch_size = min(batch_size, len(signed))
     n = int(theta.shape[0])
@@ -278,6 +357,8 @@ def _evaluate_directions(cost_directions, theta, directions, steps, batch_size, 
         perturbations = np.zeros((batch_size, n), np_dtype)
         for row, (s, start, u, h) in enumerate(signed[k : k + batch_size]):
             perturbations[row, start : start + u.size] = s * h * u
-        costs.append(cost_directions(theta, tf.constant(perturbations)).numpy())
+        batch = cost_directions(theta, tf.constant(perturbations))
+        ran_on.add(batch.device)
+        costs.append(batch.numpy())
     costs = np.concatenate(costs)[: len(signed)].astype(np.float64)
     return costs[: len(directions)], costs[len(directions) :]

@@ -1,11 +1,23 @@
-"""The gradient-check report: the overall relative difference, a verdict, and where it went wrong.
+"""The gradient-check report: relative differences, a verdict, and where it went wrong.
 
-Every difference is METHODS.md §4's
+The overall figure is METHODS.md §4's
 
     relative_difference = ‖dθ_approx − dθ‖₂ / (‖dθ_approx‖₂ + ‖dθ‖₂)        (0 when both are 0)
 
-taken over all checked components (the overall figure) or over one variable's components (the
-per-variable figures). Kinks are left out of both and listed on their own.
+over all checked components. Each variable's figure is the same over its own components, with
+the denominator floored at the round-off the numerical derivatives can carry:
+
+    relative_difference_v = ‖dθ_approx,v − dθ_v‖₂ / max(‖dθ_approx,v‖₂ + ‖dθ_v‖₂, ‖r_v‖₂ / t)
+
+where t is the correct threshold and r_i = 16 eps max(1, |J|) / h_i is a bound on the round-off
+of one central difference (16 times the unit that J's round-off eps |J| gives over a step h_i;
+measured errors of correct gradients are 0.1–10 units). Without the floor a variable whose
+gradient is 0 or at round-off level (a bias before BatchNorm) would score ≈ 1 however right its
+gradient is; with it, differences within round-off never exceed t.
+
+The verdict comes from the worst of the overall and the per-variable figures, so a wrong gradient
+of a variable with small gradients is not diluted by the large, right gradients of the others.
+Kinks are left out of every figure and listed on their own.
 """
 
 import dataclasses
@@ -13,11 +25,11 @@ import dataclasses
 import numpy as np
 
 
-def relative_difference(numerical, autodiff):
-    """‖numerical − autodiff‖₂ / (‖numerical‖₂ + ‖autodiff‖₂), 0 when both norms are 0."""
+def relative_difference(numerical, autodiff, floor=0.0):
+    """‖numerical − autodiff‖₂ / max(‖numerical‖₂ + ‖autodiff‖₂, floor), 0 when that is 0."""
     numerical = np.asarray(numerical, dtype=np.float64)
     autodiff = np.asarray(autodiff, dtype=np.float64)
-    denominator = np.linalg.norm(numerical) + np.linalg.norm(autodiff)
+    denominator = max(np.linalg.norm(numerical) + np.linalg.norm(autodiff), floor)
     if denominator == 0.0:
         return 0.0
     return float(np.linalg.norm(numerical - autodiff) / denominator)
@@ -25,7 +37,11 @@ def relative_difference(numerical, autodiff):
 
 @dataclasses.dataclass(frozen=True)
 class VariableDifference:
-    """One variable's comparison: `checked` components (or directions), kinks left out."""
+    """One variable's comparison: `checked` components (or directions), kinks left out.
+
+    `relative_difference` has its denominator floored at `round_off_norm / correct_threshold`
+    (see the module docstring); `round_off_norm` is ‖r_v‖₂.
+    """
 
     name: str
     shape: tuple
@@ -33,6 +49,7 @@ class VariableDifference:
     kinks: int
     autodiff_norm: float
     numerical_norm: float
+    round_off_norm: float
     relative_difference: float
 
 
@@ -67,14 +84,20 @@ class GradientCheckReport:
         epsilon: the relative step; component i is moved by h_i = epsilon * max(1, |θ_i|).
         cost: J at the unperturbed θ.
         relative_difference: the overall figure (kinks left out).
-        verdict: "correct" (≤ correct_threshold), "suspect" (≤ wrong_threshold) or "wrong".
+        verdict: from `verdict_difference`: "correct" (≤ correct_threshold), "suspect"
+            (≤ wrong_threshold) or "wrong".
+        verdict_difference: the worst of the overall and the per-variable relative differences.
+        verdict_from: "overall", or the name of the variable whose figure is that worst.
         correct_threshold, wrong_threshold: 1e-7 and 1e-3 in float64, rescaled otherwise.
         threshold_note: how the thresholds were rescaled ("" in float64).
         variables: one `VariableDifference` per variable, the largest relative difference first.
         worst: the k components with the largest |autodiff − numerical|, largest first.
         kinks: the components at non-differentiable points, never counted as bugs.
         evaluations: how many times J was evaluated.
-        device: the device it ran on ("" for TensorFlow's default placement).
+        device: the device asked for, by `device=` or the strategy ("" for TensorFlow's default
+            placement).
+        ran_on: the devices that the results (J, its gradient and the perturbed J) were
+            computed on, read from the returned tensors, comma-separated.
     """
 
     mode: str
@@ -83,6 +106,8 @@ class GradientCheckReport:
     cost: float
     relative_difference: float
     verdict: str
+    verdict_difference: float
+    verdict_from: str
     correct_threshold: float
     wrong_threshold: float
     threshold_note: str
@@ -91,6 +116,7 @@ class GradientCheckReport:
     kinks: tuple
     evaluations: int
     device: str
+    ran_on: str
 
     @property
     def correct(self):
@@ -100,9 +126,11 @@ class GradientCheckReport:
         lines = [
             f"Gradient check ({self.mode}, {self.dtype}, epsilon={self.epsilon:.3g}, "
             f"{self.evaluations} evaluations of J{', on ' + self.device if self.device else ''})",
-            f"J = {self.cost:.10g}",
-            f"relative difference = {self.relative_difference:.3e}  ->  {self.verdict.upper()}"
-            f"  (correct <= {self.correct_threshold:.1e}, wrong > {self.wrong_threshold:.1e})",
+            f"J = {self.cost:.10g}, computed on {self.ran_on}",
+            f"relative difference = {self.relative_difference:.3e} overall, "
+            f"{self._worst_variable()}  ->  {self.verdict.upper()}"
+            f"  (the worse of the two; correct <= {self.correct_threshold:.1e},"
+            f" wrong > {self.wrong_threshold:.1e})",
         ]
         if self.threshold_note:
             lines.append(f"note: {self.threshold_note}")
@@ -126,6 +154,12 @@ class GradientCheckReport:
                 self.kinks,
             )
         return "\n".join(lines)
+
+    def _worst_variable(self):
+        if not self.variables:
+            return "no variable"
+        worst = self.variables[0]  # sorted worst first
+        return f"{worst.relative_difference:.3e} worst variable ({worst.name})"
 
 
 def _component_table(title, components):

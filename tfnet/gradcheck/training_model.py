@@ -34,7 +34,8 @@ def build_training_model(config):
 
 def restore(model, checkpoint):
     """Loads the model's weights from a training checkpoint (a prefix, or a directory holding
-    checkpoints: its latest). Raises ValueError when there is none or it lacks the model."""
+    checkpoints: its latest). Raises ValueError when there is none or it does not hold this
+    model's weights."""
     path = tf.train.latest_checkpoint(checkpoint) if tf.io.gfile.isdir(checkpoint) else checkpoint
     if not path or not tf.io.gfile.glob(path + ".index"):
         raise ValueError(
@@ -42,8 +43,15 @@ def restore(model, checkpoint):
             f"Received: checkpoint={checkpoint!r}"
         )
     # The training checkpoint also holds the optimiser and run state: only the model is read.
-    status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
-    status.assert_existing_objects_matched()
+    try:
+        status = tf.train.Checkpoint(model=model).restore(path).expect_partial()
+        status.assert_existing_objects_matched()
+    except (ValueError, AssertionError) as error:  # other shapes, or variables missing
+        raise ValueError(
+            f"`checkpoint` must hold the weights of the model the config builds (the run's "
+            f"hidden_units, batch_norm, ...: pass its flags.txt). Received: "
+            f"checkpoint={checkpoint!r} ({error})"
+        ) from None
     return path
 
 

@@ -38,11 +38,16 @@ class Dense(keras.layers.Layer):
     `b` starts at 0. With `l2 = λ > 0`, every call adds to `layer.losses` (and so to the cost
     `model.fit` and `sum(model.losses)` see)
 
-        l2_cost = λ / (2 m) * sum(W**2),    m = batch size * num_replicas_in_sync,
+        l2_cost = λ / (2 m) * sum(W**2),    m = batch size * R,
 
-    whose gradient is `(λ / m) W`. Under `tf.distribute` each replica sees its share of the global
-    batch and Keras' trainer scales added losses by `1 / num_replicas_in_sync` before the replica
-    gradients are summed, so the total is `λ / (2 · global batch) ‖W‖²`, as on one device.
+    whose gradient is `(λ / m) W`, where R is the number of replicas of the current replica
+    context (`tf.distribute.get_replica_context().num_replicas_in_sync`; 1 outside
+    `strategy.run`, in cross-replica context inside `strategy.scope()` too). Under
+    `tf.distribute` each replica sees its share of the global batch and Keras' trainer scales
+    added losses by `1 / R` before the replica gradients are summed, so the total is
+    `λ / (2 · global batch) ‖W‖²`, as on one device, when the global batch splits evenly (an
+    uneven last batch gives each replica `m = R ×` its own share; `tfnet.training` instead calls
+    `l2_cost` with the all-reduced global batch).
     The bias is not regularised (METHODS.md §3).
 
     Differences from `keras.layers.Dense`: the initializer is named by the course's scheme;
@@ -99,14 +104,18 @@ class Dense(keras.layers.Layer):
         if self.use_bias:
             outputs = outputs + self.bias
         if self.l2 > 0.0:
-            self.add_loss(self.l2_cost(tf.shape(inputs)[0]))
+            # The replica context, not the strategy: inside `strategy.scope()` but outside
+            # `strategy.run` (cross-replica context: a gradient check, an evaluation) the whole
+            # batch is here, although the strategy has R > 1 replicas.
+            context = tf.distribute.get_replica_context()
+            replicas = 1 if context is None else context.num_replicas_in_sync
+            self.add_loss(self.l2_cost(tf.shape(inputs)[0] * replicas))
         return self.activation(outputs)
 
-    def l2_cost(self, batch_size):
-        """`λ / (2 m) * sum(W**2)` with `m = batch_size * num_replicas_in_sync`."""
+    def l2_cost(self, m):
+        """`λ / (2 m) * sum(W**2)` for a cost averaged over `m` examples (a scalar, any dtype)."""
         kernel = self.kernel
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        m = tf.cast(batch_size * replicas, kernel.dtype)
+        m = tf.cast(m, kernel.dtype)
         return self.l2 / (2.0 * m) * tf.reduce_sum(tf.square(kernel))
 
     def compute_output_shape(self, input_shape):
