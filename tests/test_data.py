@@ -77,8 +77,7 @@ def test_normalization_floors_constant_features():
 
 
 def test_train_batches_reshuffle_each_epoch_and_repeat_with_the_seed():
-    dataset = data.in_memory(tf.data.Dataset.from_tensor_slices(
-        (np.arange(100, dtype=np.float32), np.zeros(100, np.int64))))
+    dataset = tf.data.Dataset.from_tensor_slices((np.arange(100, dtype=np.float32), np.zeros(100, np.int64)))
 
     def order(seed, epoch, skip=0):
         return np.concatenate([x for x, _ in data.train_batches(dataset, 16, seed, epoch, skip).as_numpy_iterator()])
@@ -94,8 +93,7 @@ def test_train_batches_reshuffle_each_epoch_and_repeat_with_the_seed():
 
 def test_train_batches_augment_chunks_keep_batches_and_seed_per_chunk():
     m = 2 * data.AUGMENT_CHUNK + 100
-    dataset = data.in_memory(tf.data.Dataset.from_tensor_slices(
-        (np.zeros((m, 1), np.float32), np.arange(m))))
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((m, 1), np.float32), np.arange(m)))
 
     def augment(features, seed_pair):
         return features + tf.cast(seed_pair[1], tf.float32)  # the chunk's index

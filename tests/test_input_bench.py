@@ -1,4 +1,4 @@
-"""Tests of tfnet.input_bench: it times tfnet.data.train_batches itself, on the split in memory, and
+"""Tests of tfnet.input_bench: it times tfnet.data.train_batches itself, on the cached split, and
 reports median ratios to the training step.
 
 No timing is asserted (speed is for scripts/bench_input.py to print).
@@ -28,7 +28,6 @@ def test_pipelines_are_train_batches_itself():
     # The expected batches come from tfnet.data.train_batches directly: the benchmark must time
     # exactly what training consumes, batch for batch.
     train, x = dataset()
-    train = data.in_memory(train)
     contenders = input_bench.pipelines(train, 16, seed=3, augment_names="crop", input_shape=SHAPE)
     assert list(contenders) == ["pipeline, no augmentation", "pipeline, crop"]
     plain_x, plain_y = collect(contenders["pipeline, no augmentation"](2))
@@ -50,8 +49,7 @@ def test_pipelines_are_train_batches_itself():
 
 def test_measure_reads_the_source_once_and_times_cached_epochs(monkeypatch):
     # A generator source counts its passes: with the split cached, the source is read once
-    # (normalisation statistics fill the cache, which in_memory then reads) and every timed
-    # epoch comes from memory.
+    # (normalisation statistics fill the cache) and every timed epoch comes from memory.
     passes = []
     x = np.random.default_rng(1).uniform(0, 255, (40,) + SHAPE).astype(np.float32)
 
@@ -73,7 +71,7 @@ def test_measure_reads_the_source_once_and_times_cached_epochs(monkeypatch):
     rates = input_bench.measure("tiny", train, info, "crop", batch_size=8, hidden_units=(4,),
                                 repeats=2)
     assert len(passes) == 1
-    # Epoch 0 of each contender traces its maps untimed; repeat r runs epoch r.
+    # Epoch 0 of each contender fills the cache untimed; repeat r runs epoch r.
     assert epochs == [0, 0, 1, 1, 2, 2]
     assert [r.contender for r in rates] == [
         "train step (MLP 4, Adam, b=8)", "pipeline, no augmentation", "pipeline, crop"]

@@ -19,7 +19,6 @@ raw inputs.
 import dataclasses
 import math
 import os
-from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -255,73 +254,51 @@ def epoch_seed(seed, epoch):
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
-class Examples(NamedTuple):
-    """A whole split held in memory: ``features`` [m, ...] float32 and ``labels`` [m] int64."""
-
-    features: tf.Tensor
-    labels: tf.Tensor
-
-
-def in_memory(dataset):
-    """Reads an unbatched split of ``(features, label)`` into memory as one ``Examples``.
-
-    The training split is read once and kept as two tensors, so that every epoch is cut from
-    memory by index instead of streaming the examples one by one through ``tf.data`` (see
-    ``train_batches``). The split must fit in memory: 25 MB for ``mnist_t10k``'s 6,400 training
-    images, 600 MB for CIFAR-10's 50,000, as float32.
-    """
-    features, labels = dataset.batch(2**31 - 1).get_single_element()
-    return Examples(features, labels)
-
-
 # Examples augmented per vectorised call: one op per transform per chunk instead of per
 # example amortises TensorFlow's per-op cost, which otherwise dominates small images.
 AUGMENT_CHUNK = 2048
 
 
-def train_batches(examples, batch_size, seed, epoch, skip_batches=0, augment=None):
+def train_batches(dataset, batch_size, seed, epoch, skip_batches=0, augment=None):
     """One epoch of shuffled, batched, prefetched training mini-batches (METHODS.md §5).
 
-    The epoch's order is a uniform permutation of the m examples drawn from
-    ``epoch_seed(seed, epoch)``; mini-batch k holds the examples at positions
-    ``[k b, (k + 1) b)`` of that order (the last may be smaller), gathered from memory. Every
-    ``tf.data`` element is a whole mini-batch (or augmentation chunk), never a single example,
-    so the pipeline's per-element cost is paid m / b times per epoch, not m times; the
-    batches are prepared in parallel and prefetched while the model trains on earlier ones.
+    The training split (ideally already ``.cache()``d) is shuffled with a full buffer (a uniform
+    permutation) seeded by ``epoch_seed(seed, epoch)``, optionally augmented, cut into
+    mini-batches of ``batch_size`` (the last may be smaller) and prefetched, so that the next
+    batches are prepared while the model trains on this one.
 
     Args:
-      examples: the training split in memory (``in_memory(Splits.train)``).
+      dataset: the unbatched training split (``Splits.train``).
       batch_size: b, examples per mini-batch.
       seed: the run's seed.
       epoch: the epoch number (0-based); each epoch has its own order.
       skip_batches: mini-batches of this epoch already trained (resuming mid-epoch).
       augment: optional ``augment(features, seed_pair) -> features`` on a batch of examples
         (``tfnet.augment.build``). It is applied, in parallel and ahead of training, to chunks
-        of about ``AUGMENT_CHUNK`` consecutive examples of the epoch's order (a multiple of
-        ``batch_size``, so mini-batches are cut exactly as without augmentation), each with
-        ``seed_pair = [epoch seed, chunk index]``: stateless random ops then give the same
-        augmentation on every run and every resume. Dev and test data never pass through here.
+        of about ``AUGMENT_CHUNK`` examples (a multiple of ``batch_size``, so mini-batches are
+        cut exactly as without augmentation), each with ``seed_pair = [epoch seed, chunk
+        index]``: stateless random ops then give the same augmentation on every run and every
+        resume. Dev and test data never pass through here.
     """
-    features, labels = examples
-    num_examples = int(labels.shape[0])
     shuffle_seed = epoch_seed(seed, epoch)
-    order = tf.constant(np.random.default_rng(shuffle_seed).permutation(num_examples))
-    # One element per mini-batch, or per augmentation chunk of whole mini-batches.
-    unit = batch_size if augment is None else batch_size * max(1, AUGMENT_CHUNK // batch_size)
-
-    def gather(index):
-        positions = order[index * unit:(index + 1) * unit]
-        unit_features = tf.gather(features, positions)
-        if augment is not None:
-            seed_pair = tf.stack([tf.constant(shuffle_seed, tf.int64), index])
-            unit_features = augment(unit_features, seed_pair)
-        return unit_features, tf.gather(labels, positions)
-
-    ds = tf.data.Dataset.range(math.ceil(num_examples / unit)).map(
-        gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    size = int(dataset.cardinality())
+    ds = dataset.shuffle(
+        buffer_size=size if size > 0 else 65536,  # A full buffer: a uniform permutation.
+        seed=shuffle_seed,
+        reshuffle_each_iteration=False,
     )
-    if augment is not None:
-        ds = ds.rebatch(batch_size)
+    if augment is None:
+        ds = ds.batch(batch_size)
+    else:
+        chunk = batch_size * max(1, AUGMENT_CHUNK // batch_size)
+        ds = ds.batch(chunk).enumerate().map(
+            lambda index, examples: (
+                augment(examples[0], tf.stack([tf.constant(shuffle_seed, tf.int64), index])),
+                examples[1],
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        ).rebatch(batch_size)
     if skip_batches:
         ds = ds.skip(skip_batches)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -9,10 +9,10 @@ that all see the same machine load:
   normalisation, hidden ``relu`` layers), fed batches already in memory, so that it measures the
   model alone;
 - the **input pipeline** as training consumes it: one full epoch of ``tfnet.data.train_batches``
-  over the training split held in memory (``tfnet.data.in_memory``, as ``Trainer`` holds it),
-  with no augmentation and with ``augment`` (the permutation, the per-batch gathers, the
-  chunked parallel augmentation, the rebatch and the prefetch are all ``train_batches``' own).
-  Epoch 0 traces the maps and is not timed; repeat r times epoch r, in steady state.
+  over the ``.cache()``d training split, with no augmentation and with ``augment`` (the
+  shuffle, the chunked parallel augmentation, the rebatch and the prefetch are all
+  ``train_batches``' own). Epoch 0 fills the cache and is not timed; repeat r times epoch r, in
+  steady state.
 
 Each rate is in examples per second; a contender's ratio is the median over repeats of its rate
 divided by the training step's rate in the same repeat.
@@ -46,19 +46,11 @@ def synthetic_images(num_examples=10_000, shape=(32, 32, 3), num_classes=10, see
     return tf.data.Dataset.from_tensor_slices((pixels.astype(np.float32), labels))
 
 
-def _augmentation(augment_names, input_shape):
-    augment = augment_lib.build(augment_names, input_shape)
-    if augment is None:
-        raise ValueError(f"`augment_names` must name at least one augmentation. "
-                         f"Received: augment_names={augment_names!r}")
-    return augment
-
-
-def pipelines(examples, batch_size, seed, augment_names, input_shape):
+def pipelines(train, batch_size, seed, augment_names, input_shape):
     """The pipeline contenders, each ``epoch -> tfnet.data.train_batches(...)`` for that epoch.
 
     Args:
-      examples: the training split in memory (``tfnet.data.in_memory``), as in training.
+      train: the unbatched training split, ``.cache()``d as in training.
       batch_size: b.
       seed: the run's seed.
       augment_names: augmentations for ``tfnet.augment.build``, e.g. ``"crop,rotate"``.
@@ -70,12 +62,15 @@ def pipelines(examples, batch_size, seed, augment_names, input_shape):
     Raises:
       ValueError: ``augment_names`` names no augmentation (or is refused by ``build``).
     """
-    augment = _augmentation(augment_names, input_shape)
+    augment = augment_lib.build(augment_names, input_shape)
+    if augment is None:
+        raise ValueError(f"`augment_names` must name at least one augmentation. "
+                         f"Received: augment_names={augment_names!r}")
     return {
         "pipeline, no augmentation":
-            lambda epoch: data.train_batches(examples, batch_size, seed, epoch),
+            lambda epoch: data.train_batches(train, batch_size, seed, epoch),
         f"pipeline, {augment_names}":
-            lambda epoch: data.train_batches(examples, batch_size, seed, epoch, augment=augment),
+            lambda epoch: data.train_batches(train, batch_size, seed, epoch, augment=augment),
     }
 
 
@@ -135,14 +130,11 @@ def measure(name, train, info, augment_names, batch_size=64, hidden_units=(64, 3
     """
     if repeats < 1:
         raise ValueError(f"`repeats` must be >= 1. Received: repeats={repeats}")
-    _augmentation(augment_names, info.input_shape)  # refuse bad names before any work
     train = train.cache()
+    contenders = pipelines(train, batch_size, seed, augment_names, info.input_shape)
     step_rate = _train_step_timer(train, info, batch_size, tuple(hidden_units), seed)
-    # The timer's normalisation statistics filled the cache: this reads memory, not the source.
-    examples = data.in_memory(train)
-    contenders = pipelines(examples, batch_size, seed, augment_names, info.input_shape)
     for make in contenders.values():
-        _epoch_rate(make(0))  # epoch 0 traces the maps: not timed
+        _epoch_rate(make(0))  # epoch 0 fills the cache and traces the maps: not timed
     step_rates, rates = [], {contender: [] for contender in contenders}
     for repeat in range(1, repeats + 1):
         step_rates.append(step_rate())
