@@ -74,7 +74,8 @@ def test_measure_reads_the_source_once_and_times_cached_epochs(monkeypatch):
     # Epoch 0 of each contender fills the cache untimed; repeat r runs epoch r.
     assert epochs == [0, 0, 1, 1, 2, 2]
     assert [r.contender for r in rates] == [
-        "train step (MLP 4, Adam, b=8)", "pipeline, no augmentation", "pipeline, crop"]
+        "train step (MLP 4, Adam, b=8)", "pipeline, no augmentation", "pipeline, crop",
+        input_bench.FLOOR]
     assert all(r.examples_per_second > 0 for r in rates)
 
 
@@ -83,18 +84,22 @@ def test_ratios_are_medians_of_per_repeat_ratios(monkeypatch):
     # repeat ratios 1, 5, 20, median 5 (the ratio of the medians, 100 / 100 = 1, would be
     # wrong). Augmented: 10, 40, 1000 -> ratios 0.1, 2, 5, median 2 (not 40 / 100 = 0.4).
     step_rates = iter([100.0, 20.0, 200.0])
-    # The first two values are the untimed epoch-0 passes; they must not count.
-    pipeline_rates = iter([1e9, 1e9, 100.0, 10.0, 100.0, 40.0, 4000.0, 1000.0])
+    # The first three values are the untimed epoch-0 passes; they must not count. Floor: 300,
+    # 300, 300 -> ratios 3, 15, 1.5, median 3.
+    pipeline_rates = iter([1e9, 1e9, 1e9, 100.0, 10.0, 300.0, 100.0, 40.0, 300.0, 4000.0, 1000.0,
+                           300.0])
     monkeypatch.setattr(input_bench, "_train_step_timer", lambda *args: lambda: next(step_rates))
     monkeypatch.setattr(input_bench, "_epoch_rate", lambda batches: next(pipeline_rates))
     train, _ = dataset(16)
     info = data.DatasetInfo("tiny", 100, SHAPE, 16, 0, 0)
-    step, plain, crop = input_bench.measure("tiny", train, info, "crop", batch_size=8, repeats=3)
+    step, plain, crop, floor = input_bench.measure("tiny", train, info, "crop", batch_size=8,
+                                                   repeats=3)
     assert (step.examples_per_second, step.ratio_to_train_step) == (100.0, 1.0)
     assert plain.examples_per_second == 100.0
     assert plain.ratio_to_train_step == pytest.approx(5.0)
     assert crop.examples_per_second == 40.0
     assert crop.ratio_to_train_step == pytest.approx(2.0)
+    assert (floor.examples_per_second, floor.ratio_to_train_step) == (300.0, pytest.approx(3.0))
 
 
 def test_format_table():
@@ -117,3 +122,11 @@ def test_bad_measure_arguments_are_refused(names, repeats, message):
     info = data.DatasetInfo("tiny", 100, SHAPE, 16, 0, 0)
     with pytest.raises(ValueError, match=message):
         input_bench.measure("tiny", train, info, names, repeats=repeats)
+
+
+def test_floor_hands_out_one_epoch_of_full_batches_from_memory():
+    train, x = dataset(100)
+    ready = input_bench._ready_batches(train.cache(), 16)
+    batches = [(f.numpy(), y.numpy()) for f, y in ready(0)]
+    assert [len(y) for _, y in batches] == [16] * 6  # full batches only: 96 of the 100
+    np.testing.assert_array_equal(np.concatenate([f for f, _ in batches]), x[:96])

@@ -12,7 +12,11 @@ that all see the same machine load:
   over the ``.cache()``d training split, with no augmentation and with ``augment`` (the
   shuffle, the chunked parallel augmentation, the rebatch and the prefetch are all
   ``train_batches``' own). Epoch 0 fills the cache and is not timed; repeat r times epoch r, in
-  steady state.
+  steady state;
+- the **floor**: the same number of mini-batches, already cut and held in memory, handed out by
+  a ``tf.data`` dataset that does no work (``from_tensor_slices`` over the stacked batches).
+  Its rate is what handing batches to a Python training loop costs on this machine by itself:
+  no pipeline consumed that way can beat it, so it bounds every ratio.
 
 Each rate is in examples per second; a contender's ratio is the median over repeats of its rate
 divided by the training step's rate in the same repeat.
@@ -111,6 +115,16 @@ def _train_step_timer(train, info, batch_size, hidden_units, seed):
     return rate
 
 
+FLOOR = "floor: ready batches from memory, no input work"
+
+
+def _ready_batches(train, batch_size):
+    """``epoch -> dataset`` of one epoch's full mini-batches, cut once and held in memory."""
+    features, labels = next(iter(train.batch(batch_size, drop_remainder=True).batch(2**31 - 1)))
+    ready = tf.data.Dataset.from_tensor_slices((features, labels))  # [k, b, ...] -> k batches
+    return lambda epoch: ready
+
+
 def measure(name, train, info, augment_names, batch_size=64, hidden_units=(64, 32), repeats=5,
             seed=0):
     """Examples/s of the training step and of ``train_batches`` on one dataset.
@@ -126,13 +140,15 @@ def measure(name, train, info, augment_names, batch_size=64, hidden_units=(64, 3
       seed: the run seed of the pipeline and of the weights. Default 0.
 
     Returns:
-      A list of ``Rate``: the training step, then the pipeline without and with augmentation.
+      A list of ``Rate``: the training step, the pipeline without and with augmentation, then
+      the floor.
     """
     if repeats < 1:
         raise ValueError(f"`repeats` must be >= 1. Received: repeats={repeats}")
     train = train.cache()
     contenders = pipelines(train, batch_size, seed, augment_names, info.input_shape)
     step_rate = _train_step_timer(train, info, batch_size, tuple(hidden_units), seed)
+    contenders[FLOOR] = _ready_batches(train, batch_size)
     for make in contenders.values():
         _epoch_rate(make(0))  # epoch 0 fills the cache and traces the maps: not timed
     step_rates, rates = [], {contender: [] for contender in contenders}
