@@ -179,7 +179,7 @@ def test_no_names_means_no_augmentation():
 
 def test_train_batches_keep_labels_and_change_images_with_a_fixed_seed(shared_tfds):
     splits = data.load("mnist_t10k", data_dir=shared_tfds)
-    train = splits.train.take(256).cache()
+    train = data.in_memory(splits.train.take(256))
     fn = augment.build("crop,rotate", splits.info.input_shape)
 
     def batches(seed, augment_fn):
@@ -200,7 +200,8 @@ def test_train_batches_keep_labels_and_change_images_with_a_fixed_seed(shared_tf
 def test_dev_and_test_stay_unaugmented(shared_tfds):
     splits = data.load("mnist_t10k", data_dir=shared_tfds)
     fn = augment.build("flip,crop,rotate,zoom,brightness,contrast", splits.info.input_shape)
-    for _ in data.train_batches(splits.train.take(128), 64, seed=0, epoch=0, augment=fn):
+    for _ in data.train_batches(data.in_memory(splits.train.take(128)), 64, seed=0, epoch=0,
+                                augment=fn):
         pass
     fresh = data.load("mnist_t10k", data_dir=shared_tfds)
     for split in ("dev", "test"):

@@ -77,7 +77,8 @@ def test_normalization_floors_constant_features():
 
 
 def test_train_batches_reshuffle_each_epoch_and_repeat_with_the_seed():
-    dataset = tf.data.Dataset.from_tensor_slices((np.arange(100, dtype=np.float32), np.zeros(100, np.int64)))
+    dataset = data.in_memory(tf.data.Dataset.from_tensor_slices(
+        (np.arange(100, dtype=np.float32), np.zeros(100, np.int64))))
 
     def order(seed, epoch, skip=0):
         return np.concatenate([x for x, _ in data.train_batches(dataset, 16, seed, epoch, skip).as_numpy_iterator()])
@@ -93,7 +94,8 @@ def test_train_batches_reshuffle_each_epoch_and_repeat_with_the_seed():
 
 def test_train_batches_augment_chunks_keep_batches_and_seed_per_chunk():
     m = 2 * data.AUGMENT_CHUNK + 100
-    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((m, 1), np.float32), np.arange(m)))
+    dataset = data.in_memory(tf.data.Dataset.from_tensor_slices(
+        (np.zeros((m, 1), np.float32), np.arange(m))))
 
     def augment(features, seed_pair):
         return features + tf.cast(seed_pair[1], tf.float32)  # the chunk's index
@@ -124,3 +126,17 @@ def test_unprepared_tfds_dataset_says_how_to_get_it(tmp_path):
 def test_dev_fraction_outside_open_unit_interval_is_refused(dev_fraction):
     with pytest.raises(ValueError, match=rf"dev_fraction must be in \(0, 1\). Received: dev_fraction={dev_fraction}"):
         data.load("moons", dev_fraction=dev_fraction)
+
+
+def test_train_batches_are_tf_data_full_buffer_shuffle_then_batch():
+    # The reference is what tf.data itself gives: the examples shuffled with a full buffer seeded
+    # by epoch_seed, then batched; train_batches prepares that epoch in memory, batch for batch.
+    x = np.random.default_rng(0).normal(size=(150, 3)).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.arange(150, dtype=np.int64)))
+    reference = dataset.shuffle(150, seed=data.epoch_seed(5, 2), reshuffle_each_iteration=False)
+    expected = list(reference.batch(32).as_numpy_iterator())
+    batches = list(data.train_batches(data.in_memory(dataset), 32, seed=5, epoch=2).as_numpy_iterator())
+    assert [len(y) for _, y in batches] == [32] * 4 + [22]
+    for (features, labels), (expected_features, expected_labels) in zip(batches, expected, strict=True):
+        np.testing.assert_array_equal(labels, expected_labels)
+        np.testing.assert_array_equal(features, expected_features)

@@ -1,4 +1,4 @@
-"""Tests of tfnet.input_bench: it times tfnet.data.train_batches itself, on the cached split, and
+"""Tests of tfnet.input_bench: it times tfnet.data.train_batches itself, on the split in memory, and
 reports median ratios to the training step.
 
 No timing is asserted (speed is for scripts/bench_input.py to print).
@@ -28,6 +28,7 @@ def test_pipelines_are_train_batches_itself():
     # The expected batches come from tfnet.data.train_batches directly: the benchmark must time
     # exactly what training consumes, batch for batch.
     train, x = dataset()
+    train = data.in_memory(train)
     contenders = input_bench.pipelines(train, 16, seed=3, augment_names="crop", input_shape=SHAPE)
     assert list(contenders) == ["pipeline, no augmentation", "pipeline, crop"]
     plain_x, plain_y = collect(contenders["pipeline, no augmentation"](2))
@@ -49,7 +50,8 @@ def test_pipelines_are_train_batches_itself():
 
 def test_measure_reads_the_source_once_and_times_cached_epochs(monkeypatch):
     # A generator source counts its passes: with the split cached, the source is read once
-    # (normalisation statistics fill the cache) and every timed epoch comes from memory.
+    # (normalisation statistics fill the cache, which in_memory then reads) and every timed
+    # epoch comes from memory.
     passes = []
     x = np.random.default_rng(1).uniform(0, 255, (40,) + SHAPE).astype(np.float32)
 
@@ -71,7 +73,7 @@ def test_measure_reads_the_source_once_and_times_cached_epochs(monkeypatch):
     rates = input_bench.measure("tiny", train, info, "crop", batch_size=8, hidden_units=(4,),
                                 repeats=2)
     assert len(passes) == 1
-    # Epoch 0 of each contender fills the cache untimed; repeat r runs epoch r.
+    # Epoch 0 of each contender traces its maps untimed; repeat r runs epoch r.
     assert epochs == [0, 0, 1, 1, 2, 2]
     assert [r.contender for r in rates] == [
         "train step (MLP 4, Adam, b=8)", "pipeline, no augmentation", "pipeline, crop",
@@ -89,7 +91,7 @@ def test_ratios_are_medians_of_per_repeat_ratios(monkeypatch):
     pipeline_rates = iter([1e9, 1e9, 1e9, 100.0, 10.0, 300.0, 100.0, 40.0, 300.0, 4000.0, 1000.0,
                            300.0])
     monkeypatch.setattr(input_bench, "_train_step_timer", lambda *args: lambda: next(step_rates))
-    monkeypatch.setattr(input_bench, "_epoch_rate", lambda batches: next(pipeline_rates))
+    monkeypatch.setattr(input_bench, "_epoch_rate", lambda make, epoch: next(pipeline_rates))
     train, _ = dataset(16)
     info = data.DatasetInfo("tiny", 100, SHAPE, 16, 0, 0)
     step, plain, crop, floor = input_bench.measure("tiny", train, info, "crop", batch_size=8,
@@ -130,3 +132,16 @@ def test_floor_hands_out_one_epoch_of_full_batches_from_memory():
     batches = [(f.numpy(), y.numpy()) for f, y in ready(0)]
     assert [len(y) for _, y in batches] == [16] * 6  # full batches only: 96 of the 100
     np.testing.assert_array_equal(np.concatenate([f for f, _ in batches]), x[:96])
+
+
+def test_an_epoch_is_timed_from_the_call_that_prepares_it(monkeypatch):
+    # train_batches does its work (gather, augmentation) when called: that call must be inside
+    # the timed span, or the pipeline would look free. A factory that sleeps 0.2 s before
+    # returning 10 examples must time at under 50 examples/s.
+    import time
+
+    def slow_factory(epoch):
+        time.sleep(0.2)
+        return [(None, np.zeros(10))]
+
+    assert input_bench._epoch_rate(slow_factory, 0) < 50

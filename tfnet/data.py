@@ -17,8 +17,10 @@ raw inputs.
 """
 
 import dataclasses
+import functools
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -254,51 +256,93 @@ def epoch_seed(seed, epoch):
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
+class Examples(NamedTuple):
+    """A whole split held in memory: ``features`` [m, ...] float32 and ``labels`` [m] int64."""
+
+    features: tf.Tensor
+    labels: tf.Tensor
+
+
+def in_memory(dataset):
+    """Reads an unbatched split of ``(features, label)`` into memory as one ``Examples``.
+
+    The training split is read once and kept as two tensors, from which ``train_batches`` cuts
+    every epoch. It must fit in memory: 25 MB for ``mnist_t10k``'s 6,400 training images,
+    600 MB for CIFAR-10's 50,000, as float32.
+    """
+    features, labels = dataset.batch(2**31 - 1).get_single_element()
+    return Examples(features, labels)
+
+
 # Examples augmented per vectorised call: one op per transform per chunk instead of per
 # example amortises TensorFlow's per-op cost, which otherwise dominates small images.
 AUGMENT_CHUNK = 2048
 
 
-def train_batches(dataset, batch_size, seed, epoch, skip_batches=0, augment=None):
-    """One epoch of shuffled, batched, prefetched training mini-batches (METHODS.md §5).
+def epoch_order(num_examples, seed, epoch):
+    """The epoch's order of the m training examples: a uniform permutation (int64 [m]).
 
-    The training split (ideally already ``.cache()``d) is shuffled with a full buffer (a uniform
-    permutation) seeded by ``epoch_seed(seed, epoch)``, optionally augmented, cut into
-    mini-batches of ``batch_size`` (the last may be smaller) and prefetched, so that the next
-    batches are prepared while the model trains on this one.
+    It is the order in which ``tf.data.Dataset.shuffle`` with a full buffer, seeded by
+    ``epoch_seed(seed, epoch)``, hands out m items (that order depends on the seed and the
+    buffer size, never on the items), drawn here over the indices alone.
+    """
+    indices = tf.data.Dataset.range(num_examples).shuffle(
+        num_examples, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False
+    )
+    return indices.batch(num_examples).get_single_element()
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(augment):
+    # One compiled function per augmentation, traced once per chunk shape (full and last).
+    return tf.function(augment)
+
+
+def train_batches(examples, batch_size, seed, epoch, skip_batches=0, augment=None):
+    """One epoch of shuffled training mini-batches (METHODS.md §5).
+
+    The epoch is prepared in memory when this is called: the examples are gathered in
+    ``epoch_order(m, seed, epoch)``, optionally augmented, and cut into mini-batches of
+    ``batch_size`` (the last may be smaller), which a ``tf.data`` dataset then hands out without
+    further work. Preparing the whole epoch with a few large compiled ops and handing out ready
+    batches is several times faster than shuffling, batching and augmenting example by example
+    inside ``tf.data`` on a small CPU, where each ``tf.data`` element and each function call
+    inside a map has a high fixed cost (``scripts/bench_input.py`` measures both against the
+    training step).
 
     Args:
-      dataset: the unbatched training split (``Splits.train``).
+      examples: the training split in memory (``in_memory(Splits.train)``).
       batch_size: b, examples per mini-batch.
       seed: the run's seed.
       epoch: the epoch number (0-based); each epoch has its own order.
       skip_batches: mini-batches of this epoch already trained (resuming mid-epoch).
       augment: optional ``augment(features, seed_pair) -> features`` on a batch of examples
-        (``tfnet.augment.build``). It is applied, in parallel and ahead of training, to chunks
-        of about ``AUGMENT_CHUNK`` examples (a multiple of ``batch_size``, so mini-batches are
-        cut exactly as without augmentation), each with ``seed_pair = [epoch seed, chunk
-        index]``: stateless random ops then give the same augmentation on every run and every
-        resume. Dev and test data never pass through here.
+        (``tfnet.augment.build``). It is applied, compiled, to consecutive chunks of about
+        ``AUGMENT_CHUNK`` examples of the epoch's order (a multiple of ``batch_size``, so
+        mini-batches are cut exactly as without augmentation), chunk i with
+        ``seed_pair = [epoch_seed(seed, epoch), i]``: stateless random ops then give the same
+        augmentation on every run and every resume. Dev and test data never pass through here.
     """
-    shuffle_seed = epoch_seed(seed, epoch)
-    size = int(dataset.cardinality())
-    ds = dataset.shuffle(
-        buffer_size=size if size > 0 else 65536,  # A full buffer: a uniform permutation.
-        seed=shuffle_seed,
-        reshuffle_each_iteration=False,
-    )
-    if augment is None:
-        ds = ds.batch(batch_size)
-    else:
+    features, labels = examples
+    num_examples = int(labels.shape[0])
+    order = epoch_order(num_examples, seed, epoch)
+    features, labels = tf.gather(features, order), tf.gather(labels, order)
+    if augment is not None:
         chunk = batch_size * max(1, AUGMENT_CHUNK // batch_size)
-        ds = ds.batch(chunk).enumerate().map(
-            lambda index, examples: (
-                augment(examples[0], tf.stack([tf.constant(shuffle_seed, tf.int64), index])),
-                examples[1],
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        ).rebatch(batch_size)
+        shuffle_seed = tf.constant(epoch_seed(seed, epoch), tf.int64)
+        features = tf.concat([
+            _compiled(augment)(features[start:start + chunk],
+                               tf.stack([shuffle_seed, tf.constant(index, tf.int64)]))
+            for index, start in enumerate(range(0, num_examples, chunk))
+        ], axis=0)
+    full = num_examples // batch_size * batch_size
+
+    def cut(tensor):  # [m, ...] -> [m // b, b, ...] full mini-batches
+        return tf.reshape(tensor[:full], [-1, batch_size] + tensor.shape[1:].as_list())
+
+    ds = tf.data.Dataset.from_tensor_slices((cut(features), cut(labels)))
+    if full < num_examples:
+        ds = ds.concatenate(tf.data.Dataset.from_tensors((features[full:], labels[full:])))
     if skip_batches:
         ds = ds.skip(skip_batches)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -9,10 +9,10 @@ that all see the same machine load:
   normalisation, hidden ``relu`` layers), fed batches already in memory, so that it measures the
   model alone;
 - the **input pipeline** as training consumes it: one full epoch of ``tfnet.data.train_batches``
-  over the ``.cache()``d training split, with no augmentation and with ``augment`` (the
-  shuffle, the chunked parallel augmentation, the rebatch and the prefetch are all
-  ``train_batches``' own). Epoch 0 fills the cache and is not timed; repeat r times epoch r, in
-  steady state;
+  over the training split held in memory (``tfnet.data.in_memory``, as ``Trainer`` holds it),
+  with no augmentation and with ``augment`` (the epoch's permutation, its gather and its
+  augmentation, and the cutting into mini-batches are all ``train_batches``' own). Epoch 0 traces
+  the augmentation and is not timed; repeat r times epoch r, in steady state;
 - the **floor**: the same number of mini-batches, already cut and held in memory, handed out by
   a ``tf.data`` dataset that does no work (``from_tensor_slices`` over the stacked batches).
   Its rate is what handing batches to a Python training loop costs on this machine by itself:
@@ -50,11 +50,19 @@ def synthetic_images(num_examples=10_000, shape=(32, 32, 3), num_classes=10, see
     return tf.data.Dataset.from_tensor_slices((pixels.astype(np.float32), labels))
 
 
-def pipelines(train, batch_size, seed, augment_names, input_shape):
+def _augmentation(augment_names, input_shape):
+    augment = augment_lib.build(augment_names, input_shape)
+    if augment is None:
+        raise ValueError(f"`augment_names` must name at least one augmentation. "
+                         f"Received: augment_names={augment_names!r}")
+    return augment
+
+
+def pipelines(examples, batch_size, seed, augment_names, input_shape):
     """The pipeline contenders, each ``epoch -> tfnet.data.train_batches(...)`` for that epoch.
 
     Args:
-      train: the unbatched training split, ``.cache()``d as in training.
+      examples: the training split in memory (``tfnet.data.in_memory``), as in training.
       batch_size: b.
       seed: the run's seed.
       augment_names: augmentations for ``tfnet.augment.build``, e.g. ``"crop,rotate"``.
@@ -66,21 +74,19 @@ def pipelines(train, batch_size, seed, augment_names, input_shape):
     Raises:
       ValueError: ``augment_names`` names no augmentation (or is refused by ``build``).
     """
-    augment = augment_lib.build(augment_names, input_shape)
-    if augment is None:
-        raise ValueError(f"`augment_names` must name at least one augmentation. "
-                         f"Received: augment_names={augment_names!r}")
+    augment = _augmentation(augment_names, input_shape)
     return {
         "pipeline, no augmentation":
-            lambda epoch: data.train_batches(train, batch_size, seed, epoch),
+            lambda epoch: data.train_batches(examples, batch_size, seed, epoch),
         f"pipeline, {augment_names}":
-            lambda epoch: data.train_batches(train, batch_size, seed, epoch, augment=augment),
+            lambda epoch: data.train_batches(examples, batch_size, seed, epoch, augment=augment),
     }
 
 
-def _epoch_rate(batches):
+def _epoch_rate(make, epoch):
+    """Examples/s of one epoch, from the call that prepares it to its last mini-batch."""
     start, count = time.perf_counter(), 0
-    for _, labels in batches:
+    for _, labels in make(epoch):
         count += int(labels.shape[0])
     return count / (time.perf_counter() - start)
 
@@ -145,17 +151,20 @@ def measure(name, train, info, augment_names, batch_size=64, hidden_units=(64, 3
     """
     if repeats < 1:
         raise ValueError(f"`repeats` must be >= 1. Received: repeats={repeats}")
+    _augmentation(augment_names, info.input_shape)  # refuse bad names before any work
     train = train.cache()
-    contenders = pipelines(train, batch_size, seed, augment_names, info.input_shape)
     step_rate = _train_step_timer(train, info, batch_size, tuple(hidden_units), seed)
+    # The timer's normalisation statistics filled the cache: this reads memory, not the source.
+    examples = data.in_memory(train)
+    contenders = pipelines(examples, batch_size, seed, augment_names, info.input_shape)
     contenders[FLOOR] = _ready_batches(train, batch_size)
     for make in contenders.values():
-        _epoch_rate(make(0))  # epoch 0 fills the cache and traces the maps: not timed
+        _epoch_rate(make, 0)  # epoch 0 traces the augmentation: not timed
     step_rates, rates = [], {contender: [] for contender in contenders}
     for repeat in range(1, repeats + 1):
         step_rates.append(step_rate())
         for contender, make in contenders.items():
-            rates[contender].append(_epoch_rate(make(repeat)))
+            rates[contender].append(_epoch_rate(make, repeat))
     step = f"train step (MLP {','.join(map(str, hidden_units))}, Adam, b={batch_size})"
     results = [Rate(name, step, statistics.median(step_rates), 1.0)]
     for contender, values in rates.items():

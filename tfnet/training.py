@@ -129,6 +129,7 @@ class Trainer:
         info = self.splits.info
         self.steps_per_epoch = data_lib.steps_per_epoch(info.num_train, config.batch_size)
         mean, variance = data_lib.normalization_statistics(self.train_split)
+        self.train_examples = data_lib.in_memory(self.train_split)  # what epochs are cut from
         self.augment = None
         if config.augment:
             from tfnet import augment as augment_lib
@@ -308,7 +309,7 @@ class Trainer:
             progress = keras.utils.Progbar(self.steps_per_epoch, verbose=1 if self.verbose == 1 else 0)
             progress.update(skip)
             batches = data_lib.train_batches(
-                self.train_split, config.batch_size, config.seed, epoch, skip, self.augment
+                self.train_examples, config.batch_size, config.seed, epoch, skip, self.augment
             )
             for batch in self.strategy.experimental_distribute_dataset(batches):
                 cost = self._train_one_step(batch, epoch)
