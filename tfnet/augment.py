@@ -1,7 +1,7 @@
 """Data augmentation for the training split: seeded, stateless image transforms.
 
 ``build(names, input_shape, **options)`` returns ``augment(images, seed) -> images``, which
-``tfnet.data.train_batches(..., augment=...)`` maps over the training examples only
+``tfnet.data.train_batches(..., augment=...)`` applies to the training examples only
 (METHODS.md §3). ``images`` is one image (H, W, C) or a batch (B, H, W, C) of float pixel values
 in [0, 255]; ``seed`` is an int ``[2]`` tensor. Every random number is a stateless draw
 (``tf.random.stateless_uniform``) keyed by ``seed``, so a run with a fixed seed sees the same
