@@ -66,3 +66,12 @@ def plugin_tags(log_dir, plugin):
                 tags.update(v.tag for v in event.summary.value
                             if v.metadata.plugin_data.plugin_name == plugin)
     return tags
+
+
+def runs_trial(pid, model_dir):
+    """Whether process ``pid`` is alive and running with ``--model_dir=<model_dir>`` (Linux)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f"--model_dir={model_dir}".encode() in f.read().split(b"\0")
+    except OSError:
+        return False

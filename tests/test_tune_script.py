@@ -21,6 +21,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.plugins.hparams import metadata
 
+from helpers import runs_trial
+
 SPACE = {
     "learning_rate": {"scale": "log", "low": 1e-3, "high": 0.3},
     "beta1": {"scale": "one_minus_log", "low": 0.8, "high": 0.99},
@@ -149,15 +151,6 @@ def test_sequential_coarse_to_fine_search_of_width_and_depth(repo_root, tmp_path
     _check_best_flagfile_reproduces(repo_root, tmp_path, search_dir, records[0])
 
 
-def _runs_trial(pid, model_dir):
-    """Whether process ``pid`` is alive and running with ``--model_dir=<model_dir>``."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f"--model_dir={model_dir}".encode() in f.read().split(b"\0")
-    except OSError:
-        return False
-
-
 def _wait_for(condition, process, timeout=240):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -191,7 +184,7 @@ def test_sigterm_stops_the_search_and_a_rerun_finishes_it(repo_root, tmp_path):
     assert "[1/2] round0-trial000" in stdout and "[2/2]" not in stdout
     # The trial it was running was killed with it and is not recorded.
     assert running_trial == "round0-trial001"
-    assert not _runs_trial(running["pid"], running["model_dir"])
+    assert not runs_trial(running["pid"], running["model_dir"])
     assert set(state()["records"]) == {"round0-trial000"} and state()["running"] == {}
     finished = search_dir / "round0-trial000"
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in finished.iterdir()

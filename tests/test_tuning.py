@@ -20,6 +20,7 @@ import time
 import numpy as np
 import pytest
 
+from helpers import runs_trial
 from tfnet import search_space as ss
 from tfnet import tuning
 from tfnet.config import TrainConfig
@@ -254,15 +255,6 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path, 
     assert all(name.startswith("round2-") for name in _calls(calls)[before:])
 
 
-def _runs_trial(pid, model_dir):
-    """Whether process ``pid`` is alive and running with ``--model_dir=<model_dir>``."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f"--model_dir={model_dir}".encode() in f.read().split(b"\0")
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="recognises trials through /proc")
 def test_trials_left_running_by_a_killed_search_are_killed_before_they_rerun(
         tmp_path, fake, repo_root, caplog):
@@ -294,11 +286,11 @@ def test_trials_left_running_by_a_killed_search_are_killed_before_they_rerun(
         # ... and once it is killed outright, its trials (own sessions) keep running.
         search.kill()
         search.wait()
-        assert all(_runs_trial(o["pid"], o["model_dir"]) for o in orphans.values())
+        assert all(runs_trial(o["pid"], o["model_dir"]) for o in orphans.values())
 
         with caplog.at_level("WARNING"):
             records = tuning.run_search(SPACE, config)  # FAKE_SLEEP unset: quick trials.
-        assert not any(_runs_trial(o["pid"], o["model_dir"]) for o in orphans.values())
+        assert not any(runs_trial(o["pid"], o["model_dir"]) for o in orphans.values())
         for trial, orphan in orphans.items():
             assert f"Killing trial {trial} (pid {orphan['pid']})" in caplog.text
         assert len(records) == 16
@@ -315,7 +307,7 @@ def test_trials_left_running_by_a_killed_search_are_killed_before_they_rerun(
         if state_path.exists():
             leftovers += json.loads(state_path.read_text())["running"].values()
         for orphan in leftovers:
-            if _runs_trial(orphan["pid"], orphan["model_dir"]):
+            if runs_trial(orphan["pid"], orphan["model_dir"]):
                 os.killpg(orphan["pid"], signal.SIGKILL)
 
 
