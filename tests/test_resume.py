@@ -180,8 +180,9 @@ def test_sigkill_between_sparse_checkpoints_skips_trained_batches_and_prunes_eve
     assert train["batch_cost"] == reference_costs  # the re-trained steps cost the same, too
 
 
-def test_sigint_checkpoints_exits_non_zero_and_resumes(tmp_path):
-    model_dir = tmp_path / "run"
+def _signal_after_first_epoch(model_dir, signal_number):
+    """Starts a keras_adam run, sends it ``signal_number`` once epoch 1 has ended; returns
+    (exit status, stderr)."""
     args = _args(model_dir, "keras_adam", "--checkpoint_every_steps=1000")
     process = subprocess.Popen(
         script_command("train.py", *args), env=script_env(), stdout=subprocess.PIPE,
@@ -189,10 +190,16 @@ def test_sigint_checkpoints_exits_non_zero_and_resumes(tmp_path):
     )
     for line in process.stdout:  # not a terminal: one line per epoch
         if line.startswith("epoch 1/"):
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signal_number)
             break
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGINT, stderr
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
+def test_sigint_checkpoints_exits_non_zero_and_resumes(tmp_path):
+    model_dir = tmp_path / "run"
+    returncode, stderr = _signal_after_first_epoch(model_dir, signal.SIGINT)
+    assert returncode == 128 + signal.SIGINT, stderr
     assert "interrupted: SIGINT: stopped after step" in stderr
     assert f"Resume with: python scripts/train.py --flagfile={model_dir / 'flags.txt'}" in stderr
     assert _latest_number(model_dir) > STEPS_PER_EPOCH  # mid-epoch 2, not at an epoch end
@@ -208,17 +215,8 @@ def test_sigint_checkpoints_exits_non_zero_and_resumes(tmp_path):
 
 def test_sigterm_checkpoints_exits_143_and_resumes(tmp_path):
     model_dir = tmp_path / "run"
-    args = _args(model_dir, "keras_adam", "--checkpoint_every_steps=1000")
-    process = subprocess.Popen(
-        script_command("train.py", *args), env=script_env(), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )
-    for line in process.stdout:
-        if line.startswith("epoch 1/"):
-            process.send_signal(signal.SIGTERM)
-            break
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM == 143, stderr
+    returncode, stderr = _signal_after_first_epoch(model_dir, signal.SIGTERM)
+    assert returncode == 128 + signal.SIGTERM == 143, stderr
     message = stderr.strip().splitlines()[-1]
     assert message.startswith("interrupted: SIGTERM: stopped after step") and "(epoch 2, mini-batch" in message
     stopped = _latest_number(model_dir)
