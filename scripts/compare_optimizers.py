@@ -19,14 +19,12 @@ defaults = compare.CompareConfig()
 flags.DEFINE_list("optimizers", list(optimizers.NAMES), f"Registry names to compare, among {', '.join(optimizers.NAMES)}.")
 flags.DEFINE_float("learning_rate", defaults.learning_rate, "α of gd, momentum and their Keras twins.")
 flags.DEFINE_float("adaptive_learning_rate", defaults.adaptive_learning_rate, "α of rmsprop, adam and their Keras twins.")
-flags.DEFINE_enum("dataset", defaults.dataset, list(data.EMBEDDED_DATASETS), "The 2-D data set.")
-flags.DEFINE_integer("num_train", defaults.num_train, "Training examples.", lower_bound=2)
-flags.DEFINE_integer("num_dev", defaults.num_dev, "Dev examples.", lower_bound=2)
+flags.DEFINE_enum("dataset", defaults.dataset, list(data.EMBEDDED_DATASETS), "The 2-D data set (train / dev / test splits as scripts/train.py cuts them).")
 flags.DEFINE_integer("epochs", defaults.epochs, "Passes over the training set.", lower_bound=1)
 flags.DEFINE_float("target_loss", defaults.target_loss, "Training loss whose first epoch is reported.")
 # --batch_size, --hidden_units, --seed: the project's shared definitions (help, validators).
 tfnet_flags.define_train_flags(names=("batch_size", "hidden_units", "seed"))
-flags.DEFINE_string("output_dir", "runs/compare_optimizers", "Where the PNGs and TensorBoard runs go.")
+flags.DEFINE_string("output_dir", "runs/compare_optimizers", "Where the PNGs and one run directory per optimiser (TensorBoard train/ and dev/) go.")
 flags.register_validator("optimizers", lambda names: set(names) <= set(optimizers.NAMES),
                          message=f"--optimizers must be among {', '.join(optimizers.NAMES)}")
 flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0")
@@ -38,7 +36,6 @@ def main(argv):
     config = compare.CompareConfig(
         optimizers=tuple(FLAGS.optimizers), learning_rate=FLAGS.learning_rate,
         adaptive_learning_rate=FLAGS.adaptive_learning_rate, dataset=FLAGS.dataset,
-        num_train=FLAGS.num_train, num_dev=FLAGS.num_dev,
         hidden_units=tuple(int(u) for u in FLAGS.hidden_units), batch_size=FLAGS.batch_size,
         epochs=FLAGS.epochs, target_loss=FLAGS.target_loss, seed=FLAGS.seed,
     )

@@ -29,7 +29,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel writer logs every file.
     from tfnet import training  # Imported after validation: TensorFlow loads only for real work.
 
-    from tfnet import paths, run_dir
+    from tfnet import paths
+    from tfnet.training import run_dir
 
     try:
         result = training.train(config)

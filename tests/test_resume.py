@@ -18,7 +18,8 @@ import pytest
 import tensorflow as tf
 
 from helpers import read_scalars, run_script, script_command, script_env
-from tfnet import diagnosis, export, paths
+from tfnet import diagnosis, paths
+from tfnet.training import export
 
 STEPS_PER_EPOCH = 13  # moons: 800 training examples, batch 64
 EPOCHS = 4
@@ -340,7 +341,7 @@ def test_a_run_resumed_with_early_stopping_switched_on_exports_its_best_weights(
 def test_an_export_killed_midway_leaves_nothing_that_loads_and_the_next_export_cleans_up(tmp_path):
     code = (
         "import sys, keras\n"
-        "from tfnet import export\n"
+        "from tfnet.training import export\n"
         "inputs = keras.Input((2,), name='features')\n"
         "hidden = keras.layers.Dense(4096)(keras.layers.Dense(4096)(inputs))\n"
         "model = keras.Model(inputs, keras.layers.Dense(2)(hidden))\n"

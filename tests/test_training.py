@@ -9,7 +9,8 @@ import pytest
 
 from helpers import script_env
 from tfnet import config as config_lib
-from tfnet import data, diagnosis, export, training
+from tfnet import data, diagnosis, training
+from tfnet.training import export
 
 
 def _config(tmp_path, **overrides):

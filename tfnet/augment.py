@@ -1,14 +1,14 @@
 """Data augmentation for the training split: seeded, stateless image transforms.
 
 ``build(names, input_shape, **options)`` returns ``augment(images, seed) -> images``, which
-``tfnet.data.train_batches(..., augment=...)`` applies to the training examples only
+the training loop (``tfnet.training.loop``) applies to each training mini-batch only
 (METHODS.md §3). ``images`` is one image (H, W, C) or a batch (B, H, W, C) of float pixel values
 in [0, 255]; ``seed`` is an int ``[2]`` tensor. Every random number is a stateless draw
 (``tf.random.stateless_uniform``) keyed by ``seed``, so a run with a fixed seed sees the same
 augmented examples every time, whatever the number of parallel map calls. A batch draws one
 parameter per example from its one seed (a ``[B]`` draw), so augmenting a batch costs one op per
 transform, not one per example: the batched call is what keeps augmentation cheap beside the
-training step (see ``scripts/bench_input.py``). A single image is the batch of one.
+training step (see ``benchmarks/input.py``). A single image is the batch of one.
 
 Each transform draws from its own sub-seed, ``stateless_fold_in(seed, i)`` with ``i`` its position
 in ``AUGMENTATIONS``, so one transform's draws do not change when others are added. The selected
@@ -176,6 +176,15 @@ AUGMENTATIONS = {
 
 NAMES = tuple(AUGMENTATIONS)
 
+# Transforms resampled with ImageProjectiveTransformV3 (bilinear): it has no XLA kernel.
+_PROJECTIVE = frozenset({"rotate", "zoom"})
+
+
+def compiles_with_xla(names):
+    """Whether XLA can compile ``build(names, ...)``: not when it rotates or zooms, whose
+    bilinear resample (``ImageProjectiveTransformV3``) has no XLA kernel."""
+    return not _PROJECTIVE & set(_parse_names(names))
+
 
 def describe():
     """Help text for an ``--augment`` flag: one line per augmentation, then the options."""
@@ -275,8 +284,7 @@ def build(names, input_shape, **options):
       ``augment(images, seed)``: ``images`` a float tensor of shape ``input_shape`` or
       ``(B,) + input_shape`` with values in [0, 255], ``seed`` an int32/int64 ``[2]`` tensor;
       returns images of the same shape, dtype and range, a deterministic function of
-      (images, seed). ``None`` when ``names`` is empty, so that ``train_batches(augment=None)``
-      adds no map at all.
+      (images, seed). ``None`` when ``names`` is empty: no augmentation at all.
 
     Raises:
       ValueError: for an unknown or repeated name, an ``input_shape`` that is not an image, a
@@ -305,7 +313,7 @@ def build(names, input_shape, **options):
     steps = [(i, entry) for i, (name, entry) in enumerate(AUGMENTATIONS.items()) if name in names]
     # Flips and integer shifts alone move whole rows and columns: two selection matmuls replace
     # the per-value projective resample (the costliest op of flip,crop on the CPU).
-    if {"rotate", "zoom"} & set(names):
+    if _PROJECTIVE & set(names):
         resample = functools.partial(_resample, interpolation="BILINEAR")
     else:
         resample = _resample_axis_aligned

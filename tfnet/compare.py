@@ -1,23 +1,24 @@
 """Side-by-side comparison of optimisers (ours and Keras' built-ins) on one model and one data order.
 
-``compare(config)`` trains the foundation's MLP on a 2-D set once per optimiser, every run from
-the same initial weights and on the same sequence of mini-batches, and returns one ``RunResult``
-per optimiser (loss curves, final train/dev loss and accuracy, epochs to a target loss, ms per
-step); each run's per-epoch losses also go to TensorBoard, one run directory per optimiser so the
-curves overlay. ``bowl_paths`` runs the optimisers on an elongated quadratic bowl, the lecture's
-picture: gradient descent zig-zags across the narrow axis, momentum / RMSprop / Adam do not.
-``plot_loss_curves`` and ``plot_bowl_paths`` draw both (matplotlib, the ``plots`` extra).
+``compare(config, output_dir)`` trains the classifier of ``tfnet.training`` once per optimiser
+through ``tfnet.training.train`` itself: every run starts from the same initial weights and sees
+the same sequence of mini-batches (both are functions of the seed alone), so the runs differ in
+the optimiser only. It returns one ``RunResult`` per optimiser (loss curves, final train/dev loss
+and accuracy, epochs to a target loss, ms per step); each run's TensorBoard logs go to
+``output_dir/<optimizer>/`` so that the curves overlay. ``bowl_paths`` runs the optimisers on an
+elongated quadratic bowl, the lecture's picture: gradient descent zig-zags across the narrow
+axis, momentum / RMSprop / Adam do not. ``plot_loss_curves`` and ``plot_bowl_paths`` draw both.
 """
 
 import dataclasses
 import os
-import time
 
 import numpy as np
 import tensorflow as tf
 
 import keras
-from tfnet import data, model, optimizers, plotting
+from tfnet import config as config_lib
+from tfnet import optimizers, plotting, training
 
 ADAPTIVE = ("rmsprop", "adam", "keras_rmsprop", "keras_adam")
 
@@ -30,28 +31,25 @@ class CompareConfig:
       optimizers: registry names (``tfnet.optimizers.NAMES``). Defaults to all.
       learning_rate: α of gradient descent and momentum (and their Keras twins). Default 0.1.
       adaptive_learning_rate: α of RMSprop and Adam (and their twins). Default 0.01.
-      dataset: a 2-D set of ``tfnet.data.make_embedded``. Default "moons".
-      num_train, num_dev: examples in each split (dev drawn with seed + 1). Defaults 1000, 500.
+      dataset: an embedded set or a TFDS dataset prepared in ``data_dir``. Default "moons".
+      data_dir: the TFDS data directory. Default None.
       hidden_units: the MLP's hidden layers. Default (16, 16).
       batch_size: b. Default 64.
       epochs: passes over the training set. Default 30.
       target_loss: the training loss whose first epoch is reported. Default 0.2.
-      seed: seeds the data, the initial weights and the mini-batch order. Default 0.
-      logdir: TensorBoard root (one sub-directory per optimiser), or None. Default None.
+      seed: seeds the initial weights and the mini-batch order. Default 0.
     """
 
     optimizers: tuple = optimizers.NAMES
     learning_rate: float = 0.1
     adaptive_learning_rate: float = 0.01
     dataset: str = "moons"
-    num_train: int = 1000
-    num_dev: int = 500
+    data_dir: str = None
     hidden_units: tuple = (16, 16)
     batch_size: int = 64
     epochs: int = 30
     target_loss: float = 0.2
     seed: int = 0
-    logdir: str = None
 
 
 @dataclasses.dataclass
@@ -62,70 +60,38 @@ class RunResult:
     train_accuracy: float  # after the last epoch
     dev_accuracy: float
     epochs_to_target: int  # first epoch (1-based) with train loss <= target, or None
-    ms_per_step: float  # median over epochs 2.. (epoch 1 includes tracing)
+    ms_per_step: float  # the training loop's steady-state time per step (compilation excluded)
 
 
-def compare(config):
+def train_config(config, name, run_dir):
+    """The ``TrainConfig`` of optimiser ``name``'s run: only the optimiser and α differ."""
+    alpha = config.adaptive_learning_rate if name in ADAPTIVE else config.learning_rate
+    return config_lib.TrainConfig(
+        dataset=config.dataset, data_dir=config.data_dir, hidden_units=tuple(config.hidden_units),
+        batch_size=config.batch_size, epochs=config.epochs, seed=config.seed, optimizer=name,
+        learning_rate=alpha, model_dir=run_dir, export=False, resume=False, overwrite=True,
+        checkpoint_every_seconds=0.0,
+    )
+
+
+def compare(config, output_dir):
     """Trains one model per optimiser in ``config.optimizers``; returns their ``RunResult``s."""
     unknown = [name for name in config.optimizers if name not in optimizers.NAMES]
     if unknown:
         raise ValueError(f"optimizers must be among {', '.join(optimizers.NAMES)}. Received: {unknown}")
-    x_train, y_train = data.make_embedded(config.dataset, config.num_train, seed=config.seed)
-    x_dev, y_dev = data.make_embedded(config.dataset, config.num_dev, seed=config.seed + 1)
-    mean, variance = x_train.mean(axis=0), x_train.var(axis=0)
-    initial = model.build_model((2,), 2, config.hidden_units, mean, variance, seed=config.seed).get_weights()
-    # One permutation per epoch, shared by every optimiser: the same mini-batch order.
-    rng = np.random.default_rng(config.seed)
-    orders = [rng.permutation(config.num_train) for _ in range(config.epochs)]
-    return [
-        _train(name, config, initial, orders, (x_train, y_train), (x_dev, y_dev), mean, variance)
-        for name in config.optimizers
-    ]
-
-
-def _train(name, config, initial, orders, train, dev, mean, variance):
-    net = model.build_model((2,), 2, config.hidden_units, mean, variance, seed=config.seed)
-    net.set_weights(initial)
-    alpha = config.adaptive_learning_rate if name in ADAPTIVE else config.learning_rate
-    optimizer = optimizers.get(name, alpha)
-    optimizer.build(net.trainable_variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    @tf.function
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, net(x, training=True))
-        optimizer.apply(tape.gradient(loss, net.trainable_variables), net.trainable_variables)
-
-    def evaluate(x, y):
-        logits = net(x, training=False)
-        accuracy = float(np.mean(np.argmax(logits, axis=1) == y))
-        return float(loss_fn(y, logits)), accuracy
-
-    writer = tf.summary.create_file_writer(os.path.join(config.logdir, name)) if config.logdir else None
-    train_losses, dev_losses, epoch_ms = [], [], []
-    for epoch, order in enumerate(orders, start=1):
-        batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-        start = time.perf_counter()
-        for batch in batches:
-            train_step(train[0][batch], train[1][batch])
-        epoch_ms.append(1000 * (time.perf_counter() - start) / len(batches))
-        (train_loss, train_accuracy), (dev_loss, dev_accuracy) = evaluate(*train), evaluate(*dev)
-        train_losses.append(train_loss)
-        dev_losses.append(dev_loss)
-        if writer:
-            with writer.as_default(step=epoch):
-                tf.summary.scalar("loss/train", train_loss)
-                tf.summary.scalar("loss/dev", dev_loss)
-                tf.summary.scalar("accuracy/dev", dev_accuracy)
-    if writer:
-        writer.close()
-    reached = [e for e, loss in enumerate(train_losses, start=1) if loss <= config.target_loss]
-    return RunResult(
-        name=name, train_loss=train_losses, dev_loss=dev_losses, train_accuracy=train_accuracy,
-        dev_accuracy=dev_accuracy, epochs_to_target=reached[0] if reached else None,
-        ms_per_step=float(np.median(epoch_ms[1:] if len(epoch_ms) > 1 else epoch_ms)),
-    )
+    results = []
+    for name in config.optimizers:
+        result = training.train(train_config(config, name, os.path.join(output_dir, name)), verbose=0)
+        train_loss = [record["train_loss"] for record in result.history]
+        reached = [e for e, loss in enumerate(train_loss, start=1) if loss <= config.target_loss]
+        last = result.history[-1]
+        results.append(RunResult(
+            name=name, train_loss=train_loss, dev_loss=[r["dev_loss"] for r in result.history],
+            train_accuracy=last["train_accuracy"], dev_accuracy=last["dev_accuracy"],
+            epochs_to_target=reached[0] if reached else None,
+            ms_per_step=1000 * (result.seconds_per_step or float("nan")),
+        ))
+    return results
 
 
 def format_table(results, target_loss):
@@ -138,7 +104,7 @@ def format_table(results, target_loss):
         reached = "-" if r.epochs_to_target is None else str(r.epochs_to_target)
         lines.append(
             f"| {r.name} | {r.train_loss[-1]:.4f} | {r.dev_loss[-1]:.4f} | {r.train_accuracy:.3f} | "
-            f"{r.dev_accuracy:.3f} | {reached} | {r.ms_per_step:.2f} |"
+            f"{r.dev_accuracy:.3f} | {reached} | {r.ms_per_step:.3f} |"
         )
     return "\n".join(lines)
 
@@ -217,12 +183,12 @@ def plot_bowl_paths(paths, path):
 def run(config, output_dir):
     """The whole comparison: trains, writes TensorBoard runs and both PNGs under ``output_dir``.
 
-    Writes ``output_dir/tensorboard/<optimizer>/``, ``output_dir/loss_curves.png`` and
-    ``output_dir/bowl_paths.png``; returns the report (markdown tables) as text.
+    Writes one run directory per optimiser, ``output_dir/<optimizer>/`` (TensorBoard ``train/``
+    and ``dev/``), and ``output_dir/loss_curves.png`` and ``output_dir/bowl_paths.png``; returns
+    the report (markdown tables) as text.
     """
     os.makedirs(output_dir, exist_ok=True)
-    config = dataclasses.replace(config, logdir=os.path.join(output_dir, "tensorboard"))
-    results = compare(config)
+    results = compare(config, output_dir)
     plot_loss_curves(results, os.path.join(output_dir, "loss_curves.png"))
     paths = bowl_paths()
     plot_bowl_paths(paths, os.path.join(output_dir, "bowl_paths.png"))

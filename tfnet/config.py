@@ -204,7 +204,24 @@ class TrainConfig:
     log_every_steps: int = _field(
         10, "Write the mini-batch cost to TensorBoard every this many steps.", _positive_int
     )
-    histograms: bool = _field(False, "Write weight histograms to TensorBoard every epoch.")
+    histograms: bool = _field(
+        False, "Write weight histograms to TensorBoard at every evaluated epoch."
+    )
+    eval_every_epochs: int = _field(
+        1, "Evaluate the training and dev splits (and log them, and decide early stopping) every "
+        "this many epochs; the last epoch is always evaluated.", _positive_int,
+    )
+    steps_per_loop: int = _field(
+        0, "Training steps per compiled call (a tf.while_loop): 0 (automatic) runs up to the next "
+        "evaluation, checkpoint or the end, bounded so that a call lasts about a second; 1 is a "
+        "step per call. Any value gives the same results.", _non_negative_int,
+    )
+    jit_compile: str = _field(
+        "auto", "Compile the training loop with XLA: auto (on for one device when every "
+        "augmentation has an XLA kernel, else off), on, off. XLA changes the numbers in the "
+        "last bits (and the dropout and augmentation draws); a run is bit-identical to itself "
+        "with the same setting.", _choice("auto", "on", "off"),
+    )
     # Distribution.
     strategy: str = _field(
         "default", "tf.distribute strategy: default (one device), mirrored (all local GPUs, or "
@@ -218,7 +235,12 @@ class TrainConfig:
     )
     # Reliability.
     checkpoint_every_steps: int = _field(
-        100, "Write a checkpoint every this many steps (and at every epoch end).", _positive_int
+        0, "Write a checkpoint every this many steps; 0: by time only (--checkpoint_every_seconds)."
+        " A checkpoint is always written at the end and on SIGINT / SIGTERM.", _non_negative_int,
+    )
+    checkpoint_every_seconds: float = _field(
+        60.0, "Write a checkpoint when this many seconds have passed since the last one (checked "
+        "after each compiled loop call, about every second); 0: by steps only.", _non_negative,
     )
     keep_checkpoints: int = _field(3, "How many recent checkpoints to keep.", _positive_int)
     resume: bool = _field(

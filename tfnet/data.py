@@ -17,7 +17,6 @@ raw inputs.
 """
 
 import dataclasses
-import functools
 import math
 import os
 from typing import NamedTuple
@@ -247,15 +246,6 @@ def normalization_statistics(train, batch_size=1024):
     return mean.astype(np.float32), variance
 
 
-def epoch_seed(seed, epoch):
-    """The shuffle seed of one epoch: a pure function of the run's seed and the epoch number.
-
-    Deriving each epoch's order from (seed, epoch) instead of from a running RNG means the data
-    order needs no state of its own in a checkpoint: resuming at epoch e reproduces its order.
-    """
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-
-
 class Examples(NamedTuple):
     """A whole split held in memory: ``features`` [m, ...] float32 and ``labels`` [m] int64."""
 
@@ -266,91 +256,66 @@ class Examples(NamedTuple):
 def in_memory(dataset):
     """Reads an unbatched split of ``(features, label)`` into memory as one ``Examples``.
 
-    The training split is read once and kept as two tensors, from which ``train_batches`` cuts
-    every epoch. It must fit in memory: 25 MB for ``mnist_t10k``'s 6,400 training images,
-    600 MB for CIFAR-10's 50,000, as float32.
+    The training loop cuts every mini-batch from the split held this way, inside its compiled
+    call, and evaluation reads a split in one call. A split must fit in memory: 25 MB for
+    ``mnist_t10k``'s 6,400 training images, 600 MB for CIFAR-10's 50,000, as float32.
     """
     features, labels = dataset.batch(2**31 - 1).get_single_element()
     return Examples(features, labels)
 
 
-# Examples augmented per vectorised call: one op per transform per chunk instead of per
-# example amortises TensorFlow's per-op cost, which otherwise dominates small images.
-AUGMENT_CHUNK = 2048
+# Stateless random numbers with one named algorithm: the integers it draws are the same with
+# and without XLA, so an epoch's order does not depend on --jit_compile.
+_ALGORITHM = "philox"
+
+
+def epoch_key(seed, epoch):
+    """The random key ``[2]`` (int64) of one epoch: a pure function of the run's seed and epoch.
+
+    Every random choice of an epoch (its order, its augmentation) is drawn from this key with
+    stateless ops, so the data need no state of their own in a checkpoint: resuming at epoch e,
+    mini-batch i, reproduces them exactly. Works eagerly and inside compiled functions.
+    """
+    return tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
 
 
 def epoch_order(num_examples, seed, epoch):
-    """The epoch's order of the m training examples: a uniform permutation (int64 [m]).
+    """The order of the m training examples in one epoch: a uniform permutation (int32 [m]).
 
-    It is the order in which ``tf.data.Dataset.shuffle`` with a full buffer, seeded by
-    ``epoch_seed(seed, epoch)``, hands out m items (that order depends on the seed and the
-    buffer size, never on the items), drawn here over the indices alone.
+    The examples sorted by m independent uniform 64-bit integers drawn from the epoch's key
+    (a stable sort, so the order is a function of the key even in the rare event of a tie).
     """
-    indices = tf.data.Dataset.range(num_examples).shuffle(
-        num_examples, seed=epoch_seed(seed, epoch), reshuffle_each_iteration=False
-    )
-    return indices.batch(num_examples).get_single_element()
+    key = tf.random.experimental.stateless_fold_in(epoch_key(seed, epoch), 0, alg=_ALGORITHM)
+    draws = tf.random.stateless_uniform([num_examples], seed=key, minval=None, maxval=None,
+                                        dtype=tf.int64, alg=_ALGORITHM)
+    return tf.argsort(draws, stable=True)
 
 
-@functools.lru_cache(maxsize=8)
-def _compiled(augment):
-    # One compiled function per augmentation, traced once per chunk shape (full and last).
-    return tf.function(augment)
+def augmentation_seed(seed, epoch, batch, replica=0):
+    """The seed ``[2]`` of the augmentation of mini-batch ``batch`` (0-based) of ``epoch``.
 
-
-def train_batches(examples, batch_size, seed, epoch, skip_batches=0, augment=None):
-    """One epoch of shuffled training mini-batches (METHODS.md §5).
-
-    The epoch is prepared in memory when this is called: the examples are gathered in
-    ``epoch_order(m, seed, epoch)``, optionally augmented, and cut into mini-batches of
-    ``batch_size`` (the last may be smaller), which a ``tf.data`` dataset then hands out without
-    further work. Preparing the whole epoch with a few large compiled ops and handing out ready
-    batches is several times faster than shuffling, batching and augmenting example by example
-    inside ``tf.data`` on a small CPU, where each ``tf.data`` element and each function call
-    inside a map has a high fixed cost (``scripts/bench_input.py`` measures both against the
-    training step).
-
-    Args:
-      examples: the training split in memory (``in_memory(Splits.train)``).
-      batch_size: b, examples per mini-batch.
-      seed: the run's seed.
-      epoch: the epoch number (0-based); each epoch has its own order.
-      skip_batches: mini-batches of this epoch already trained (resuming mid-epoch).
-      augment: optional ``augment(features, seed_pair) -> features`` on a batch of examples
-        (``tfnet.augment.build``). It is applied, compiled, to consecutive chunks of about
-        ``AUGMENT_CHUNK`` examples of the epoch's order (a multiple of ``batch_size``, so
-        mini-batches are cut exactly as without augmentation), chunk i with
-        ``seed_pair = [epoch_seed(seed, epoch), i]``: stateless random ops then give the same
-        augmentation on every run and every resume. Dev and test data never pass through here.
+    Under ``tf.distribute`` each replica augments its own part of the global batch, with
+    ``replica`` its index; one device is replica 0.
     """
-    features, labels = examples
-    num_examples = int(labels.shape[0])
-    order = epoch_order(num_examples, seed, epoch)
-    features, labels = tf.gather(features, order), tf.gather(labels, order)
-    if augment is not None:
-        chunk = batch_size * max(1, AUGMENT_CHUNK // batch_size)
-        shuffle_seed = tf.constant(epoch_seed(seed, epoch), tf.int64)
-        features = tf.concat([
-            _compiled(augment)(features[start:start + chunk],
-                               tf.stack([shuffle_seed, tf.constant(index, tf.int64)]))
-            for index, start in enumerate(range(0, num_examples, chunk))
-        ], axis=0)
-    full = num_examples // batch_size * batch_size
-
-    def cut(tensor):  # [m, ...] -> [m // b, b, ...] full mini-batches
-        return tf.reshape(tensor[:full], [-1, batch_size] + tensor.shape[1:].as_list())
-
-    ds = tf.data.Dataset.from_tensor_slices((cut(features), cut(labels)))
-    if full < num_examples:
-        ds = ds.concatenate(tf.data.Dataset.from_tensors((features[full:], labels[full:])))
-    if skip_batches:
-        ds = ds.skip(skip_batches)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    key = tf.random.experimental.stateless_fold_in(epoch_key(seed, epoch), 1, alg=_ALGORITHM)
+    key = tf.random.experimental.stateless_fold_in(key, tf.cast(batch, tf.int64), alg=_ALGORITHM)
+    return tf.random.experimental.stateless_fold_in(key, tf.cast(replica, tf.int64),
+                                                    alg=_ALGORITHM)
 
 
-def eval_batches(dataset, batch_size=1024):
-    """Batched, prefetched examples in their stored order, for evaluation."""
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+def batch_indices(order, batch, batch_size, size=None):
+    """Positions in the split of mini-batch ``batch`` (0-based) of an epoch in ``order``.
+
+    Mini-batch i holds the examples ``order[i·b : min((i + 1)·b, m)]``: every mini-batch has b
+    examples but the last, which has the m − (⌈m/b⌉ − 1)·b left over (docs/methods.md §5).
+    ``size`` is that number of examples when the caller knows it as a Python int (XLA needs
+    static shapes); by default it is computed. The positions are gathered from a range rather
+    than sliced, so that XLA compiles a dynamic ``batch`` once instead of once per value.
+    """
+    start = tf.cast(batch, tf.int64) * batch_size
+    if size is None:
+        size = tf.minimum(tf.cast(batch_size, tf.int64), tf.size(order, out_type=tf.int64) - start)
+    return tf.gather(order, start + tf.range(size, dtype=tf.int64))
 
 
 def steps_per_epoch(num_examples, batch_size):

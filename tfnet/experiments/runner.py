@@ -48,8 +48,8 @@ def train_variant(variant, config, run_dir, verbose):
     """Trains one variant into ``run_dir`` (any run already there is replaced); returns its Row."""
     config = dataclasses.replace(
         config, model_dir=run_dir, export=False, resume=False, overwrite=True,
-        # Checkpoints only at epoch ends: a run here is never resumed, only compared.
-        checkpoint_every_steps=10**9,
+        # Only the final checkpoint: a run here is never resumed, only compared.
+        checkpoint_every_steps=0, checkpoint_every_seconds=0.0,
     )
     started = time.perf_counter()
     result = training.train(config, verbose=verbose)

@@ -14,7 +14,8 @@ import shutil
 # Fields that may change when a run resumes; any other difference is a different run.
 RESUMABLE_CHANGES = frozenset({
     "epochs", "export", "export_dir", "export_name", "log_every_steps", "histograms",
-    "checkpoint_every_steps", "keep_checkpoints", "resume", "overwrite", "on_nonfinite",
+    "checkpoint_every_steps", "checkpoint_every_seconds", "keep_checkpoints", "resume",
+    "overwrite", "on_nonfinite", "eval_every_epochs", "steps_per_loop", "jit_compile",
     "early_stopping_patience", "early_stopping_min_delta", "best_error", "model_dir",
     "strategy", "tpu", "cpu_devices",  # checkpoints restore under any strategy
 })

@@ -2,10 +2,11 @@
 
 One ``tf.train.Checkpoint`` holds the model (weights and BatchNorm running averages), the
 optimiser (slot variables and ``iterations``), the state of every layer's random seed generator
-(dropout masks), and the position of the run: epoch, step within the epoch, global step, the
-best dev accuracy so far, epochs without improvement, and the per-epoch history (as JSON).
-The data order needs no state of its own: each epoch's shuffle is a pure function of (seed,
-epoch) (``tfnet.data.epoch_seed``), so epoch and step locate the next mini-batch exactly.
+(dropout masks), and the position of the run: the global step g (the epoch is g div ⌈m/b⌉, the
+mini-batch within it g mod ⌈m/b⌉), the best dev accuracy so far, the epochs without improvement,
+and the history of evaluated epochs (as JSON). The data need no state of their own: each epoch's
+order and augmentation are pure functions of (seed, epoch) (``tfnet.data.epoch_key``), so the
+global step locates the next mini-batch exactly.
 ``tf.train.CheckpointManager`` writes each checkpoint to a temporary name and renames it when
 complete, so a kill mid-write leaves the previous checkpoint as the latest.
 """
@@ -36,8 +37,6 @@ class RunState:
         ``save_dir``, and all of them restore from the chief's ``run_dir``.
         """
         self._restore_dir = os.path.join(run_dir, "checkpoints")
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.best_dev_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
         self.epochs_without_improvement = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -45,7 +44,7 @@ class RunState:
         self.checkpoint = tf.train.Checkpoint(
             model=model, optimizer=optimizer,
             seed_states=[g.state for g in seed_generators(model)],
-            epoch=self.epoch, step_in_epoch=self.step_in_epoch, global_step=self.global_step,
+            global_step=self.global_step,
             best_dev_accuracy=self.best_dev_accuracy,
             epochs_without_improvement=self.epochs_without_improvement, history=self._history,
         )
@@ -72,6 +71,7 @@ class RunState:
         return path
 
     def save(self):
+        """Writes a checkpoint numbered by the global step; returns its path."""
         return self.manager.save(checkpoint_number=int(self.global_step.numpy()))
 
     @property

@@ -1,0 +1,191 @@
+"""K training steps per compiled call, the mini-batches cut from the split in memory.
+
+One call of a ``TrainLoop`` runs ``num_steps`` steps inside one ``tf.function`` (a
+``tf.while_loop``, optionally compiled by XLA), like Keras' ``steps_per_execution`` and Orbit's
+``steps_per_loop``. The loop's position is the run's global step g (a checkpointed variable); step
+g trains mini-batch ``g mod ⌈m/b⌉`` of epoch ``g div ⌈m/b⌉``, so one call may cross several
+epochs. Everything a step needs is computed inside the call from (seed, epoch, mini-batch):
+
+- the epoch's order, ``tfnet.data.epoch_order`` (drawn again when an epoch starts);
+- the mini-batch, gathered from the training split held in a variable (under ``tf.distribute``
+  each replica holds a copy and gathers its part of the global batch itself);
+- the augmentation of that mini-batch, seeded by ``tfnet.data.augmentation_seed``;
+- the step itself, ``tfnet.training.step.make_train_step``: dropout masks come from the layers'
+  checkpointed seed generators, the learning rate from the optimiser's step count.
+
+So a call of K steps does exactly what K calls of one step do, in the same order, and its result
+does not depend on K: the run is bit-identical for any K (with op determinism), and resuming at
+any step needs only the checkpointed variables.
+
+Inside the loop, a step whose cost or gradient is not finite is never applied (the step's own
+guard); with ``stop_on_nonfinite`` the call ends there, the position left before that step,
+otherwise the step is counted as skipped and the loop goes on. The mini-batch cost of every step
+g with g mod ``log_every_steps`` = 0 is kept in a fixed-size buffer that the call returns, so the
+host writes the same TensorBoard points for any K.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from tfnet import data as data_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopOutput:
+    """What one call of the loop did.
+
+    Attributes:
+      steps: steps by which the position advanced (applied or skipped updates).
+      skipped: of those, non-finite steps whose update was dropped.
+      first_nonfinite_step: the global step number (1-based) of the first non-finite step of
+        the call, or 0 if none.
+      nonfinite_cost: the cost of that step (NaN when there was none).
+      stopped: a non-finite step ended the call (``stop_on_nonfinite``); it was not applied and
+        the position is the step before it.
+      logged: ``[(step, cost), ...]``, the mini-batch cost of each step of the call that is a
+        multiple of ``log_every_steps``.
+    """
+
+    steps: int
+    skipped: int
+    first_nonfinite_step: int
+    nonfinite_cost: float
+    stopped: bool
+    logged: list
+
+
+class TrainLoop:
+    """Runs the training step K times per compiled call.
+
+    Args:
+      train_step: ``take -> (cost, finite)``, from ``tfnet.training.step.make_train_step``.
+      examples: the training split in memory (``tfnet.data.Examples``).
+      batch_size: b, the global mini-batch size.
+      seed: the run's seed, which keys every epoch's order and augmentation.
+      position: the global step, an int64 ``tf.Variable`` the loop reads and advances.
+      augment: ``augment(features, seed) -> features`` (``tfnet.augment.build``) applied to each
+        training mini-batch, or None. Default None.
+      stop_on_nonfinite: end a call at a non-finite step (True) or skip it and go on (False).
+        Default True.
+      log_every_steps: the steps whose cost is returned. Default 10.
+      log_capacity: the most logged costs one call returns; a call runs at most
+        ``log_capacity · log_every_steps`` steps. Default 1024.
+      strategy: the ``tf.distribute`` strategy the step runs under. Default: the current one.
+      jit_compile: compile the loop with XLA (one device only). Default False.
+    """
+
+    def __init__(self, train_step, examples, batch_size, seed, position, *, augment=None,
+                 stop_on_nonfinite=True, log_every_steps=10, log_capacity=1024, strategy=None,
+                 jit_compile=False):
+        self.strategy = strategy or tf.distribute.get_strategy()
+        if jit_compile and self.strategy.num_replicas_in_sync > 1:
+            raise ValueError(
+                "jit_compile must be False under a strategy with several replicas (XLA compiles "
+                f"one device's program). Received: jit_compile={jit_compile}"
+            )
+        self.num_examples = int(examples.labels.shape[0])
+        self.batch_size = int(batch_size)
+        self.steps_per_epoch = data_lib.steps_per_epoch(self.num_examples, self.batch_size)
+        self.log_every_steps = int(log_every_steps)
+        self.log_capacity = int(log_capacity)
+        self.max_steps_per_call = self.log_capacity * self.log_every_steps
+        self.position = position
+        self._train_step = train_step
+        self._seed = int(seed)
+        self._augment = augment
+        self._stop_on_nonfinite = bool(stop_on_nonfinite)
+        self.jit_compile = bool(jit_compile)
+        with self.strategy.scope():  # one copy per replica, read where the replica runs
+            self._features = tf.Variable(examples.features, trainable=False, name="train_features")
+            self._labels = tf.Variable(examples.labels, trainable=False, name="train_labels")
+        self._run = tf.function(
+            self._loop, jit_compile=self.jit_compile,
+            input_signature=[tf.TensorSpec([], tf.int64, name="num_steps")],
+        )
+
+    def __call__(self, num_steps):
+        """Runs ``num_steps`` steps (at most ``max_steps_per_call``); returns a ``LoopOutput``."""
+        if not 1 <= num_steps <= self.max_steps_per_call:
+            raise ValueError(f"num_steps must be in [1, {self.max_steps_per_call}]. "
+                             f"Received: num_steps={num_steps}")
+        start = int(self.position.numpy())
+        result = {name: value.numpy() for name, value in self._run(tf.constant(num_steps, tf.int64)).items()}
+        steps = int(result["steps"])
+        every = self.log_every_steps
+        logged_steps = range((start // every + 1) * every, start + steps + 1, every)
+        logged = [(step, float(cost)) for step, cost in zip(logged_steps, result["costs"])]
+        return LoopOutput(steps=steps, skipped=int(result["skipped"]),
+                          first_nonfinite_step=int(result["first_nonfinite_step"]),
+                          nonfinite_cost=float(result["nonfinite_cost"]),
+                          stopped=bool(result["stopped"]), logged=logged)
+
+    def _loop(self, num_steps):
+        start = self.position.read_value()
+        spe, every, capacity = self.steps_per_epoch, self.log_every_steps, self.log_capacity
+
+        def body(i, order, skipped, first_bad, bad_cost, stopped, costs):
+            step = start + i  # this step's 0-based index; it is global step number step + 1
+            epoch, batch = step // spe, step % spe
+            order = tf.cond(tf.logical_and(batch == 0, i > 0),
+                            lambda: self._order(epoch), lambda: order)
+            cost, finite = self._step(order, epoch, batch)
+            bad = tf.logical_not(finite)
+            first = tf.logical_and(bad, first_bad == 0)
+            first_bad = tf.where(first, step + 1, first_bad)
+            bad_cost = tf.where(first, cost, bad_cost)
+            advance = finite if self._stop_on_nonfinite else tf.constant(True)
+            stopped = tf.logical_and(bad, tf.logical_not(advance))
+            skipped += tf.cast(tf.logical_and(bad, advance), tf.int64)
+            # Buffer slot of this step's cost; capacity is a slot that nobody reads.
+            logged = tf.logical_and(advance, (step + 1) % every == 0)
+            slot = tf.where(logged, (step + 1) // every - start // every - 1, capacity)
+            costs = tf.tensor_scatter_nd_update(costs, tf.reshape(slot, [1, 1]), tf.reshape(cost, [1]))
+            return i + tf.cast(advance, tf.int64), order, skipped, first_bad, bad_cost, stopped, costs
+
+        zero = tf.constant(0, tf.int64)
+        initial = (zero, self._order(start // spe), zero, zero, tf.constant(np.nan, tf.float32),
+                   tf.constant(False), tf.zeros([capacity + 1], tf.float32))
+        steps, _, skipped, first_bad, bad_cost, stopped, costs = tf.while_loop(
+            lambda i, *rest: tf.logical_and(i < num_steps, tf.logical_not(rest[-2])),
+            body, initial,
+        )
+        self.position.assign_add(steps)
+        return dict(steps=steps, skipped=skipped, first_nonfinite_step=first_bad,
+                    nonfinite_cost=bad_cost, stopped=stopped, costs=costs[:capacity])
+
+    def _order(self, epoch):
+        return data_lib.epoch_order(self.num_examples, self._seed, epoch)
+
+    def _step(self, order, epoch, batch):
+        """The step on mini-batch ``batch`` of ``epoch``; returns (cost, finite)."""
+        last_size = self.num_examples - (self.steps_per_epoch - 1) * self.batch_size
+
+        def step_on(size):
+            indices = data_lib.batch_indices(order, batch, self.batch_size, size)
+            return self._train_step(self._taker(indices, epoch, batch))
+
+        if not self.jit_compile or last_size == self.batch_size:
+            return step_on(None if not self.jit_compile else self.batch_size)
+        # XLA compiles static shapes: the full and the smaller last mini-batch are two branches.
+        return tf.cond(batch == self.steps_per_epoch - 1, lambda: step_on(last_size),
+                       lambda: step_on(self.batch_size))
+
+    def _taker(self, indices, epoch, batch):
+        """``take(replica_id, num_replicas)`` for the step: that replica's part of the batch."""
+
+        def take(replica_id, num_replicas):
+            mine = indices
+            if num_replicas > 1:  # replica r takes positions [n·r/R, n·(r+1)/R) of the n
+                n = tf.size(indices, out_type=tf.int64)
+                r = tf.cast(replica_id, tf.int64)
+                mine = tf.gather(indices, tf.range(n * r // num_replicas, n * (r + 1) // num_replicas))
+            features = tf.gather(self._features, mine)
+            labels = tf.gather(self._labels, mine)
+            if self._augment is not None:
+                seed = data_lib.augmentation_seed(self._seed, epoch, batch, replica_id)
+                features = self._augment(features, seed)
+            return features, labels
+
+        return take

@@ -1,0 +1,47 @@
+"""SIGINT and SIGTERM noted, not acted on at once: training stops at the next loop boundary.
+
+A compiled loop call lasts about a second at most, so the run answers within a second or two:
+it finishes the call, writes a checkpoint and raises ``TrainingInterrupted``.
+"""
+
+import signal
+import threading
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped the run after a checkpoint; ``signal_number`` says which."""
+
+    def __init__(self, message, signal_number):
+        super().__init__(message)
+        self.signal_number = signal_number
+
+
+class StopSignals:
+    """While entered, SIGINT and SIGTERM set ``received`` (the signal's number) instead of
+    interrupting; the previous handlers come back on exit. Outside the main thread, where
+    Python cannot install handlers, it does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def _note(self, signal_number, frame):
+        del frame
+        self.received = signal_number
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._note) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+        return False
+
+    @property
+    def name(self):
+        return signal.Signals(self.received).name if self.received else None
