@@ -309,15 +309,48 @@ def check(name, value):
         checker(name, value)
 
 
-def check_decay_interval(lr_schedule, decay_interval):
-    """Raises ValueError when ``lr_schedule`` needs a ``decay_interval`` it did not get.
-
-    0 means "every step" for inverse_time only; step decay has no such form, and without this
-    check the schedule's own default (10 epochs) would silently stand in for it.
-    """
-    if lr_schedule == "step" and decay_interval == 0:
+def _decay_interval_given(values):
+    # 0 means "every step" for inverse_time only; step decay has no such form, and without this
+    # check the schedule's own default (10 epochs) would silently stand in for it.
+    if values["lr_schedule"] == "step" and values["decay_interval"] == 0:
         fail("decay_interval", "> 0 with lr_schedule=step (the epochs between its decays)",
-             decay_interval)
+             values["decay_interval"])
+
+
+def _keep_prob_per_layer(values):
+    keep_prob, hidden_units = values["keep_prob"], values["hidden_units"]
+    if len(keep_prob) not in (1, len(hidden_units)):
+        fail("keep_prob", f"one value or one per hidden layer ({len(hidden_units)}, from "
+             f"hidden_units={','.join(map(str, hidden_units))})", ",".join(map(str, keep_prob)))
+
+
+def _jit_compile_possible(values):
+    if values["jit_compile"] != "on":
+        return
+    if values["strategy"] != "default":
+        fail("jit_compile", "auto or off with strategy="
+             f"{values['strategy']} (XLA compiles one device's loop)", values["jit_compile"])
+    from tfnet import augment  # Imported lazily: it imports TensorFlow.
+
+    if values["augment"] and not augment.compiles_with_xla(values["augment"]):
+        fail("jit_compile", f"auto or off with augment={values['augment']} (rotate and zoom "
+             "resample with an op that XLA cannot compile)", values["jit_compile"])
+
+
+def _tpu_named(values):
+    if values["strategy"] == "tpu" and values["tpu"] is None:
+        fail("tpu", "given with strategy=tpu: a TPU name, a grpc:// address, or local on a TPU VM",
+             values["tpu"])
+
+
+# Checks of several fields at once: (the fields, the check of their values). Each becomes one
+# multi-flag validator of the scripts (tfnet.flags), and validate() runs them on a config.
+CROSS_CHECKS = (
+    (("lr_schedule", "decay_interval"), _decay_interval_given),
+    (("keep_prob", "hidden_units"), _keep_prob_per_layer),
+    (("jit_compile", "strategy", "augment"), _jit_compile_possible),
+    (("strategy", "tpu"), _tpu_named),
+)
 
 
 def validate(config):
@@ -325,8 +358,6 @@ def validate(config):
     raises ValueError on the first invalid field."""
     for field in dataclasses.fields(config):
         check(field.name, getattr(config, field.name))
-    check_decay_interval(config.lr_schedule, config.decay_interval)
-    if len(config.keep_prob) not in (1, len(config.hidden_units)):
-        fail("keep_prob", f"one value or one per hidden layer ({len(config.hidden_units)})",
-              ",".join(map(str, config.keep_prob)))
+    for names, cross_check in CROSS_CHECKS:
+        cross_check({name: getattr(config, name) for name in names})
     return config

@@ -3,8 +3,10 @@
 Scripts call ``define_train_flags()`` (nothing is defined at import) and, after parsing,
 ``train_config_from_flags(FLAGS)``. Every flag gets its field's help and a validator that runs the
 field's check, so an invalid value stops the script at parse time, before any work, with one line
-naming the flag, the value and what is allowed; rules that involve two flags (--dataset with
---data_dir, --lr_schedule=step with --decay_interval) are multi-flag validators. The library
+naming the flag, the value and what is allowed; rules that involve several flags (--dataset with
+--data_dir, and ``tfnet.config.CROSS_CHECKS``: --lr_schedule=step with --decay_interval,
+--keep_prob with --hidden_units, --jit_compile with --strategy and --augment, --strategy=tpu with
+--tpu) are multi-flag validators. The library
 itself never reads flags.
 
 Defining the flags imports TensorFlow (the ``--augment`` help lists the augmentations, and the
@@ -99,19 +101,25 @@ def define_train_flags(flag_values=flags.FLAGS, names=None):
             ["dataset", "data_dir"], _dataset_available, message="invalid --dataset",
             flag_values=flag_values,
         )
-    if "lr_schedule" in flag_values and "decay_interval" in flag_values:
-        flags.register_multi_flags_validator(
-            ["lr_schedule", "decay_interval"], _decay_interval_given,
-            message="invalid --decay_interval", flag_values=flag_values,
-        )
+    for names, cross_check in config_lib.CROSS_CHECKS:
+        if all(name in flag_values for name in names):
+            flags.register_multi_flags_validator(
+                list(names), _cross_validator(names, cross_check),
+                message=f"invalid --{names[0]}", flag_values=flag_values,
+            )
 
 
-def _decay_interval_given(values):
-    try:
-        config_lib.check_decay_interval(values["lr_schedule"], values["decay_interval"])
-    except ValueError as error:
-        raise flags.ValidationError(f"--{error}") from None
-    return True
+def _cross_validator(names, cross_check):
+    fields = config_lib.TrainConfig.__dataclass_fields__
+
+    def validate(values):
+        try:
+            cross_check({name: _convert(fields[name], values[name]) for name in names})
+        except ValueError as error:
+            raise flags.ValidationError(f"--{error}") from None
+        return True
+
+    return validate
 
 
 def _dataset_available(values):
