@@ -76,40 +76,40 @@ def test_normalization_floors_constant_features():
     assert variance[1] == pytest.approx(1e-3 * x[:, 0].var(), rel=1e-4)
 
 
-def test_train_batches_reshuffle_each_epoch_and_repeat_with_the_seed():
-    dataset = data.in_memory(tf.data.Dataset.from_tensor_slices(
-        (np.arange(100, dtype=np.float32), np.zeros(100, np.int64))))
+def test_epoch_order_is_a_permutation_keyed_by_seed_and_epoch():
+    first = data.epoch_order(100, seed=1, epoch=0).numpy()
+    assert sorted(first) == list(range(100))  # every example once per epoch
+    np.testing.assert_array_equal(first, data.epoch_order(100, seed=1, epoch=0).numpy())
+    assert not np.array_equal(first, data.epoch_order(100, seed=1, epoch=1).numpy())
+    assert not np.array_equal(first, data.epoch_order(100, seed=2, epoch=0).numpy())
 
-    def order(seed, epoch, skip=0):
-        return np.concatenate([x for x, _ in data.train_batches(dataset, 16, seed, epoch, skip).as_numpy_iterator()])
 
-    first = order(seed=1, epoch=0)
-    assert sorted(first) == list(range(100))  # a permutation: every example once per epoch
-    np.testing.assert_array_equal(first, order(seed=1, epoch=0))
-    assert not np.array_equal(first, order(seed=1, epoch=1))
-    assert not np.array_equal(first, order(seed=2, epoch=0))
-    np.testing.assert_array_equal(order(seed=1, epoch=0, skip=3), first[48:])
+def test_epoch_order_and_augmentation_seed_are_the_same_compiled_by_xla():
+    def draws(seed, epoch):
+        return (data.epoch_order(1000, seed, epoch),
+                data.augmentation_seed(seed, epoch, batch=3, replica=1))
+
+    eager = [t.numpy() for t in draws(tf.constant(7, tf.int64), tf.constant(4, tf.int64))]
+    compiled = tf.function(draws, jit_compile=True)
+    xla = [t.numpy() for t in compiled(tf.constant(7, tf.int64), tf.constant(4, tf.int64))]
+    for a, b in zip(eager, xla, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_augmentation_seeds_differ_per_epoch_batch_and_replica():
+    seeds = {tuple(data.augmentation_seed(0, epoch, batch, replica).numpy())
+             for epoch in range(3) for batch in range(3) for replica in range(2)}
+    assert len(seeds) == 18
+
+
+def test_batch_indices_cut_the_order_into_full_batches_and_a_smaller_last_one():
+    order = data.epoch_order(100, seed=3, epoch=0)
     assert data.steps_per_epoch(100, 16) == 7
-
-
-def test_train_batches_augment_chunks_keep_batches_and_seed_per_chunk():
-    m = 2 * data.AUGMENT_CHUNK + 100
-    dataset = data.in_memory(tf.data.Dataset.from_tensor_slices(
-        (np.zeros((m, 1), np.float32), np.arange(m))))
-
-    def augment(features, seed_pair):
-        return features + tf.cast(seed_pair[1], tf.float32)  # the chunk's index
-
-    batches = list(data.train_batches(dataset, 64, seed=0, epoch=0, augment=augment).as_numpy_iterator())
-    plain = list(data.train_batches(dataset, 64, seed=0, epoch=0).as_numpy_iterator())
-    assert [len(y) for _, y in batches] == [len(y) for _, y in plain]  # same mini-batches
-    for (_, y), (_, y_plain) in zip(batches, plain):
-        np.testing.assert_array_equal(y, y_plain)  # same order, labels untouched
-    chunk_of_example = np.concatenate([x.ravel() for x, _ in batches])
-    chunk = 64 * (data.AUGMENT_CHUNK // 64)
-    np.testing.assert_array_equal(chunk_of_example, np.arange(m) // chunk)
-    resumed = list(data.train_batches(dataset, 64, seed=0, epoch=0, skip_batches=40, augment=augment).as_numpy_iterator())
-    np.testing.assert_array_equal(resumed[0][0], batches[40][0])
+    batches = [data.batch_indices(order, i, 16).numpy() for i in range(7)]
+    assert [len(b) for b in batches] == [16] * 6 + [4]
+    np.testing.assert_array_equal(np.concatenate(batches), order.numpy())
+    # A size given as a Python int (for XLA's static shapes) cuts the same batch.
+    np.testing.assert_array_equal(data.batch_indices(order, 6, 16, size=4).numpy(), batches[6])
 
 
 def test_unknown_dataset_names_what_exists(tmp_path):
@@ -126,17 +126,3 @@ def test_unprepared_tfds_dataset_says_how_to_get_it(tmp_path):
 def test_dev_fraction_outside_open_unit_interval_is_refused(dev_fraction):
     with pytest.raises(ValueError, match=rf"dev_fraction must be in \(0, 1\). Received: dev_fraction={dev_fraction}"):
         data.load("moons", dev_fraction=dev_fraction)
-
-
-def test_train_batches_are_tf_data_full_buffer_shuffle_then_batch():
-    # The reference is what tf.data itself gives: the examples shuffled with a full buffer seeded
-    # by epoch_seed, then batched; train_batches prepares that epoch in memory, batch for batch.
-    x = np.random.default_rng(0).normal(size=(150, 3)).astype(np.float32)
-    dataset = tf.data.Dataset.from_tensor_slices((x, np.arange(150, dtype=np.int64)))
-    reference = dataset.shuffle(150, seed=data.epoch_seed(5, 2), reshuffle_each_iteration=False)
-    expected = list(reference.batch(32).as_numpy_iterator())
-    batches = list(data.train_batches(data.in_memory(dataset), 32, seed=5, epoch=2).as_numpy_iterator())
-    assert [len(y) for _, y in batches] == [32] * 4 + [22]
-    for (features, labels), (expected_features, expected_labels) in zip(batches, expected, strict=True):
-        np.testing.assert_array_equal(labels, expected_labels)
-        np.testing.assert_array_equal(features, expected_features)
