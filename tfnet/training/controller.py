@@ -71,6 +71,8 @@ class Controller:
         self._progress = None
         # Steady-state speed: steps and seconds of every call but the first (which compiles).
         self.timed_steps, self.timed_seconds = 0, 0.0
+        self._last_saved = None  # the step of the last checkpoint (set when training starts)
+        self._last_save_time = self._last_evaluation_time = time.perf_counter()
 
     # -- Positions -----------------------------------------------------------------------------
 
