@@ -25,11 +25,32 @@ host writes the same TensorBoard points for any K.
 """
 
 import dataclasses
+import logging
 
 import numpy as np
 import tensorflow as tf
 
 from tfnet import data as data_lib
+
+
+class _PerRunTracingNotice(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning for tfnet's own loop and
+    evaluation functions: each run builds and traces its own, once (a process training several
+    models, as the experiments and the study do, would otherwise be told to stop "retracing")."""
+
+    OURS = ("TrainLoop.__init__.<locals>.loop", "make_evaluate.<locals>.evaluate")
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not ("tf.function retracing" in message and any(name in message for name in self.OURS))
+
+
+def quiet_per_run_tracing_notice():
+    """Installs ``_PerRunTracingNotice`` on TensorFlow's logger (once; when a run is built, never
+    at import)."""
+    logger = tf.get_logger()
+    if not any(isinstance(f, _PerRunTracingNotice) for f in logger.filters):
+        logger.addFilter(_PerRunTracingNotice())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,10 +121,13 @@ class TrainLoop:
         with self.strategy.scope():  # one copy per replica, read where the replica runs
             self._features = tf.Variable(examples.features, trainable=False, name="train_features")
             self._labels = tf.Variable(examples.labels, trainable=False, name="train_labels")
-        self._run = tf.function(
-            self._loop, jit_compile=self.jit_compile,
-            input_signature=[tf.TensorSpec([], tf.int64, name="num_steps")],
-        )
+
+        def loop(num_steps):  # a function of this loop's own: traced once, never retraced
+            return self._loop(num_steps)
+
+        quiet_per_run_tracing_notice()
+        self._run = tf.function(loop, jit_compile=self.jit_compile,
+                                input_signature=[tf.TensorSpec([], tf.int64, name="num_steps")])
 
     def __call__(self, num_steps):
         """Runs ``num_steps`` steps (at most ``max_steps_per_call``); returns a ``LoopOutput``."""

@@ -1,4 +1,5 @@
-"""tfnet.training in process: determinism, the exported model, versions, the diagnosis."""
+"""tfnet.training in process: determinism, the exported model, unaugmented evaluation, the
+diagnosis, config checks."""
 
 import os
 import subprocess
@@ -57,14 +58,25 @@ def test_exported_model_reloads_in_a_fresh_process_with_the_same_predictions(tmp
     np.testing.assert_allclose(served.sum(axis=1), 1.0, rtol=1e-6)  # probabilities
 
 
-def test_exports_take_the_next_version_and_never_overwrite(tmp_path):
-    result = training.train(_config(tmp_path, epochs=1), verbose=0)
-    first = os.listdir(result.export_path)
-    second = export.export_model(result.model, str(tmp_path / "saved_models"), "moons")
-    assert second.endswith(os.path.join("moons", "2"))
-    assert export.versions(str(tmp_path / "saved_models" / "moons")) == [1, 2]
-    assert sorted(os.listdir(result.export_path)) == sorted(first)
-    assert not [n for n in os.listdir(tmp_path / "saved_models" / "moons") if n.startswith(".tmp")]
+def _independent_accuracy(model, examples):
+    logits = model(examples.features, training=False).numpy()
+    return float(np.mean(logits.argmax(axis=1) == examples.labels.numpy()))
+
+
+def test_dev_and_test_are_evaluated_unaugmented(tmp_path, shared_tfds):
+    # With crop,rotate on, the reported figures are those of the returned model on the raw
+    # splits, evaluated here independently: augmenting them would change them (rotated, shifted
+    # digits are harder), as a planted bug that augments the dev split in evaluation shows.
+    config = _config(tmp_path, dataset="mnist_t10k", data_dir=shared_tfds, augment="crop,rotate",
+                     hidden_units=(32,), epochs=1, batch_size=64, optimizer="adam",
+                     learning_rate=0.003, export=False)
+    result = training.train(config, verbose=0)
+    splits = data.load("mnist_t10k", shared_tfds)
+    last = result.history[-1]
+    assert last["dev_accuracy"] == pytest.approx(_independent_accuracy(result.model, data.in_memory(splits.dev)), abs=1e-9)
+    assert result.test_accuracy == pytest.approx(_independent_accuracy(result.model, data.in_memory(splits.test)), abs=1e-9)
+    assert last["train_accuracy"] == pytest.approx(_independent_accuracy(result.model, data.in_memory(splits.train)), abs=1e-9)
+    assert last["dev_accuracy"] > 0.6  # trained (chance is 0.1): an augmented split would score less
 
 
 @pytest.mark.parametrize(
