@@ -10,8 +10,13 @@ import dataclasses
 import os
 
 
-def _field(default, help, check=None):
+def setting(default, help, check=None):
+    """A config field: its default, its help text (the flag's help) and its check, a function
+    ``check(name, value)`` that raises ``ValueError`` (see ``fail``) for a value not allowed."""
     return dataclasses.field(default=default, metadata={"help": help, "check": check})
+
+
+_field = setting
 
 
 def fail(name, rule, value):
@@ -72,6 +77,25 @@ def _choice(*allowed):
     return check
 
 
+def choice(*allowed):
+    """The check of a field whose value is one of ``allowed``."""
+    return _choice(*allowed)
+
+
+def names_among(*allowed):
+    """The check of a tuple field whose values are each one of ``allowed`` (at least one)."""
+
+    def check(name, value):
+        if not value or any(v not in allowed for v in value):
+            fail(name, f"a comma-separated list of {', '.join(allowed)}", ",".join(map(str, value)))
+
+    return check
+
+
+positive, positive_int, non_negative, non_negative_int = (
+    _positive, _positive_int, _non_negative, _non_negative_int)
+
+
 def _optimizer(name, value):
     from tfnet import optimizers  # Imported lazily: the registry imports Keras.
 
@@ -102,6 +126,10 @@ class TrainConfig:
     )
     dev_fraction: float = _field(
         0.2, "Fraction of the training split held out as the dev set, in (0, 1).", _open_unit
+    )
+    num_examples: int = _field(
+        0, "Embedded sets only: examples generated for train + dev (0: the set's default, 1000 "
+        "for moons and circles, 400 for flower); the test set keeps its size.", _non_negative_int,
     )
     augment: str = _field(
         "", "Comma-separated augmentations of the training split (never dev or test), e.g. "
@@ -302,11 +330,19 @@ class TrainConfig:
         return values
 
 
-def check(name, value):
-    """Runs the check of field ``name`` on ``value``; raises ValueError when it is invalid."""
-    checker = TrainConfig.__dataclass_fields__[name].metadata["check"]
+def check(name, value, config_class=TrainConfig):
+    """Runs the check of field ``name`` of ``config_class`` on ``value``; raises ValueError when
+    it is invalid."""
+    checker = config_class.__dataclass_fields__[name].metadata.get("check")
     if checker is not None:
         checker(name, value)
+
+
+def check_fields(config):
+    """Runs the check of every field of a config made of ``setting``s; returns the config."""
+    for field in dataclasses.fields(config):
+        check(field.name, getattr(config, field.name), type(config))
+    return config
 
 
 def _decay_interval_given(values):
@@ -337,6 +373,16 @@ def _jit_compile_possible(values):
              "resample with an op that XLA cannot compile)", values["jit_compile"])
 
 
+def _num_examples_embedded(values):
+    from tfnet import data  # Imported lazily: it imports TensorFlow.
+
+    if values["num_examples"] and values["dataset"] not in data.EMBEDDED_DATASETS:
+        fail("num_examples", f"0 for the TFDS dataset {values['dataset']} (it sizes the embedded "
+             "sets only)", values["num_examples"])
+    if values["num_examples"] == 1:
+        fail("num_examples", "0 or at least 2", values["num_examples"])
+
+
 def _tpu_named(values):
     if values["strategy"] == "tpu" and values["tpu"] is None:
         fail("tpu", "given with strategy=tpu: a TPU name, a grpc:// address, or local on a TPU VM",
@@ -350,14 +396,14 @@ CROSS_CHECKS = (
     (("keep_prob", "hidden_units"), _keep_prob_per_layer),
     (("jit_compile", "strategy", "augment"), _jit_compile_possible),
     (("strategy", "tpu"), _tpu_named),
+    (("num_examples", "dataset"), _num_examples_embedded),
 )
 
 
 def validate(config):
     """Runs every field's check on ``config``, then the checks that involve several fields;
     raises ValueError on the first invalid field."""
-    for field in dataclasses.fields(config):
-        check(field.name, getattr(config, field.name))
+    check_fields(config)
     for names, cross_check in CROSS_CHECKS:
         cross_check({name: getattr(config, name) for name in names})
     return config

@@ -108,7 +108,7 @@ def make_embedded(name, num_examples=None, seed=0, noise=None):
     return x[order].astype(np.float32), y[order]
 
 
-def load(name, data_dir=None, dev_fraction=0.2, seed=0):
+def load(name, data_dir=None, dev_fraction=0.2, seed=0, num_examples=0):
     """Loads ``name`` into train / dev / test splits.
 
     Args:
@@ -116,15 +116,20 @@ def load(name, data_dir=None, dev_fraction=0.2, seed=0):
       data_dir: the TFDS data directory (default: TFDS' own, ``~/tensorflow_datasets``).
       dev_fraction: the fraction of the training split held out as dev, in (0, 1). Default 0.2.
       seed: seed of the embedded sets' generator (test set from ``seed + 1``). Default 0.
+      num_examples: an embedded set's examples before the dev split (0: its default, 1000 for
+        moons and circles, 400 for flower); the test set keeps its size. Default 0.
 
     Raises:
       DatasetNotFoundError: unknown name or data not prepared, saying what exists and how to get it.
-      ValueError: ``dev_fraction`` outside (0, 1).
+      ValueError: ``dev_fraction`` outside (0, 1), or ``num_examples`` for a TFDS dataset.
     """
     if not 0.0 < dev_fraction < 1.0:
         raise ValueError(f"dev_fraction must be in (0, 1). Received: dev_fraction={dev_fraction}")
     if name in EMBEDDED_DATASETS:
-        return _load_embedded(name, dev_fraction, seed)
+        return _load_embedded(name, dev_fraction, seed, num_examples or None)
+    if num_examples:
+        raise ValueError(f"num_examples must be 0 for a TFDS dataset (it sizes the embedded sets "
+                         f"only). Received: num_examples={num_examples}, dataset={name!r}")
     return _load_tfds(name, data_dir, dev_fraction)
 
 
@@ -149,8 +154,8 @@ def _tfds_builder(name, data_dir):
     return builder
 
 
-def _load_embedded(name, dev_fraction, seed):
-    x, y = make_embedded(name, seed=seed)
+def _load_embedded(name, dev_fraction, seed, num_examples=None):
+    x, y = make_embedded(name, num_examples, seed=seed)
     x_test, y_test = make_embedded(name, num_examples=_EMBEDDED_SIZES[name][1], seed=seed + 1)
     # The dev split is the tail of the training set, as TFDS' train[80%:] slicing would cut it.
     num_train = len(x) - _dev_size(len(x), dev_fraction)

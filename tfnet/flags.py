@@ -86,16 +86,32 @@ def _kept_lines(lines, min_level):
     return kept
 
 
+def define_config_flags(config_class, flag_values=flags.FLAGS, names=None):
+    """Defines one flag per field of ``config_class`` (a dataclass of ``config.setting``s), or
+    per field in ``names``: its default, its help and a validator running its check."""
+    for field in dataclasses.fields(config_class):
+        if names is None or field.name in names:
+            _define(field, flag_values, config_class)
+
+
+def config_from_flags(config_class, flag_values=flags.FLAGS, **overrides):
+    """A ``config_class`` from the parsed flags that exist for its fields (and ``overrides``),
+    its fields checked."""
+    values = {}
+    for field in dataclasses.fields(config_class):
+        if field.name in flag_values:
+            values[field.name] = _convert(field, flag_values[field.name].value)
+    values.update(overrides)
+    return config_lib.check_fields(config_class(**values))
+
+
 def define_train_flags(flag_values=flags.FLAGS, names=None):
     """Defines one flag per ``TrainConfig`` field (or per field in ``names``).
 
     TensorFlow is imported first, with ``import_tensorflow_quietly``.
     """
     import_tensorflow_quietly()
-    for field in dataclasses.fields(config_lib.TrainConfig):
-        if names is not None and field.name not in names:
-            continue
-        _define(field, flag_values)
+    define_config_flags(config_lib.TrainConfig, flag_values, names)
     if "dataset" in flag_values and "data_dir" in flag_values:
         flags.register_multi_flags_validator(
             ["dataset", "data_dir"], _dataset_available, message="invalid --dataset",
@@ -132,13 +148,13 @@ def _dataset_available(values):
     return True
 
 
-def _define(field, flag_values):
+def _define(field, flag_values, config_class):
     name, default, help = field.name, field.default, field.metadata["help"]
-    if name == "augment":
+    if config_class is config_lib.TrainConfig and name == "augment":
         from tfnet import augment  # The names and their descriptions, for --helpfull.
 
         help = f"{help}\n{augment.describe()}"
-    elif name == "optimizer":
+    elif config_class is config_lib.TrainConfig and name == "optimizer":
         from tfnet import optimizers  # The names and their update rules, for --helpfull.
 
         help = f"{help}\n{optimizers.describe()}"
@@ -152,16 +168,17 @@ def _define(field, flag_values):
         flags.DEFINE_float(name, default, help, flag_values=flag_values)
     else:
         flags.DEFINE_string(name, default, help, flag_values=flag_values)
-    if field.metadata["check"] is not None:
+    if field.metadata.get("check") is not None:
         flags.register_validator(
-            name, _validator(field), message=f"invalid --{name}", flag_values=flag_values
+            name, _validator(field, config_class), message=f"invalid --{name}",
+            flag_values=flag_values,
         )
 
 
-def _validator(field):
+def _validator(field, config_class):
     def validate(value):
         try:
-            config_lib.check(field.name, _convert(field, value))
+            config_lib.check(field.name, _convert(field, value), config_class)
         except ValueError as error:
             raise flags.ValidationError(f"--{error}") from None
         return True
@@ -173,7 +190,7 @@ def _convert(field, value):
     """A parsed flag value as the field's type (lists of strings become tuples of numbers of
     the default's element type)."""
     if isinstance(field.default, tuple):
-        element = type(field.default[0])
+        element = type(field.default[0]) if field.default else str
         try:
             return tuple(element(v) for v in value)
         except ValueError:
@@ -184,9 +201,4 @@ def _convert(field, value):
 
 def train_config_from_flags(flag_values=flags.FLAGS, **overrides):
     """Builds a validated ``TrainConfig`` from the parsed flags that exist for its fields."""
-    values = {}
-    for field in dataclasses.fields(config_lib.TrainConfig):
-        if field.name in flag_values:
-            values[field.name] = _convert(field, flag_values[field.name].value)
-    values.update(overrides)
-    return config_lib.validate(config_lib.TrainConfig(**values))
+    return config_lib.validate(config_from_flags(config_lib.TrainConfig, flag_values, **overrides))

@@ -17,7 +17,8 @@ def plot_cost_curves(rows, path):
 
 
 def _training_points(config):
-    splits = data_lib.load(config.dataset, config.data_dir, config.dev_fraction)
+    splits = data_lib.load(config.dataset, config.data_dir, config.dev_fraction,
+                           num_examples=config.num_examples)
     x, y = next(iter(splits.train.batch(splits.info.num_train)))
     return x.numpy(), y.numpy()
 

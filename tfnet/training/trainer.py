@@ -131,7 +131,8 @@ class Trainer:
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
 
-        splits = data_lib.load(config.dataset, config.data_dir, config.dev_fraction)
+        splits = data_lib.load(config.dataset, config.data_dir, config.dev_fraction,
+                               num_examples=config.num_examples)
         train = splits.train.cache()
         mean, variance = data_lib.normalization_statistics(train)
         self.examples = {"train": data_lib.in_memory(train), "dev": data_lib.in_memory(splits.dev),

@@ -1,0 +1,115 @@
+"""One harness for every benchmark: contenders timed in alternating rounds, median speed-ups, goals.
+
+A benchmark names its contenders, each a function that does one round of work and returns the
+seconds it took per unit of that work (a step, an example, a check). ``measure`` runs the
+untimed warm-up rounds (tracing, compiling, caches), then ``rounds`` timed rounds in which every
+contender runs once, in the given order in even rounds and in the reverse order in odd ones, so
+that a slow phase of a shared machine, or whatever runs first or last in a round, hits every
+contender alike. ``result`` compares a contender with an anchor by the median over rounds of
+their ratio in the same round (never by a ratio of medians), and checks it against a goal:
+
+    speed-up = median_r ( anchor seconds per unit_r / contender seconds per unit_r )
+
+A goal is the least speed-up accepted: 3 for "three times as fast", 1/1.05 for "at most 5 %
+slower". ``markdown`` renders results as one table; ``exit_status`` is 1 when a goal is missed.
+"""
+
+import dataclasses
+import statistics
+import time
+from typing import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Contender:
+    """``run()`` does one round of work and returns its seconds per unit (it must wait for the
+    work to finish, e.g. by reading a result back to the host)."""
+
+    name: str
+    run: Callable[[], float]
+
+
+def timed(work, units):
+    """Seconds per unit of ``work()``, which does ``units`` units and waits for them."""
+    start = time.perf_counter()
+    work()
+    return (time.perf_counter() - start) / units
+
+
+def measure(contenders, rounds, warmup_rounds=1):
+    """``{name: [seconds per unit, one per timed round]}`` of alternating rounds (see above)."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1. Received: rounds={rounds}")
+    if warmup_rounds < 0:
+        raise ValueError(f"warmup_rounds must be >= 0. Received: warmup_rounds={warmup_rounds}")
+    names = [c.name for c in contenders]
+    if len(set(names)) != len(names):
+        raise ValueError(f"contender names must differ. Received: {names}")
+    for contender in contenders * warmup_rounds:
+        contender.run()
+    timings = {name: [] for name in names}
+    for round_index in range(rounds):
+        order = contenders if round_index % 2 == 0 else contenders[::-1]
+        for contender in order:
+            timings[contender.name].append(contender.run())
+    return timings
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """One contender against its anchor.
+
+    Attributes:
+      benchmark: what was measured (the problem and its size).
+      contender: the contender's name.
+      anchor: the name of what it is compared with.
+      seconds: the contender's median seconds per ``unit``.
+      unit: the unit of work ("step", "example", "check", ...).
+      speedup: the median over rounds of anchor seconds / contender seconds in the same round.
+      goal: the least speed-up accepted, or None when there is no goal.
+    """
+
+    benchmark: str
+    contender: str
+    anchor: str
+    seconds: float
+    unit: str
+    speedup: float
+    goal: float = None
+
+    @property
+    def met(self):
+        return self.goal is None or self.speedup >= self.goal
+
+
+def result(benchmark, timings, contender, anchor, unit, goal=None):
+    """The ``Result`` of ``contender`` against ``anchor`` from ``measure``'s timings."""
+    ratios = [a / c for a, c in zip(timings[anchor], timings[contender], strict=True)]
+    return Result(benchmark, contender, anchor, statistics.median(timings[contender]), unit,
+                  statistics.median(ratios), goal)
+
+
+def format_seconds(seconds):
+    """``seconds`` in the unit that reads best: "17.2 µs", "1.34 ms", "2.10 s"."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.3g} µs"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
+
+
+def markdown(results):
+    """The results as one Markdown table, one row per result."""
+    lines = ["| benchmark | contender | against | time per unit | per second | × against | goal | met |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    for r in results:
+        goal = "" if r.goal is None else f"≥ {r.goal:.3g}"
+        met = "" if r.goal is None else ("yes" if r.met else "**no**")
+        lines.append(f"| {r.benchmark} | {r.contender} | {r.anchor} | {format_seconds(r.seconds)} "
+                     f"/ {r.unit} | {1 / r.seconds:,.0f} | {r.speedup:.3g} | {goal} | {met} |")
+    return "\n".join(lines)
+
+
+def exit_status(results):
+    """0 when every goal is met, 1 otherwise (what a benchmark script returns)."""
+    return 0 if all(r.met for r in results) else 1

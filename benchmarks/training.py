@@ -1,0 +1,275 @@
+"""Training throughput: tfnet's compiled loop against Keras' ``fit``, numpy and the matmul peak.
+
+On each problem, in one process and alternating rounds (``benchmarks.harness``), examples per
+second in steady state of:
+
+- **tfnet**: the loop of a real ``tfnet.training.Trainer`` (its one train step, its XLA setting),
+  a whole number of epochs per round;
+- **Keras fit, steps_per_execution 1 and 100**: the same architecture (``trainer.build_model``)
+  and optimiser (``tfnet.optimizers``), ``model.compile(jit_compile="auto")`` and ``model.fit`` on
+  the same training split, timed per epoch by a callback after each call's first epoch;
+- **numpy**: the course's equations written out for this benchmark (``NumpyMLP``): forward and
+  backward pass of the ReLU MLP, softmax cross-entropy, Adam with bias correction, mini-batches
+  of a fresh permutation each epoch, in float32 on inputs normalised once beforehand;
+- **matmul peak**: the float32 matrix-multiply rate of this machine (``matmul_seconds_per_flop``,
+  measured each round), as seconds per example had every FLOP of a training step
+  (``flops_per_example``) run at that rate; tfnet's speed-up against it is its share of the peak.
+
+Goals (issue "The training engine"): on the course net and the moons MLP, tfnet ≥ 3× numpy; on
+the mnist_t10k MLP at batch 64, tfnet ≥ 3× Keras fit at its best steps_per_execution and ≥ 60 %
+of the matmul peak.
+"""
+
+import dataclasses
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from benchmarks import harness
+from tfnet.config import choice, names_among, positive, positive_int, setting
+
+# name -> (description, TrainConfig fields).
+PROBLEMS = {
+    "course": ("course net 2-5-2-2, moons 300 points, b=64",
+               dict(dataset="moons", num_examples=375, hidden_units=(5, 2), batch_size=64)),
+    "moons": ("moons 2-64-32-2, 800 points, b=64",
+              dict(dataset="moons", hidden_units=(64, 32), batch_size=64)),
+    "mnist_b64": ("mnist_t10k 784-256-128-10, 6,400 images, b=64",
+                  dict(dataset="mnist_t10k", hidden_units=(256, 128), batch_size=64)),
+    "mnist_b256": ("mnist_t10k 784-256-128-10, 6,400 images, b=256",
+                   dict(dataset="mnist_t10k", hidden_units=(256, 128), batch_size=256)),
+}
+# Problem -> [(anchor, least speed-up of tfnet)].
+GOALS = {
+    "course": {"numpy": 3.0}, "moons": {"numpy": 3.0},
+    "mnist_b64": {"Keras fit, best steps_per_execution": 3.0, "matmul peak": 0.6},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingBenchConfig:
+    """What to time; each field is a flag of ``scripts/bench_training.py``."""
+
+    problems: tuple = setting(
+        tuple(PROBLEMS), "Problems to time: " + "; ".join(f"{k}: {d}" for k, (d, _) in PROBLEMS.items()),
+        names_among(*PROBLEMS),
+    )
+    rounds: int = setting(5, "Timed rounds (alternating the contenders' order).", positive_int)
+    seconds_per_round: float = setting(
+        0.5, "About how long each contender works per round, in seconds.", positive)
+    data_dir: str = setting(
+        None, "TFDS data directory holding mnist_t10k (its problems are skipped, with a line, "
+        "when it is not there). Nothing is downloaded.")
+    optimizer: str = setting("adam", "Optimiser of every contender (tfnet.optimizers.NAMES).")
+    learning_rate: float = setting(0.001, "Learning rate of every contender.", positive)
+    jit_compile: str = setting("auto", "tfnet's --jit_compile: auto, on or off.",
+                               choice("auto", "on", "off"))
+
+
+def flops_per_example(layer_sizes):
+    """FLOPs of one training step per example of an MLP ``n_0 → n_1 → … → n_L`` (matmuls only).
+
+    Each layer costs 2·n_in·n_out forward, as much for its weight gradient, and as much again
+    for the gradient of its input, which the first layer does not need.
+    """
+    products = [a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
+    return 4 * sum(products) + 2 * sum(products[1:])
+
+
+def matmul_seconds_per_flop(size=1024, repeats=8):
+    """Seconds per FLOP of float32 ``size × size`` matrix products on this machine, now."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal([size, size], seed=[0, 0])
+
+    @tf.function
+    def products(a):
+        total = tf.zeros([size, size])
+        for _ in range(repeats):
+            total += tf.matmul(a, a)
+        return total
+
+    products(a).numpy()  # trace, warm caches
+    seconds = harness.timed(lambda: products(a).numpy(), repeats)
+    return seconds / (2.0 * size**3)
+
+
+class NumpyMLP:
+    """The course's mini-batch Adam on a ReLU MLP with a softmax output, in numpy (float32).
+
+    Forward ``a[l] = relu(a[l−1] W[l] + b[l])``, ``z = a[L−1] W[L] + b[L]``; backward from
+    ``dz = (softmax(z) − y) / m``; Adam with ``v, s`` bias-corrected and ε outside the root.
+    """
+
+    def __init__(self, layer_sizes, batch_size, learning_rate, seed=0, beta1=0.9, beta2=0.999,
+                 epsilon=1e-8):
+        rng = np.random.default_rng(seed)
+        self.weights = [(rng.standard_normal((n, k)) * np.sqrt(2.0 / n)).astype(np.float32)
+                        for n, k in zip(layer_sizes[:-1], layer_sizes[1:])]
+        self.biases = [np.zeros(k, np.float32) for k in layer_sizes[1:]]
+        params = self.weights + self.biases
+        self.v = [np.zeros_like(p) for p in params]
+        self.s = [np.zeros_like(p) for p in params]
+        self.t, self.rng = 0, rng
+        self.batch_size, self.alpha = batch_size, learning_rate
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+
+    def step(self, x, y):
+        activations = [x]
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            activations.append(np.maximum(activations[-1] @ w + b, 0.0))
+        z = activations[-1] @ self.weights[-1] + self.biases[-1]
+        z -= z.max(axis=1, keepdims=True)
+        dz = np.exp(z)
+        dz /= dz.sum(axis=1, keepdims=True)
+        dz[np.arange(len(y)), y] -= 1.0
+        dz /= len(y)
+        weight_gradients, bias_gradients = [], []
+        for layer in range(len(self.weights) - 1, -1, -1):
+            weight_gradients.insert(0, activations[layer].T @ dz)
+            bias_gradients.insert(0, dz.sum(axis=0))
+            if layer:
+                dz = (dz @ self.weights[layer].T) * (activations[layer] > 0)
+        self.t += 1
+        alpha_t = self.alpha / (1 - self.beta1**self.t)
+        root_correction = 1 - self.beta2**self.t
+        for p, g, v, s in zip(self.weights + self.biases, weight_gradients + bias_gradients,
+                              self.v, self.s):
+            v *= self.beta1
+            v += (1 - self.beta1) * g
+            s *= self.beta2
+            s += (1 - self.beta2) * g * g
+            p -= alpha_t * v / (np.sqrt(s / root_correction) + self.epsilon)
+
+    def epoch(self, x, y):
+        order = self.rng.permutation(len(y))
+        for start in range(0, len(y), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            self.step(x[batch], y[batch])
+
+
+def _epochs_for(seconds_per_epoch, target, least=1):
+    return max(least, int(round(target / max(seconds_per_epoch, 1e-9))))
+
+
+def _tfnet(config, problem, run_dir):
+    """tfnet's contender: whole epochs of a real Trainer's loop per round."""
+    from tfnet import config as config_lib
+    from tfnet import training
+
+    train_config = config_lib.TrainConfig(
+        **problem, data_dir=config.data_dir, optimizer=config.optimizer,
+        learning_rate=config.learning_rate, jit_compile=config.jit_compile, model_dir=run_dir,
+        export=False,
+    )
+    trainer = training.Trainer(train_config, verbose=0)
+    loop, examples = trainer.loop, trainer.loop.num_examples
+
+    def epochs(count):
+        steps = count * loop.steps_per_epoch
+        while steps:
+            steps -= loop(min(steps, loop.max_steps_per_call)).steps
+
+    epochs(1)  # trace and compile
+    per_epoch = harness.timed(lambda: epochs(1), 1)
+    count = _epochs_for(per_epoch, config.seconds_per_round)
+    return trainer, harness.Contender("tfnet", lambda: harness.timed(lambda: epochs(count), count * examples))
+
+
+def _keras_fit(config, trainer, steps_per_execution):
+    """Keras fit's contender: the same architecture and optimiser, timed per epoch."""
+    import keras
+
+    from tfnet import data as data_lib
+    from tfnet.training import trainer as trainer_lib
+
+    features, labels = (t.numpy() for t in trainer.examples["train"])
+    info = data_lib.DatasetInfo("", int(trainer.model.outputs[0].shape[-1]),
+                                tuple(trainer.model.inputs[0].shape[1:]), len(labels), 0, 0)
+    normalize = trainer.model.get_layer("normalize")
+    mean, variance = (np.asarray(normalize.mean).ravel(), np.asarray(normalize.variance).ravel())
+    model = trainer_lib.build_model(trainer.config, info, mean, variance)
+    model.compile(optimizer=trainer_lib.make_optimizer(trainer.config, trainer.steps_per_epoch),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=steps_per_execution, jit_compile="auto")
+
+    class EpochTimes(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
+
+    timer = EpochTimes()
+
+    def seconds_per_example(count):
+        timer.seconds = []
+        model.fit(features, labels, batch_size=trainer.config.batch_size, epochs=count + 1,
+                  shuffle=True, verbose=0, callbacks=[timer])
+        return sum(timer.seconds[1:]) / (count * len(labels))  # the first epoch sets fit up
+
+    per_epoch = seconds_per_example(1) * len(labels)
+    count = _epochs_for(per_epoch, config.seconds_per_round)
+    return harness.Contender(f"Keras fit, steps_per_execution {steps_per_execution}",
+                             lambda: seconds_per_example(count))
+
+
+def _numpy(config, trainer, layer_sizes):
+    features, labels = (t.numpy() for t in trainer.examples["train"])
+    x = features.reshape(len(labels), -1).astype(np.float32)
+    x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-3)
+    mlp = NumpyMLP(layer_sizes, trainer.config.batch_size, config.learning_rate)
+    per_epoch = harness.timed(lambda: mlp.epoch(x, labels), 1)
+    count = _epochs_for(per_epoch, config.seconds_per_round)
+
+    def run():
+        return harness.timed(lambda: [mlp.epoch(x, labels) for _ in range(count)], count * len(labels))
+
+    return harness.Contender("numpy", run)
+
+
+def _available(config, name, say):
+    from tfnet import data as data_lib
+
+    if PROBLEMS[name][1]["dataset"] in data_lib.EMBEDDED_DATASETS:
+        return True
+    try:
+        data_lib.check_available("mnist_t10k", config.data_dir)
+    except data_lib.DatasetNotFoundError:
+        say(f"skipped {name}: mnist_t10k is not prepared in --data_dir={config.data_dir}")
+        return False
+    return True
+
+
+def run(config, say=print):
+    """Times every problem of ``config``; returns its ``harness.Result``s (tfnet against each)."""
+    results = []
+    for name in config.problems:
+        if not _available(config, name, say):
+            continue
+        description, problem = PROBLEMS[name]
+        say(f"{description}: preparing the contenders ...")
+        with tempfile.TemporaryDirectory() as run_dir:
+            trainer, tfnet_contender = _tfnet(config, problem, os.path.join(run_dir, "run"))
+            layer_sizes = [int(np.prod(trainer.model.inputs[0].shape[1:])), *problem["hidden_units"],
+                           int(trainer.model.outputs[0].shape[-1])]
+            flops = flops_per_example(layer_sizes)
+            contenders = [
+                tfnet_contender,
+                _keras_fit(config, trainer, 1),
+                _keras_fit(config, trainer, 100),
+                _numpy(config, trainer, layer_sizes),
+                harness.Contender("matmul peak", lambda: matmul_seconds_per_flop() * flops),
+            ]
+            say(f"{description}: {config.rounds} rounds ...")
+            timings = harness.measure(contenders, config.rounds, warmup_rounds=0)
+        keras_names = [c.name for c in contenders if c.name.startswith("Keras")]
+        timings["Keras fit, best steps_per_execution"] = [
+            min(times) for times in zip(*(timings[k] for k in keras_names))]
+        goals = GOALS.get(name, {})
+        for anchor in [*keras_names, "Keras fit, best steps_per_execution", "numpy", "matmul peak"]:
+            results.append(harness.result(description, timings, "tfnet", anchor, "example",
+                                          goals.get(anchor)))
+    return results
