@@ -113,3 +113,21 @@ def markdown(results):
 def exit_status(results):
     """0 when every goal is met, 1 otherwise (what a benchmark script returns)."""
     return 0 if all(r.met for r in results) else 1
+
+
+def script_main(run, config_class):
+    """The ``main(argv)`` of a ``scripts/bench_*.py``: the config from its flags (defined with
+    ``tfnet.flags.define_config_flags(config_class)``), ``run(config)``, the table, the status."""
+
+    def main(argv):
+        from absl import app
+
+        from tfnet import flags as tfnet_flags
+
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        results = run(tfnet_flags.config_from_flags(config_class))
+        print(markdown(results))
+        return exit_status(results)
+
+    return main

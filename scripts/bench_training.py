@@ -7,7 +7,7 @@ Every contender runs in this one process, in alternating rounds; the table gives
 examples per second and tfnet's median speed-up against it (benchmarks/training.py says what
 each contender is). Exit status 1 when a goal is missed: tfnet >= 3x numpy on the course net and
 the moons MLP; on the mnist_t10k MLP at batch 64, >= 3x Keras fit at its best
-steps_per_execution and >= 60 % of the matmul peak.
+steps_per_execution and >= 60 percent of the matmul peak.
 """
 
 import os
@@ -16,24 +16,12 @@ import sys
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
-from benchmarks import training as training_benchmark  # noqa: E402
+from benchmarks import harness, training  # noqa: E402
 from tfnet import flags as tfnet_flags  # noqa: E402
 
 tfnet_flags.import_tensorflow_quietly()
-tfnet_flags.define_config_flags(training_benchmark.TrainingBenchConfig)
-FLAGS = flags.FLAGS
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from benchmarks import harness
-
-    config = tfnet_flags.config_from_flags(training_benchmark.TrainingBenchConfig)
-    results = training_benchmark.run(config)
-    print(harness.markdown(results))
-    return harness.exit_status(results)
-
+tfnet_flags.define_config_flags(training.TrainingBenchConfig)
+flags.adopt_module_key_flags(tfnet_flags)  # --help lists them
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    sys.exit(app.run(harness.script_main(training.run, training.TrainingBenchConfig)))

@@ -92,8 +92,8 @@ def names_among(*allowed):
     return check
 
 
-positive, positive_int, non_negative, non_negative_int = (
-    _positive, _positive_int, _non_negative, _non_negative_int)
+positive, positive_int, non_negative, non_negative_int, positive_ints = (
+    _positive, _positive_int, _non_negative, _non_negative_int, _hidden_units)
 
 
 def _optimizer(name, value):
