@@ -130,7 +130,7 @@ class TrainLoop:
             return self._loop(num_steps)
 
         quiet_per_run_tracing_notice()
-        self._run = tf.function(loop, jit_compile=self.jit_compile,
+        self._run = tf.function(loop, jit_compile=self.jit_compile, autograph=False,
                                 input_signature=[tf.TensorSpec([], tf.int64, name="num_steps")])
 
     def __call__(self, num_steps):

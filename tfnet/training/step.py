@@ -98,7 +98,7 @@ def make_evaluate(model, chunk_size=1024):
     and ``labels`` are the whole split (``tfnet.data.Examples``). Returns float64 scalars.
     """
 
-    @tf.function(reduce_retracing=True)  # one trace for splits of any size
+    @tf.function(reduce_retracing=True, autograph=False)  # one trace for splits of any size
     def evaluate(features, labels):
         count = tf.shape(labels, out_type=tf.int64)[0]
 
