@@ -1,7 +1,6 @@
 """Between loop calls: what is evaluated, checkpointed and stopped when, and how K is chosen."""
 
 import json
-import os
 import types
 
 import numpy as np

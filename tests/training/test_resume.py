@@ -5,21 +5,19 @@ paths at start-up."""
 import json
 import os
 import re
+import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from helpers import read_scalars, run_script, script_command, script_env
-from tfnet import diagnosis, paths
-from tfnet.training import export
+from tfnet import config as config_lib
+from tfnet import paths, training
+from tfnet.training import run_dir
 
 STEPS_PER_EPOCH = 13  # moons: 800 training examples, batch 64
 EPOCHS = 4
@@ -104,11 +102,11 @@ def test_sigkill_anywhere_then_resume_under_another_k_is_bit_identical(tmp_path,
     _assert_same_final_state(reference, killed)
 
     # TensorBoard: every epoch and every logged step exactly once, in order, same values.
-    for run_dir in (reference, killed):
-        train = read_scalars(run_dir / "train")
+    for directory in (reference, killed):
+        train = read_scalars(directory / "train")
         assert [s for s, _ in train["epoch_loss"]] == [STEPS_PER_EPOCH * e for e in range(1, EPOCHS + 1)]
         assert [s for s, _ in train["batch_cost"]] == list(range(2, EPOCHS * STEPS_PER_EPOCH + 1, 2))
-        assert len(read_scalars(run_dir / "dev")["epoch_accuracy"]) == EPOCHS
+        assert len(read_scalars(directory / "dev")["epoch_accuracy"]) == EPOCHS
     assert read_scalars(killed / "train") == read_scalars(reference / "train")
     history = json.loads((killed / "results.json").read_text())["history"]
     assert [r["epoch"] for r in history] == list(range(1, EPOCHS + 1))  # none twice, none skipped
@@ -189,32 +187,46 @@ def test_sigkill_between_sparse_checkpoints_skips_trained_batches_and_prunes_eve
     assert train["batch_cost"] == reference_costs  # the re-trained steps cost the same, too
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_checkpoints_exits_128_plus_its_number_and_the_run_resumes(
-        tmp_path, reference, signal_number):
-    model_dir = tmp_path / "run"
+def _signal_after_an_epoch(model_dir, signal_number, args):
+    """Runs train.py, sends it ``signal_number`` after its first epoch line; returns (status,
+    stdout, last line of stderr)."""
     process = subprocess.Popen(
-        script_command("train.py", *_args(model_dir)), env=script_env(), stdout=subprocess.PIPE,
+        script_command("train.py", *args), env=script_env(), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )
+    lines = []
     for line in process.stdout:  # not a terminal: one line per epoch
-        if line.startswith("epoch 1/"):
+        lines.append(line)
+        if line.startswith("epoch "):
             process.send_signal(signal_number)
             break
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal_number, stderr
-    message = stderr.strip().splitlines()[-1]
-    name = signal.Signals(signal_number).name
-    stopped = _latest_number(model_dir)  # the end of the call the signal arrived in
-    epoch, batch = divmod(stopped - 1, STEPS_PER_EPOCH)
-    assert message.startswith(f"interrupted: {name}: stopped after step {stopped} (epoch "
-                              f"{epoch + 1}, mini-batch {batch + 1}); checkpoint "
-                              f"{model_dir / 'checkpoints'}/ckpt-{stopped}."), message
-    assert message.endswith(f"Resume with: python scripts/train.py --flagfile={model_dir / 'flags.txt'}")
-    assert stopped < EPOCHS * STEPS_PER_EPOCH
+    stdout, stderr = process.communicate(timeout=120)
+    return process.returncode, "".join(lines) + stdout, stderr.strip().splitlines()[-1]
 
-    resumed = run_script("train.py", f"--flagfile={model_dir / 'flags.txt'}")
-    assert f"resumed from {model_dir / 'checkpoints'}/ckpt-{stopped} (epoch" in resumed.stdout
+
+def test_sigint_then_sigterm_checkpoint_exit_128_plus_their_number_and_the_run_resumes(
+        tmp_path, reference):
+    model_dir = tmp_path / "run"
+    flagfile = f"--flagfile={model_dir / 'flags.txt'}"
+    resumed_from = None
+    for signal_number, args in ((signal.SIGINT, _args(model_dir)), (signal.SIGTERM, [flagfile])):
+        status, stdout, message = _signal_after_an_epoch(model_dir, signal_number, args)
+        assert status == 128 + signal_number, message
+        if resumed_from:
+            assert f"resumed from {model_dir / 'checkpoints'}/ckpt-{resumed_from} (epoch" in stdout
+        stopped = _latest_number(model_dir)  # the end of the call the signal arrived in
+        epoch, batch = divmod(stopped - 1, STEPS_PER_EPOCH)
+        name = signal.Signals(signal_number).name
+        assert message.startswith(f"interrupted: {name}: stopped after step {stopped} (epoch "
+                                  f"{epoch + 1}, mini-batch {batch + 1}); checkpoint "
+                                  f"{model_dir / 'checkpoints'}/ckpt-{stopped}."), message
+        assert message.endswith(f"Resume with: python scripts/train.py {flagfile}")
+        assert resumed_from is None or stopped > resumed_from
+        resumed_from = stopped
+    assert resumed_from < EPOCHS * STEPS_PER_EPOCH
+
+    resumed = run_script("train.py", flagfile)
+    assert f"resumed from {model_dir / 'checkpoints'}/ckpt-{resumed_from} (epoch" in resumed.stdout
     history = json.loads((model_dir / "results.json").read_text())["history"]
     assert [r["epoch"] for r in history] == list(range(1, EPOCHS + 1))
     _assert_same_final_state(reference, model_dir)
@@ -260,12 +272,20 @@ def test_unusable_paths_fail_at_start_up(tmp_path, case):
     file = tmp_path / "a_file"
     file.write_text("not a directory")
     flag, message = UNUSABLE[case]
-    other = [] if "model_dir" in flag else [f"--model_dir={tmp_path / 'run'}"]
-    if "export_dir" not in flag:
-        other.append(f"--export_dir={tmp_path / 'saved_models'}")
-    completed = run_script("train.py", flag.format(file=file), *other, check=False,
-                           env=script_env(tf_cpp_min_log_level=None))
-    _one_error_line(completed, message)
+    name, value = flag[2:].format(file=file).split("=")
+    paths_of_the_run = {"model_dir": str(tmp_path / "run"), "export_dir": str(tmp_path / "saved_models")}
+    paths_of_the_run[name] = value
+    with pytest.raises(paths.UnusablePathError, match=re.escape(message)):
+        training.train(config_lib.TrainConfig(**paths_of_the_run), verbose=0)
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]
+
+
+def test_an_unusable_path_stops_the_script_with_one_line(tmp_path):
+    file = tmp_path / "a_file"
+    file.write_text("not a directory")
+    completed = run_script("train.py", f"--model_dir={file}", f"--export_dir={tmp_path / 'saved_models'}",
+                           check=False, env=script_env(tf_cpp_min_log_level=None))
+    _one_error_line(completed, "model_dir must be a directory, but")
     assert sorted(os.listdir(tmp_path)) == ["a_file"]
 
 
@@ -274,45 +294,35 @@ def test_a_full_disk_fails_at_start_up(tmp_path):
         paths.check_writable_dir(str(tmp_path / "run"), "model_dir", min_free_bytes=2**62)
 
 
-# Makes the file system under $TFNET_FULL_DISK look full (1 MiB free) to shutil.disk_usage,
-# which is what tfnet.paths asks.
-_FULL_DISK_SITECUSTOMIZE = """
-import os, shutil
-_disk_usage = shutil.disk_usage
-def disk_usage(path):
-    usage = _disk_usage(path)
-    full = os.path.realpath(os.environ["TFNET_FULL_DISK"])
-    if os.path.commonpath([full, os.path.realpath(path)]) == full:
-        usage = usage._replace(free=2**20)
-    return usage
-shutil.disk_usage = disk_usage
-"""
-
-
 @pytest.mark.parametrize("flag", ["model_dir", "export_dir"])
-def test_a_full_disk_fails_at_start_up_through_the_script(tmp_path, flag):
-    site, full = tmp_path / "site", tmp_path / "full"
-    site.mkdir()
+def test_a_full_disk_fails_before_any_work(tmp_path, flag, monkeypatch):
+    full = tmp_path / "full"
     full.mkdir()
-    (site / "sitecustomize.py").write_text(_FULL_DISK_SITECUSTOMIZE)
-    env = script_env(tf_cpp_min_log_level=None)
-    env.update(PYTHONPATH=f"{site}{os.pathsep}{env['PYTHONPATH']}", TFNET_FULL_DISK=str(full))
+    real_disk_usage = shutil.disk_usage
+
+    def disk_usage(path):  # the file system under `full` looks full: 1 MiB free
+        usage = real_disk_usage(path)
+        if os.path.commonpath([str(full), os.path.realpath(path)]) == str(full):
+            usage = usage._replace(free=2**20)
+        return usage
+
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
     dirs = {"model_dir": tmp_path / "run", "export_dir": tmp_path / "saved_models", flag: full / flag}
-    completed = run_script("train.py", *(f"--{k}={v}" for k, v in dirs.items()), check=False, env=env)
-    _one_error_line(completed, f"{flag} needs at least 64 MiB free, but the disk holding {full} "
-                               "has 1.0 MiB (disk full)")
-    assert os.listdir(full) == [] and sorted(os.listdir(tmp_path)) == ["full", "site"]
+    with pytest.raises(paths.UnusablePathError, match=re.escape(
+            f"{flag} needs at least 64 MiB free, but the disk holding {full} has 1.0 MiB (disk full)")):
+        training.train(config_lib.TrainConfig(**{k: str(v) for k, v in dirs.items()}), verbose=0)
+    assert os.listdir(full) == [] and sorted(os.listdir(tmp_path)) == ["full"]
 
 
 def test_noresume_refuses_an_existing_run_unless_overwrite(tmp_path):
-    model_dir = tmp_path / "run"
-    run_script("train.py", "--optimizer=keras_sgd", "--epochs=1", f"--model_dir={model_dir}", "--noexport")
-    refused = run_script("train.py", "--optimizer=keras_sgd", "--epochs=1", f"--model_dir={model_dir}",
-                         "--noexport", "--noresume", check=False)
-    assert refused.returncode == 1 and "already holds a run and --noresume was given" in refused.stderr
-    different = run_script("train.py", "--optimizer=keras_sgd", "--epochs=1", f"--model_dir={model_dir}",
-                           "--noexport", "--hidden_units=8", check=False)
-    assert different.returncode == 1 and "holds a different run (hidden_units: [64, 32] -> [8])" in different.stderr
-    run_script("train.py", "--optimizer=keras_sgd", "--epochs=1", f"--model_dir={model_dir}",
-               "--noexport", "--noresume", "--overwrite", "--hidden_units=8")
-    assert json.loads((model_dir / "config.json").read_text())["hidden_units"] == [8]
+    def config(**overrides):
+        return config_lib.TrainConfig(optimizer="keras_sgd", epochs=1, model_dir=str(tmp_path / "run"),
+                                      export=False, jit_compile="off", **overrides)
+
+    training.train(config(), verbose=0)
+    with pytest.raises(run_dir.RunDirError, match="already holds a run and --noresume was given"):
+        training.train(config(resume=False), verbose=0)
+    with pytest.raises(run_dir.RunDirError, match=re.escape("holds a different run (hidden_units: [64, 32] -> [8])")):
+        training.train(config(hidden_units=(8,)), verbose=0)
+    training.train(config(resume=False, overwrite=True, hidden_units=(8,)), verbose=0)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["hidden_units"] == [8]

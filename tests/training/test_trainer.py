@@ -1,7 +1,6 @@
 """tfnet.training in process: determinism, the exported model, unaugmented evaluation, the
 diagnosis, config checks."""
 
-import os
 import subprocess
 import sys
 
