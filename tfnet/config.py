@@ -245,10 +245,11 @@ class TrainConfig:
         "step per call. Any value gives the same results.", _non_negative_int,
     )
     jit_compile: str = _field(
-        "auto", "Compile the training loop with XLA: auto (on for one device when every "
-        "augmentation has an XLA kernel, else off), on, off. XLA changes the numbers in the "
-        "last bits (and the dropout and augmentation draws); a run is bit-identical to itself "
-        "with the same setting.", _choice("auto", "on", "off"),
+        "auto", "Compile the training loop with XLA: auto (on for a run of 5,000 steps or more on "
+        "one device when every augmentation has an XLA kernel: compiling takes seconds and pays "
+        "off on long runs), on, off. XLA changes the numbers in the last bits (and the dropout "
+        "and augmentation draws); a run is bit-identical to itself with the same setting.",
+        _choice("auto", "on", "off"),
     )
     # Distribution.
     strategy: str = _field(

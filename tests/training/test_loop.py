@@ -136,8 +136,9 @@ def test_moons_runs_are_bit_identical_one_step_per_call_or_many(tmp_path, jit_co
 
 
 def test_mnist_with_batch_norm_dropout_and_crop_is_bit_identical_for_any_k(tmp_path, shared_tfds):
-    # crop compiles with XLA, so this is the XLA loop (jit_compile auto) with augmentation.
+    # crop compiles with XLA: this is the XLA loop with augmentation, BatchNorm and dropout.
     overrides = dict(dataset="mnist_t10k", data_dir=shared_tfds, hidden_units=(32,), epochs=2,
+                     jit_compile="on",
                      batch_size=250, batch_norm=True, keep_prob=(0.8,), augment="crop",
                      learning_rate=0.001, log_every_steps=5)
     runs = [_run(tmp_path, f"k{k}", steps_per_loop=k, **overrides) for k in (1, 0)]

@@ -6,11 +6,13 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from helpers import script_env
 from tfnet import config as config_lib
 from tfnet import data, diagnosis, training
 from tfnet.training import export
+from tfnet.training import trainer as trainer_lib
 
 
 def _config(tmp_path, **overrides):
@@ -106,3 +108,21 @@ def test_diagnosis_follows_the_course_rules(train_error, dev_error, best_error, 
 def test_config_validation_names_field_and_value(tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         config_lib.validate(_config(tmp_path, **{field: value}))
+
+
+@pytest.mark.parametrize("fields, total_steps, expected", [
+    (dict(jit_compile="auto"), trainer_lib.XLA_MIN_STEPS, True),
+    (dict(jit_compile="auto"), trainer_lib.XLA_MIN_STEPS - 1, False),  # too short to repay compiling
+    (dict(jit_compile="auto", dataset="mnist_t10k", augment="crop"), 10**6, True),
+    (dict(jit_compile="auto", dataset="mnist_t10k", augment="crop,rotate"), 10**6, False),
+    (dict(jit_compile="on"), 1, True),
+    (dict(jit_compile="off"), 10**6, False),
+])
+def test_automatic_xla_for_long_runs_on_one_device_when_everything_compiles(fields, total_steps, expected):
+    config = config_lib.TrainConfig(**fields)
+    assert trainer_lib.use_xla(config, tf.distribute.get_strategy(), total_steps) is expected
+
+
+def test_automatic_xla_is_off_under_a_strategy_with_replicas(two_cpu_strategy):
+    config = config_lib.TrainConfig(jit_compile="auto")
+    assert trainer_lib.use_xla(config, two_cpu_strategy, 10**6) is False
