@@ -31,6 +31,9 @@ from typing import Callable, NamedTuple
 import tensorflow as tf
 
 PIXEL_MAX = 255.0
+# Every draw names its algorithm: the default ("auto_select") is several times slower inside an
+# XLA-compiled loop on the CPU, and Philox is available on every device.
+_ALGORITHM = "philox"
 
 
 class Augmentation(NamedTuple):
@@ -67,7 +70,7 @@ OPTIONS = {
 def _uniform(batch_size, seed, limit, centre=0.0):
     """A ``[B]`` draw, uniform in ``[centre - limit, centre + limit)``."""
     return tf.random.stateless_uniform(
-        [batch_size], seed, minval=centre - limit, maxval=centre + limit
+        [batch_size], seed, minval=centre - limit, maxval=centre + limit, alg=_ALGORITHM
     )
 
 
@@ -86,7 +89,7 @@ def _about_centre(linear, height, width):
 def _flip(batch_size, height, width, seed, options):
     del options  # A flip has no parameter.
     # Mirrored example: input x = (W - 1) - x, i.e. sign -1 about the centre.
-    sign = tf.where(tf.random.stateless_uniform([batch_size], seed) < 0.5, -1.0, 1.0)
+    sign = tf.where(tf.random.stateless_uniform([batch_size], seed, alg=_ALGORITHM) < 0.5, -1.0, 1.0)
     zeros, ones = tf.zeros_like(sign), tf.ones_like(sign)
     linear = tf.reshape(tf.stack([sign, zeros, zeros, ones], axis=1), [-1, 2, 2])
     return _about_centre(linear, height, width)
@@ -97,7 +100,7 @@ def _crop(batch_size, height, width, seed, options):
     # [0, 2p]^2 (the CIFAR recipe, He et al. 2016) equals sampling input (x + dx, y + dy) with
     # integer dx, dy uniform in [-p, p] and 0 outside the image.
     p = options["crop_padding"]
-    shift = tf.random.stateless_uniform([batch_size, 2], seed, minval=-p, maxval=p + 1,
+    shift = tf.random.stateless_uniform([batch_size, 2], seed, minval=-p, maxval=p + 1, alg=_ALGORITHM,
                                         dtype=tf.int32)
     eye = tf.eye(2, batch_shape=[batch_size])
     top = tf.concat([eye, tf.cast(shift, tf.float32)[:, :, tf.newaxis]], axis=2)
@@ -334,7 +337,7 @@ def build(names, input_shape, **options):
         batch_size = tf.shape(images)[0]
         matrices = None
         for index, entry in steps:
-            sub_seed = tf.random.experimental.stateless_fold_in(seed, index)
+            sub_seed = tf.random.experimental.stateless_fold_in(seed, index, alg=_ALGORITHM)
             if entry.geometric:
                 matrix = entry.fn(batch_size, height, width, sub_seed, options)
                 # Output -> input maps compose in application order: M = A_1 A_2 ... A_k.
