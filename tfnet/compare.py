@@ -55,6 +55,7 @@ class CompareConfig:
 @dataclasses.dataclass
 class RunResult:
     name: str
+    epochs: list  # 1, 2, ..., the evaluated epochs
     train_loss: list  # per epoch, on the whole training split after the epoch
     dev_loss: list
     train_accuracy: float  # after the last epoch
@@ -86,7 +87,7 @@ def compare(config, output_dir):
         reached = [e for e, loss in enumerate(train_loss, start=1) if loss <= config.target_loss]
         last = result.history[-1]
         results.append(RunResult(
-            name=name, train_loss=train_loss, dev_loss=[r["dev_loss"] for r in result.history],
+            name=name, epochs=[record["epoch"] for record in result.history], train_loss=train_loss, dev_loss=[r["dev_loss"] for r in result.history],
             train_accuracy=last["train_accuracy"], dev_accuracy=last["dev_accuracy"],
             epochs_to_target=reached[0] if reached else None,
             ms_per_step=1000 * (result.seconds_per_step or float("nan")),
@@ -149,18 +150,8 @@ def narrow_axis_crossings(path, threshold=0.1):
 # ---- plots (optional matplotlib, see tfnet.plotting) ---------------------------------------
 
 def plot_loss_curves(results, path):
-    """Training (solid) and dev (dashed) loss per epoch of every run, one PNG."""
-    plt = plotting.pyplot()
-    figure, axes = plt.subplots(figsize=(8, 5))
-    for r in results:
-        epochs = np.arange(1, len(r.train_loss) + 1)
-        (line,) = axes.plot(epochs, r.train_loss, label=r.name)
-        axes.plot(epochs, r.dev_loss, linestyle="--", color=line.get_color())
-    axes.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log",
-             title="train (solid) and dev (dashed) loss")
-    axes.legend()
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
+    """Training and dev loss per epoch of every run (``tfnet.plotting.plot_cost_curves``)."""
+    plotting.plot_cost_curves(results, path, title="optimisers from the same start, same batches")
 
 
 def plot_bowl_paths(paths, path):
@@ -175,7 +166,7 @@ def plot_bowl_paths(paths, path):
     axes.plot(0, 0, "k*", markersize=12)
     axes.set(xlabel="w1 (shallow)", ylabel="w2 (steep)",
              title=f"J = ({BOWL_CURVATURE[0]:g} w1² + {BOWL_CURVATURE[1]:g} w2²) / 2")
-    axes.legend()
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
 

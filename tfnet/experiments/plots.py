@@ -1,19 +1,18 @@
 """The experiments' figures: cost curves, decision boundaries on 2-D data, a learning-rate sweep.
 
-matplotlib is the ``plots`` extra, loaded headless by ``tfnet.plotting``; the cost curves are
-``tfnet.compare``'s loss-curve plot.
+matplotlib is loaded headless by ``tfnet.plotting``, whose cost-curve plot the experiments share
+with ``tfnet.compare``.
 """
 
 import numpy as np
 
-from tfnet import compare
 from tfnet import data as data_lib
 from tfnet import plotting
 
 
-def plot_cost_curves(rows, path):
-    """Training (solid) and dev (dashed) cost per epoch of every variant, one PNG."""
-    compare.plot_loss_curves(rows, path)
+def plot_cost_curves(rows, path, title=None):
+    """Training and dev cost of every variant at its evaluated epochs, one PNG."""
+    plotting.plot_cost_curves(rows, path, title=title)
 
 
 def _training_points(config):

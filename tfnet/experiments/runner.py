@@ -28,9 +28,11 @@ class Row:
     test_accuracy: float
     final_cost: float  # cross-entropy on the whole training split after the last epoch
     seconds: float  # wall time of the whole train() call
-    train_loss: list = dataclasses.field(repr=False)  # per epoch
+    course: str  # the course's published figure for this variant, or ""
+    epochs: list = dataclasses.field(repr=False)  # the evaluated epochs
+    train_loss: list = dataclasses.field(repr=False)  # at each evaluated epoch
     dev_loss: list = dataclasses.field(repr=False)
-    learning_rate: list = dataclasses.field(repr=False)  # α after each epoch (that of the next step)
+    learning_rate: list = dataclasses.field(repr=False)  # α after each evaluated epoch
     model: object = dataclasses.field(repr=False)
     config: object = dataclasses.field(repr=False)
 
@@ -44,7 +46,7 @@ class Report:
     output_dir: str
 
 
-def train_variant(variant, config, run_dir, verbose):
+def train_variant(variant, config, run_dir, verbose, course=""):
     """Trains one variant into ``run_dir`` (any run already there is replaced); returns its Row."""
     config = dataclasses.replace(
         config, model_dir=run_dir, export=False, resume=False, overwrite=True,
@@ -57,20 +59,23 @@ def train_variant(variant, config, run_dir, verbose):
     return Row(
         name=variant, train_accuracy=last["train_accuracy"], dev_accuracy=last["dev_accuracy"],
         test_accuracy=result.test_accuracy, final_cost=last["train_loss"],
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, course=course,
+        epochs=[r["epoch"] for r in result.history],
         train_loss=[r["train_loss"] for r in result.history],
         dev_loss=[r["dev_loss"] for r in result.history],
         learning_rate=[r["learning_rate"] for r in result.history], model=result.model, config=config,
     )
 
 
-def format_table(rows):
-    """The rows as a markdown table."""
-    lines = ["| variant | train acc | dev acc | test acc | final cost | wall s |",
-             "| --- | --- | --- | --- | --- | --- |"]
+def format_table(rows, course_measure=""):
+    """The rows as a markdown table, the course's figures beside ours when it published any."""
+    course = bool(course_measure)
+    lines = ["| variant | train acc | dev acc | test acc | final cost | wall s |"
+             + (f" course ({course_measure}) |" if course else ""),
+             "| --- | --- | --- | --- | --- | --- |" + (" --- |" if course else "")]
     lines += [
         f"| {r.name} | {r.train_accuracy:.3f} | {r.dev_accuracy:.3f} | {r.test_accuracy:.3f} "
-        f"| {r.final_cost:.4g} | {r.seconds:.1f} |"
+        f"| {r.final_cost:.4g} | {r.seconds:.1f} |" + (f" {r.course or '—'} |" if course else "")
         for r in rows
     ]
     return "\n".join(lines)
@@ -79,9 +84,11 @@ def format_table(rows):
 def write_csv(rows, path):
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["variant", "train_accuracy", "dev_accuracy", "test_accuracy", "final_cost", "seconds"])
+        writer.writerow(["variant", "train_accuracy", "dev_accuracy", "test_accuracy", "final_cost",
+                         "seconds", "course"])
         for r in rows:
-            writer.writerow([r.name, r.train_accuracy, r.dev_accuracy, r.test_accuracy, r.final_cost, r.seconds])
+            writer.writerow([r.name, r.train_accuracy, r.dev_accuracy, r.test_accuracy,
+                             r.final_cost, r.seconds, r.course])
 
 
 def run(experiment, output_dir, quick=False, data_dir=None, verbose=1):
@@ -104,11 +111,14 @@ def run(experiment, output_dir, quick=False, data_dir=None, verbose=1):
     for index, (variant, config) in enumerate(variants, start=1):
         if verbose:
             print(f"[{experiment.name} {index}/{len(variants)}] {variant}: {config.epochs} epochs ...", flush=True)
-        row = train_variant(variant, config, os.path.join(directory, variant), verbose=0)
+        row = train_variant(variant, config, os.path.join(directory, variant), verbose=0,
+                            course=experiment.course.get(variant, ""))
         rows[variant] = row
         if verbose:
+            course = f" | course: {row.course}" if row.course else ""
             print(f"    train {row.train_accuracy:.3f} dev {row.dev_accuracy:.3f} test "
-                  f"{row.test_accuracy:.3f} cost {row.final_cost:.4g} ({row.seconds:.1f}s)", flush=True)
+                  f"{row.test_accuracy:.3f} cost {row.final_cost:.4g} ({row.seconds:.1f}s){course}",
+                  flush=True)
     ordered = list(rows.values())
     write_csv(ordered, os.path.join(directory, "results.csv"))
     plots.plot_cost_curves(ordered, os.path.join(directory, "cost_curves.png"))
@@ -118,7 +128,8 @@ def run(experiment, output_dir, quick=False, data_dir=None, verbose=1):
         plots.plot_learning_rate_sweep(ordered, experiment.sweep, os.path.join(directory, "learning_rate_sweep.png"))
     holds = bool(experiment.holds(rows))
     markdown = (
-        f"### {experiment.name}\n\n{experiment.setup}\n\n{format_table(ordered)}\n\n"
+        f"### {experiment.name}\n\n{experiment.setup}\n\n"
+        f"{format_table(ordered, experiment.course_measure)}\n\n"
         f"Expected: {experiment.expected} — {'holds' if holds else 'DOES NOT HOLD'}.\n"
     )
     with open(os.path.join(directory, "results.md"), "w") as f:

@@ -48,6 +48,10 @@ DESCRIPTIONS = {
 
 NAMES = tuple(HYPERPARAMETERS)
 
+# Each of ours and the Keras built-in configured to compare with it.
+TWINS = {"gd": "keras_sgd", "momentum": "keras_momentum", "rmsprop": "keras_rmsprop",
+         "adam": "keras_adam"}
+
 
 def describe():
     """Help text for an ``--optimizer`` flag: one line per registry name with its update rule."""
