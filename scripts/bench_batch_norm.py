@@ -9,7 +9,7 @@ and prints ours' median speed-up over Keras; exit status 1 when one is more than
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 from benchmarks import harness, batch_norm  # noqa: E402
@@ -17,7 +17,6 @@ from tfnet import flags as tfnet_flags  # noqa: E402
 
 tfnet_flags.import_tensorflow_quietly()
 tfnet_flags.define_config_flags(batch_norm.BatchNormBenchConfig)
-flags.adopt_module_key_flags(tfnet_flags)  # --help lists them
 
 if __name__ == "__main__":
-    sys.exit(app.run(harness.script_main(batch_norm.run, batch_norm.BatchNormBenchConfig)))
+    tfnet_flags.run(harness.script_main(batch_norm.run, batch_norm.BatchNormBenchConfig))

@@ -10,7 +10,7 @@ alternating rounds; exit status 1 when the input work takes more than a fifth of
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 from benchmarks import harness, input  # noqa: E402
@@ -18,7 +18,6 @@ from tfnet import flags as tfnet_flags  # noqa: E402
 
 tfnet_flags.import_tensorflow_quietly()
 tfnet_flags.define_config_flags(input.InputBenchConfig)
-flags.adopt_module_key_flags(tfnet_flags)  # --help lists them
 
 if __name__ == "__main__":
-    sys.exit(app.run(harness.script_main(input.run, input.InputBenchConfig)))
+    tfnet_flags.run(harness.script_main(input.run, input.InputBenchConfig))

@@ -9,7 +9,7 @@ the twin; exit status 1 when one is more than 5 percent slower (a speed-up below
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 from benchmarks import harness, optimizers  # noqa: E402
@@ -17,7 +17,6 @@ from tfnet import flags as tfnet_flags  # noqa: E402
 
 tfnet_flags.import_tensorflow_quietly()
 tfnet_flags.define_config_flags(optimizers.OptimizersBenchConfig)
-flags.adopt_module_key_flags(tfnet_flags)  # --help lists them
 
 if __name__ == "__main__":
-    sys.exit(app.run(harness.script_main(optimizers.run, optimizers.OptimizersBenchConfig)))
+    tfnet_flags.run(harness.script_main(optimizers.run, optimizers.OptimizersBenchConfig))

@@ -13,7 +13,7 @@ steps_per_execution and >= 60 percent of the matmul peak.
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 from benchmarks import harness, training  # noqa: E402
@@ -21,7 +21,6 @@ from tfnet import flags as tfnet_flags  # noqa: E402
 
 tfnet_flags.import_tensorflow_quietly()
 tfnet_flags.define_config_flags(training.TrainingBenchConfig)
-flags.adopt_module_key_flags(tfnet_flags)  # --help lists them
 
 if __name__ == "__main__":
-    sys.exit(app.run(harness.script_main(training.run, training.TrainingBenchConfig)))
+    tfnet_flags.run(harness.script_main(training.run, training.TrainingBenchConfig))

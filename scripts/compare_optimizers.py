@@ -9,7 +9,7 @@ elongated quadratic bowl (PNG) under --output_dir. Example:
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from tfnet import compare, data, optimizers
 from tfnet import flags as tfnet_flags
@@ -44,4 +44,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    tfnet_flags.run(main)

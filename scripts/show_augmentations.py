@@ -56,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    tfnet_flags.run(main)

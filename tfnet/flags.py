@@ -20,7 +20,7 @@ import re
 import sys
 import tempfile
 
-from absl import flags
+from absl import app, flags
 
 from tfnet import config as config_lib
 
@@ -32,6 +32,8 @@ _PRE_INIT_NOTICE = b"WARNING: All log messages before absl::InitializeLog() is c
 # What Python itself writes during the import, kept whatever the level: a warning, a traceback.
 _PYTHON_OUTPUT = re.compile(rb"^(\S.*:\d+: \w*Warning: |Traceback \(most recent call last\):)")
 _SEVERITY = {b"I": 0, b"W": 1, b"E": 2, b"F": 3}  # TF_CPP_MIN_LOG_LEVEL's numbering
+# What a CUDA build of TensorFlow logs, as an error, when it looks for GPUs where there is none.
+_NO_GPU = re.compile(rb"failed call to cuInit")
 
 
 def import_tensorflow_quietly(default_level="2"):
@@ -43,7 +45,10 @@ def import_tensorflow_quietly(default_level="2"):
     file, whose lines are then written back except the log lines below the level (with their
     continuation lines) and, unless the level is 0, absl's notice about such early lines.
     ``TF_CPP_MIN_LOG_LEVEL`` is set to ``default_level`` where unset, so that TensorFlow filters
-    its later lines by the same level. Does nothing when TensorFlow is already imported.
+    its later lines by the same level. The GPUs are listed inside the same capture: on a machine
+    without one, a CUDA build of TensorFlow logs "failed call to cuInit" as an error when it first
+    looks, which only says what the empty list says, so that record is dropped when no GPU is
+    found. Does nothing when TensorFlow is already imported.
 
     Args:
       default_level: the level used where ``TF_CPP_MIN_LOG_LEVEL`` is unset: 0 keeps every line,
@@ -57,25 +62,30 @@ def import_tensorflow_quietly(default_level="2"):
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
+        gpus = None
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            gpus = tensorflow.config.list_physical_devices("GPU")
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
-            kept = _kept_lines(captured.read().splitlines(keepends=True), min_level)
+            lines = captured.read().splitlines(keepends=True)
+            kept = _kept_lines(lines, min_level, drop=_NO_GPU if gpus == [] else None)
             sys.stderr.buffer.write(b"".join(kept))
             sys.stderr.flush()
 
 
-def _kept_lines(lines, min_level):
-    """``lines`` without the log records below ``min_level``; other lines follow their record."""
+def _kept_lines(lines, min_level, drop=None):
+    """``lines`` without the log records below ``min_level`` nor those matching ``drop`` (a
+    compiled pattern); other lines follow their record."""
     kept, keeping = [], True
     for line in lines:
         record = _LOG_LINE.match(line)
         if record:
-            keeping = _SEVERITY[record.group(1)] >= min_level
+            keeping = _SEVERITY[record.group(1)] >= min_level and not (drop and drop.search(line))
         elif line.startswith(_PRE_INIT_NOTICE):
             keeping = min_level == 0
         elif _PYTHON_OUTPUT.match(line):
@@ -202,3 +212,22 @@ def _convert(field, value):
 def train_config_from_flags(flag_values=flags.FLAGS, **overrides):
     """Builds a validated ``TrainConfig`` from the parsed flags that exist for its fields."""
     return config_lib.validate(config_from_flags(config_lib.TrainConfig, flag_values, **overrides))
+
+
+_HELP = ("--help", "-help", "-h", "-?", "--helpshort")
+
+
+def run(main, flag_values=flags.FLAGS):
+    """Runs a script's ``main`` with ``absl.app.run``; ``--help`` prints its usage and exits 0.
+
+    The usage is the script's docstring and every flag it takes, with its help: the flags this
+    module defined for it (the training and benchmark settings) are made key flags of the
+    script, beside those it defines itself. (absl's own ``--help`` exits with status 1 and lists
+    only the latter.)
+    """
+    script = sys.argv[0]
+    for flag in flag_values.get_flags_for_module(__name__):
+        flag_values.register_key_flag_for_module(script, flag)
+    if any(arg in _HELP for arg in sys.argv[1:]):
+        app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
+    app.run(main)

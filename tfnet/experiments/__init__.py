@@ -13,6 +13,23 @@ and one TensorBoard run per variant.
 from tfnet.experiments.setups import EXPERIMENTS, NAMES, Experiment
 
 
+def runnable(names, data_dir=None):
+    """``(runnable names, {skipped name: reason})``: the experiments whose data are there.
+
+    Only batch_norm needs data from ``data_dir`` (mnist_t10k, read offline); the others
+    generate theirs.
+    """
+    from tfnet import data  # Imports TensorFlow: only when something runs.
+
+    skipped = {}
+    if "batch_norm" in names:
+        try:
+            data.check_available("mnist_t10k", data_dir)
+        except data.DatasetNotFoundError as error:
+            skipped["batch_norm"] = f"it needs mnist_t10k in --data_dir={data_dir}: {error}"
+    return tuple(name for name in names if name not in skipped), skipped
+
+
 def run(name, output_dir, quick=False, data_dir=None, verbose=1):
     """Runs the experiment registered as ``name`` (see ``runner.run``); returns its ``runner.Report``.
 
@@ -26,4 +43,4 @@ def run(name, output_dir, quick=False, data_dir=None, verbose=1):
     return runner.run(EXPERIMENTS[name], output_dir, quick=quick, data_dir=data_dir, verbose=verbose)
 
 
-__all__ = ["EXPERIMENTS", "NAMES", "Experiment", "run"]
+__all__ = ["EXPERIMENTS", "NAMES", "Experiment", "run", "runnable"]

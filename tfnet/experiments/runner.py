@@ -44,6 +44,7 @@ class Report:
     holds: bool  # the experiment's expected ordering holds on these rows
     markdown: str
     output_dir: str
+    figures: list  # the PNGs written
 
 
 def train_variant(variant, config, run_dir, verbose, course=""):
@@ -121,11 +122,14 @@ def run(experiment, output_dir, quick=False, data_dir=None, verbose=1):
                   flush=True)
     ordered = list(rows.values())
     write_csv(ordered, os.path.join(directory, "results.csv"))
-    plots.plot_cost_curves(ordered, os.path.join(directory, "cost_curves.png"))
+    figures = [os.path.join(directory, "cost_curves.png")]
+    plots.plot_cost_curves(ordered, figures[-1], title=experiment.name)
     if experiment.two_dimensional:
-        plots.plot_decision_boundaries(ordered, os.path.join(directory, "decision_boundaries.png"))
+        figures.append(os.path.join(directory, "decision_boundaries.png"))
+        plots.plot_decision_boundaries(ordered, figures[-1])
     if experiment.sweep is not None:
-        plots.plot_learning_rate_sweep(ordered, experiment.sweep, os.path.join(directory, "learning_rate_sweep.png"))
+        figures.append(os.path.join(directory, "learning_rate_sweep.png"))
+        plots.plot_learning_rate_sweep(ordered, experiment.sweep, figures[-1])
     holds = bool(experiment.holds(rows))
     markdown = (
         f"### {experiment.name}\n\n{experiment.setup}\n\n"
@@ -134,4 +138,4 @@ def run(experiment, output_dir, quick=False, data_dir=None, verbose=1):
     )
     with open(os.path.join(directory, "results.md"), "w") as f:
         f.write(markdown)
-    return Report(experiment.name, rows, holds, markdown, directory)
+    return Report(experiment.name, rows, holds, markdown, directory, figures)
