@@ -102,6 +102,9 @@ def use_xla(config, strategy):
 class Trainer:
     """Holds one run's model, optimiser, data, state and outputs; ``run()`` trains and exports.
 
+    Made, it holds the lock of the run directory (on the chief, ``run_dir.prepare``) until
+    ``close()`` or the end of the process.
+
     Args:
       config: a ``TrainConfig``.
       strategy: a ``tf.distribute`` strategy. Default: the one ``config.strategy`` names.
@@ -125,7 +128,7 @@ class Trainer:
         self._scratch_dir = None if self.is_chief else tempfile.mkdtemp(prefix="tfnet-worker-")
         if not self.is_chief:
             self.verbose = 0
-        run_dir_lib.prepare(config, delete=self.is_chief)
+        self._run_lock = run_dir_lib.prepare(config, chief=self.is_chief)  # held to close()
 
         keras.utils.set_random_seed(config.seed)
         if config.deterministic:
@@ -188,6 +191,11 @@ class Trainer:
                             if controller.timed_steps else None)
         return self._finish(stopped_early, seconds_per_step)
 
+    def close(self):
+        """Releases the run directory's lock (which the end of the process releases too)."""
+        if self._run_lock is not None:
+            self._run_lock.release()
+
     def _finish(self, stopped_early, seconds_per_step):
         config, history = self.config, self.state.history
         last = history[-1]
@@ -234,7 +242,11 @@ def train(config, strategy=None, verbose=None):
 
     determinism_was_enabled = tf_config.is_op_determinism_enabled()
     try:
-        return Trainer(config, strategy=strategy, verbose=verbose).run()
+        trainer = Trainer(config, strategy=strategy, verbose=verbose)
+        try:
+            return trainer.run()
+        finally:
+            trainer.close()
     finally:
         if not determinism_was_enabled:
             tf_config.disable_op_determinism()
