@@ -136,9 +136,10 @@ class Trainer:
 
         splits = data_lib.load(config.dataset, config.data_dir, config.dev_fraction)
         train = splits.train.cache()
+        # In memory and checked (BadDataError) before anything is computed from them.
+        self.examples = data_lib.in_memory_splits(
+            {"train": train, "dev": splits.dev, "test": splits.test}, splits.info)
         mean, variance = data_lib.normalization_statistics(train)
-        self.examples = {"train": data_lib.in_memory(train), "dev": data_lib.in_memory(splits.dev),
-                         "test": data_lib.in_memory(splits.test)}
         self.steps_per_epoch = data_lib.steps_per_epoch(splits.info.num_train, config.batch_size)
         augment = None
         if config.augment:
