@@ -35,9 +35,9 @@ STATE_FILE = "checkpoint"  # The manager's state file (tf.train.get_checkpoint_s
 # What reading a damaged file raises: tf.errors for an unreadable or missing file or a failed
 # checksum, IndexError for a truncated data file ("Read less bytes than requested").
 FILE_ERRORS = (tf.errors.OpError, IndexError)
-# What restoring a readable checkpoint of another model raises: ValueError for a tensor of
-# another shape, AssertionError for objects of this model that the checkpoint lacks. Anything
-# else is a bug, and must not move files.
+# What restoring an intact checkpoint of another model raises: ValueError for a tensor of
+# another shape, AssertionError for objects of this model that the checkpoint lacks, tf.errors
+# for one of another dtype. Anything else is a bug, and must not move files.
 MODEL_ERRORS = (ValueError, AssertionError, tf.errors.OpError)
 
 
@@ -192,7 +192,8 @@ def _one_line(error, limit=160):
 
 
 def _files_of(prefix):
-    return sorted(glob.glob(glob.escape(prefix) + ".index") + glob.glob(glob.escape(prefix) + ".data-*"))
+    pattern = glob.escape(prefix)
+    return sorted(glob.glob(pattern + ".index") + glob.glob(pattern + ".data-*"))
 
 
 def _move_aside(directory, paths):
