@@ -8,11 +8,13 @@ on subprocesses; what happens to the files and the state, on runs in this proces
 second instead of TensorFlow's start-up.
 """
 
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 
 import keras
 import numpy as np
@@ -35,9 +37,9 @@ from tfnet import config as config_lib
 from tfnet import data, locks, training
 from tfnet.training import recovery, run_dir
 
-# Small deterministic moons runs: 13 steps an epoch, a checkpoint at every step, 4 kept.
+# Small deterministic moons runs: 13 steps an epoch, a checkpoint at every step, 5 kept.
 RUN = dict(dataset="moons", epochs=2, hidden_units=(8,), seed=5, deterministic=True,
-           checkpoint_every_steps=1, keep_checkpoints=4, jit_compile="off", export=False)
+           checkpoint_every_steps=1, keep_checkpoints=5, jit_compile="off", export=False)
 
 
 def _config(model_dir, **overrides):
@@ -65,7 +67,7 @@ def _assert_same_state(model_dir, reference):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted 2-epoch run: the others must end as it does. Its last checkpoints,
-    23 to 26, are what the damaged-checkpoint cases copy and damage."""
+    22 to 26, are what the damaged-checkpoint cases copy and damage."""
     model_dir = tmp_path_factory.mktemp("reference") / "run"
     training.train(_config(model_dir), verbose=0)
     return model_dir
@@ -89,10 +91,24 @@ def _remove_shard(prefix):
 
 
 def _other_model(prefix):
-    inputs = keras.Input((2,))
-    other = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dense(16)(inputs)))
+    """Replaces the checkpoint by one of a run with 16 hidden units instead of 8, as a copy
+    from another run would: same objects, weights of other shapes."""
+    with tempfile.TemporaryDirectory() as other_dir:
+        other = training.Trainer(_config(other_dir, hidden_units=(16,), deterministic=False),
+                                 verbose=0)
+        other.close()
     _remove_shard(prefix)
-    tf.train.Checkpoint(model=other).write(prefix)  # a new index and data file
+    other.state.checkpoint.save_counter  # noqa: B018 (made: a saved checkpoint holds it)
+    other.state.checkpoint.write(prefix)  # a new index and data file
+
+
+def _foreign_model(prefix):
+    """Replaces the checkpoint by one of another program's model: none of the run's objects."""
+    inputs = keras.Input((2,))
+    foreign = tf.train.Checkpoint(model=keras.Model(inputs, keras.layers.Dense(2)(inputs)))
+    _remove_shard(prefix)
+    foreign.save_counter  # noqa: B018 (made: a saved checkpoint holds it)
+    foreign.write(prefix)
 
 
 # Case -> (what is done to a checkpoint, the reason its warning gives for checkpoint N).
@@ -101,7 +117,10 @@ DAMAGES = {
                                        "bytes than requested, reading "),
     "garbage_index": (_garbage_index, "ckpt-{n}.index cannot be read ("),
     "missing_shard": (_remove_shard, "ckpt-{n}.data-00000-of-00001 is missing"),
-    "wrong_model": (_other_model, "it does not restore into this model ("),
+    "wrong_model": (_other_model, "it does not restore into this model (Received incompatible "
+                                  "tensor with shape (2, 16) when attempting to restore variable "
+                                  "with shape (2, 8)"),
+    "foreign_model": (_foreign_model, "it does not restore into this model (Found "),
 }
 
 
@@ -142,7 +161,7 @@ def test_a_damaged_checkpoint_is_moved_aside_and_the_run_resumes_from_the_one_be
 def test_with_no_readable_checkpoint_the_run_stops_with_one_error_and_moves_them_all_aside(
         reference, tmp_path):
     model_dir = tmp_path / "run"
-    damages = list(zip(sorted(DAMAGES), (26, 25, 24, 23)))  # every kind, each once
+    damages = list(zip(sorted(DAMAGES), (26, 25, 24, 23, 22)))  # every kind, each once
     damaged = _damaged_copy(reference, model_dir, damages)
     completed = run_script("train.py", *_args(model_dir), check=False)
     assert completed.returncode == 1
@@ -150,16 +169,17 @@ def test_with_no_readable_checkpoint_the_run_stops_with_one_error_and_moves_them
     # none of TensorFlow's warnings about the failed restores).
     checkpoints = model_dir / "checkpoints"
     *warnings, error = own_stderr_lines(completed)
-    assert len(warnings) == 4
+    assert len(warnings) == 5
     for warning, (case, n) in zip(warnings, damages):
         assert warning.startswith(f"warning: checkpoint {checkpoints / f'ckpt-{n}'} skipped: "
                                   + DAMAGES[case][1].format(n=n)), warning
     assert error == (
-        f"error: {checkpoints}: none of its checkpoints can be read, 4 tried (each named above "
+        f"error: {checkpoints}: none of its checkpoints can be read, 5 tried (each named above "
         f"with its reason, and moved to {checkpoints / 'damaged'}). Run the same command again "
         "to start over from step 0.")
     assert "epoch" not in completed.stdout
     _assert_moved_aside(model_dir, damaged)
+    assert not list(checkpoints.glob("ckpt-*"))
     # The state file went too: the directory lists no checkpoint, so a rerun starts over.
     assert (checkpoints / "damaged" / "checkpoint").exists()
     assert tf.train.get_checkpoint_state(str(checkpoints)) is None
@@ -182,25 +202,44 @@ def test_the_state_file_no_longer_lists_a_checkpoint_moved_aside(reference, tmp_
     state = tf.train.get_checkpoint_state(str(checkpoints))
     assert state.model_checkpoint_path == str(checkpoints / "ckpt-25")
     assert list(state.all_model_checkpoint_paths) == [
-        str(checkpoints / f"ckpt-{n}") for n in (23, 24, 25)]
-    assert len(state.all_model_checkpoint_timestamps) == 3
+        str(checkpoints / f"ckpt-{n}") for n in (22, 23, 24, 25)]
+    assert len(state.all_model_checkpoint_timestamps) == 4
     # Paths stay relative, as the manager writes them, so the run directory can be moved.
     assert 'model_checkpoint_path: "ckpt-25"' in (checkpoints / "checkpoint").read_text()
 
 
+# What a crash of the machine (or a flaky file system) can leave of the state file -> the
+# reason given.
+BAD_STATE_FILES = {
+    "empty": ("", "Invalid checkpoint state loaded from {checkpoints}"),
+    "garbage": ("garbage {", "not a checkpoint state (CheckpointState text proto)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STATE_FILES))
 def test_an_unreadable_state_file_is_moved_aside_and_the_checkpoints_found_by_their_files(
-        reference, tmp_path):
+        reference, tmp_path, case):
     checkpoints = tmp_path / "run" / "checkpoints"
     shutil.copytree(reference, tmp_path / "run")
-    (checkpoints / "checkpoint").write_text("")  # what a crash of the machine can leave
-    restored, lines = _restore_any(checkpoints)
+    content, reason = BAD_STATE_FILES[case]
+    (checkpoints / "checkpoint").write_text(content)
+    logged = []
+    handler = logging.Handler()
+    handler.emit = logged.append
+    tf.get_logger().addHandler(handler)  # TensorFlow would log a parse error
+    try:
+        restored, lines = _restore_any(checkpoints)
+    finally:
+        tf.get_logger().removeHandler(handler)
     assert restored == str(checkpoints / "ckpt-26")
-    assert lines == [f"checkpoint state file {checkpoints / 'checkpoint'} skipped: Invalid "
-                     f"checkpoint state loaded from {checkpoints}. Moved it to "
+    assert lines == [f"checkpoint state file {checkpoints / 'checkpoint'} skipped: "
+                     f"{reason.format(checkpoints=checkpoints)}. Moved it to "
                      f"{checkpoints / 'damaged'}. Looking for checkpoints by their index files."]
+    assert not logged, [record.getMessage() for record in logged]
+    assert (checkpoints / "damaged" / "checkpoint").read_text() == content
     state = tf.train.get_checkpoint_state(str(checkpoints))
     assert list(state.all_model_checkpoint_paths) == [
-        str(checkpoints / f"ckpt-{n}") for n in (23, 24, 25, 26)]
+        str(checkpoints / f"ckpt-{n}") for n in (22, 23, 24, 25, 26)]
 
 
 def test_lost_best_weights_stop_the_export_instead_of_exporting_others(reference, tmp_path):

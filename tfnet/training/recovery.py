@@ -20,7 +20,6 @@ directories, temporary state files), which TensorFlow documents as safe to remov
 """
 
 import contextlib
-import gc
 import glob
 import logging
 import os
@@ -116,7 +115,7 @@ def _listed_checkpoints(directory, move_aside, warn):
     if not os.path.exists(path):
         return [], None, None, False
     try:
-        with _quiet_tensorflow():  # It logs a parse error as a warning, then returns None.
+        with _quiet_tensorflow():  # it logs a parse error as two warnings, then returns None
             state = tf.train.get_checkpoint_state(directory)
         problem = None if state else "not a checkpoint state (CheckpointState text proto)"
     except (tf.errors.OpError, ValueError) as error:  # ValueError: empty, or no latest path
@@ -145,19 +144,18 @@ def _restore_problem(checkpoint, prefix, partial):
     problem = _file_problem(prefix)
     if problem:
         return problem
-    with _quiet_tensorflow():
+    try:
+        status = checkpoint.restore(prefix)
         try:
-            status = checkpoint.restore(prefix)
-            try:
-                status.assert_existing_objects_matched()
-            except AssertionError:
-                status.expect_partial()  # else, when collected, it warns of every value left
-                raise
-            if partial:
-                status.expect_partial()
-        except MODEL_ERRORS as error:
-            problem = f"it does not restore into this model ({_one_line(error)})"
-    return problem
+            status.assert_existing_objects_matched()
+        except AssertionError:
+            status.expect_partial()  # else, collected, it warns of each value it left unused
+            raise
+        if partial:
+            status.expect_partial()
+    except MODEL_ERRORS as error:
+        return f"it does not restore into this model ({_one_line(error)})"
+    return None
 
 
 def _file_problem(prefix):
@@ -223,13 +221,12 @@ def _write_state(directory, prefixes, timestamps, preserved):
 
 @contextlib.contextmanager
 def _quiet_tensorflow():
-    """TensorFlow's Python warnings off: a failed restore's "deleted with unrestored values",
-    a parse error of the state file. The one line this module writes says what happened."""
+    """TensorFlow's Python warnings off (a parse error of the state file): the one line this
+    module writes says what happened."""
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        gc.collect()  # The failed restore's leftovers warn when collected: now, while quiet.
         logger.setLevel(level)
