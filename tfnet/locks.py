@@ -9,6 +9,8 @@ What is guaranteed: while a process holds the lock, every other ``acquire`` of t
 fails at once with ``LockHeldError``; the lock is released by ``release()`` (or leaving the
 ``with`` block), and by the kernel when the holder's process ends however it ends (exit, an
 exception, SIGKILL, a crash), because closing the file's last descriptor releases a ``flock``.
+The lock lives as long as its open file: keep the returned ``DirectoryLock``, whose collection
+closes it.
 
 What is not: the lock is advisory, so it binds only processes that take it; the file is left in
 place (unlinking it on release would let a latecomer lock a new file while a process that opened
