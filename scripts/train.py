@@ -7,9 +7,11 @@
 Every flag is checked before any work: an invalid value exits with status 1 and one line naming
 the flag, the value and what is allowed. `--helpfull` lists every flag with its help.
 
-Exit status: 0 done; 1 bad flags or unusable --model_dir / --export_dir (nothing written);
-3 a non-finite cost or gradient (the last good checkpoint is kept); 128 + N when signal N
-(SIGINT 130, SIGTERM 143) stopped training after a checkpoint: run the same command to resume.
+Exit status: 0 done; 1 bad flags or unusable --model_dir / --export_dir (nothing written), a
+--model_dir another run is writing, bad data (named by split, example and value) or no readable
+checkpoint to resume from (damaged ones are moved aside, each named in a warning); 3 a
+non-finite cost or gradient (the last good checkpoint is kept); 128 + N when signal N (SIGINT
+130, SIGTERM 143) stopped training after a checkpoint: run the same command to resume.
 """
 
 import sys
@@ -29,12 +31,13 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel writer logs every file.
     from tfnet import training  # Imported after validation: TensorFlow loads only for real work.
 
-    from tfnet import paths
-    from tfnet.training import run_dir
+    from tfnet import data, paths
+    from tfnet.training import recovery, run_dir
 
     try:
         result = training.train(config)
-    except (paths.UnusablePathError, run_dir.RunDirError) as error:
+    except (paths.UnusablePathError, run_dir.RunDirError, data.BadDataError,
+            recovery.NoReadableCheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except training.NonFiniteError as error:

@@ -1,8 +1,11 @@
-"""Shared test helpers: running the scripts in a subprocess and reading TensorBoard events."""
+"""Shared test helpers: running the scripts in a subprocess, killing them at chosen moments,
+reading their checkpoints, TensorBoard events and error lines."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import tensorflow as tf
 
@@ -75,3 +78,55 @@ def runs_trial(pid, model_dir):
             return f"--model_dir={model_dir}".encode() in f.read().split(b"\0")
     except OSError:
         return False
+
+
+def latest_checkpoint_number(model_dir):
+    """The number of the latest checkpoint in ``model_dir/checkpoints``'s state file; 0 if none."""
+    state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+    return int(state.model_checkpoint_path.rsplit("-", 1)[1]) if state else 0
+
+
+def writing_checkpoint(model_dir):
+    """Whether a checkpoint is being written (a ``<prefix>_temp`` directory exists)."""
+    directory = os.path.join(model_dir, "checkpoints")
+    return os.path.isdir(directory) and any("_temp" in n for n in os.listdir(directory))
+
+
+def final_state(model_dir):
+    """Every checkpointed tensor of the latest checkpoint but the wall-clock-bearing history."""
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    return {
+        key: reader.get_tensor(key)
+        for key in reader.get_variable_to_shape_map()
+        # save_counter counts saves (the killed run saved more often); history holds wall times.
+        if key != "_CHECKPOINTABLE_OBJECT_GRAPH" and not key.startswith(("history", "save_counter"))
+    }
+
+
+def kill_frozen_when(process, trigger, condition, timeout=120):
+    """SIGKILLs ``process`` at a moment when ``condition()`` holds.
+
+    ``trigger()`` is polled (cheap); when it holds, the process is frozen (SIGSTOP) so that the
+    slower ``condition()`` reads a still picture, then killed, or let go on (SIGCONT).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline, "the kill point was never reached"
+        if trigger():
+            process.send_signal(signal.SIGSTOP)
+            if condition():
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=60)
+                return
+            process.send_signal(signal.SIGCONT)
+        time.sleep(0.001)
+
+
+def one_error_line(completed, message):
+    """The run exited 1, trained nothing and wrote one line to stderr, "error: <message>...":
+    none of TensorFlow's start-up lines (``tfnet.flags.import_tensorflow_quietly``)."""
+    assert completed.returncode == 1, completed.stderr
+    lines = completed.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), completed.stderr
+    assert "epoch" not in completed.stdout

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -280,7 +281,8 @@ def test_trials_left_running_by_a_killed_search_are_killed_before_they_rerun(
                 orphans = json.loads(state_path.read_text())["running"]
         # While that search lives, a second one of the same directory is refused ...
         with pytest.raises(ValueError, match=re.escape(
-                f"search_dir must be free of another running search (it holds search.lock). "
+                f"search_dir must be free of another running search (process {search.pid} on "
+                f"{socket.gethostname()} holds search.lock). "
                 f"Received: search_dir={config.search_dir!r}")):
             tuning.run_search(SPACE, config)
         # ... and once it is killed outright, its trials (own sessions) keep running.

@@ -24,6 +24,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from tfnet.data_checks import BadDataError, check_examples, check_one_shape  # noqa: F401
+
 EMBEDDED_DATASETS = ("moons", "circles", "flower")
 
 # Sizes of the embedded sets: (training examples before the dev split, test examples).
@@ -267,6 +269,34 @@ def in_memory(dataset):
     """
     features, labels = dataset.batch(2**31 - 1).get_single_element()
     return Examples(features, labels)
+
+
+def in_memory_splits(splits, info):
+    """Reads each split into memory (``in_memory``) and checks the data; returns them.
+
+    Args:
+      splits: split name -> unbatched split, train first (e.g. "train", "dev", "test").
+      info: the dataset's ``DatasetInfo``.
+
+    Returns:
+      split name -> ``Examples``.
+
+    Raises:
+      BadDataError: a split whose examples differ in shape, or the first bad example that
+        ``tfnet.data_checks.check_examples`` finds, named with its split, index and value.
+    """
+    examples = {name: _in_memory_one_shape(dataset, info.name, name)
+                for name, dataset in splits.items()}
+    check_examples(info.name, examples, info.num_classes, info.input_shape)
+    return examples
+
+
+def _in_memory_one_shape(dataset, name, split):
+    try:
+        return in_memory(dataset)
+    except tf.errors.InvalidArgumentError:  # examples of several shapes cannot be batched
+        check_one_shape(name, split, (tuple(features.shape) for features, _ in dataset))
+        raise
 
 
 # Stateless random numbers with one named algorithm: the integers it draws are the same with

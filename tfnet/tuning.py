@@ -27,8 +27,9 @@ The search directory holds:
   trials without a record (rounds may be added); finished trials, failed ones included, are not
   re-run; a trial interrupted half-way has no record, so its directory is cleared and it runs
   again;
-- ``search.lock``: locked (``flock``) while a search runs, so a second search of the same
-  directory is refused; the lock goes with its process, however that ends.
+- ``search.lock``: locked (``tfnet.locks``) while a search runs, so a second search of the same
+  directory is refused, naming the process that holds it; the lock goes with its process,
+  however that ends.
 
 An interrupted search (Ctrl-C, an exception) kills its running trials. A search killed outright
 (SIGKILL, a crash) cannot, and its trials, in sessions of their own, go on running; the next
@@ -39,7 +40,6 @@ it clears the trial's directory.
 
 import csv
 import dataclasses
-import fcntl
 import io
 import json
 import logging
@@ -54,6 +54,7 @@ import time
 import numpy as np
 
 from tfnet import config as config_lib
+from tfnet import locks
 from tfnet import search_space as search_space_lib
 
 # Whether a larger value is better, for each metric of results.json a search can rank by.
@@ -185,13 +186,12 @@ def run_search(space, config, report=None):
         ``config.search_dir`` is running.
     """
     check_space(space, config.base_flags)
-    os.makedirs(config.search_dir, exist_ok=True)
-    with open(os.path.join(config.search_dir, "search.lock"), "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _fail("search_dir", "free of another running search (it holds search.lock)",
-                  config.search_dir)
+    try:
+        lock = locks.DirectoryLock.acquire(config.search_dir, "search.lock")
+    except locks.LockHeldError as held:
+        _fail("search_dir", f"free of another running search ({held.holder} holds search.lock)",
+              config.search_dir)
+    with lock:
         return _run_locked(space, config, report)
 
 

@@ -14,7 +14,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import final_state as _final_state
+from helpers import kill_frozen_when as _kill_frozen_when
+from helpers import latest_checkpoint_number as _latest_number
+from helpers import one_error_line as _one_error_line
 from helpers import read_scalars, run_script, script_command, script_env
+from helpers import writing_checkpoint as _writing_checkpoint
 from tfnet import config as config_lib
 from tfnet import paths, training
 from tfnet.training import run_dir
@@ -32,11 +37,6 @@ def _args(model_dir, *extra):
     ]
 
 
-def _latest_number(model_dir):
-    state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
-    return int(state.model_checkpoint_path.rsplit("-", 1)[1]) if state else 0
-
-
 def _kill_when(process, condition, timeout=120):
     """SIGKILLs ``process`` as soon as ``condition()`` holds (polled every millisecond)."""
     deadline = time.monotonic() + timeout
@@ -46,22 +46,6 @@ def _kill_when(process, condition, timeout=120):
         time.sleep(0.001)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
-
-
-def _writing_checkpoint(model_dir):
-    directory = os.path.join(model_dir, "checkpoints")
-    return os.path.isdir(directory) and any("_temp" in n for n in os.listdir(directory))
-
-
-def _final_state(model_dir):
-    """Every checkpointed tensor of the latest checkpoint but the wall-clock-bearing history."""
-    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
-    return {
-        key: reader.get_tensor(key)
-        for key in reader.get_variable_to_shape_map()
-        # save_counter counts saves (the killed run saved more often); history holds wall times.
-        if key != "_CHECKPOINTABLE_OBJECT_GRAPH" and not key.startswith(("history", "save_counter"))
-    }
 
 
 @pytest.fixture(scope="module")
@@ -130,26 +114,6 @@ def _logged_past_a_mid_epoch_checkpoint(model_dir):
     """Whether the events hold batch_cost steps past the latest checkpoint, taken mid-epoch."""
     latest = _latest_number(model_dir)
     return latest % STEPS_PER_EPOCH != 0 and max(_batch_cost_steps(model_dir), default=0) > latest
-
-
-def _kill_frozen_when(process, trigger, condition, timeout=120):
-    """SIGKILLs ``process`` at a moment when ``condition()`` holds.
-
-    ``trigger()`` is polled (cheap); when it holds, the process is frozen (SIGSTOP) so that the
-    slower ``condition()`` reads a still picture, then killed, or let go on (SIGCONT).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        assert process.poll() is None, "the run finished before it could be killed"
-        assert time.monotonic() < deadline, "the kill point was never reached"
-        if trigger():
-            process.send_signal(signal.SIGSTOP)
-            if condition():
-                process.send_signal(signal.SIGKILL)
-                process.wait(timeout=60)
-                return
-            process.send_signal(signal.SIGCONT)
-        time.sleep(0.001)
 
 
 def test_sigkill_between_sparse_checkpoints_skips_trained_batches_and_prunes_events(
@@ -246,25 +210,6 @@ UNUSABLE = {
     "model_dir_not_writable": ("--model_dir=/proc/tfnet-run", "model_dir must be writable, but /proc is not"),
     "export_dir_not_writable": ("--export_dir=/proc/tfnet-models", "export_dir must be writable, but /proc is not"),
 }
-
-
-# A TensorFlow C++ log record ("E0000 00:00:1796155587.377352   32465 cuda_platform.cc:52] ...").
-_TF_LOG_RECORD = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\] ")
-
-
-def _one_error_line(completed, message):
-    """The run exited 1 and wrote one line of its own to stderr, starting "error: <message>".
-
-    TensorFlow's own C++ warnings and errors may come before it: absl runs TensorFlow's
-    initialisation callback, which lists the GPUs, before main(), and on this GPU-less machine
-    with a CUDA build that logs "failed call to cuInit" as an error. Its INFO lines must not.
-    """
-    assert completed.returncode == 1, completed.stderr
-    lines = completed.stderr.splitlines()
-    ours = [line for line in lines if not _TF_LOG_RECORD.match(line)]
-    assert len(ours) == 1 and ours[0].startswith(f"error: {message}"), completed.stderr
-    assert not any(line.startswith("I") and _TF_LOG_RECORD.match(line) for line in lines)
-    assert "epoch" not in completed.stdout
 
 
 @pytest.mark.parametrize("case", sorted(UNUSABLE))

@@ -9,9 +9,10 @@ Factored like TF Model Garden's Orbit:
 - ``controller``: ``Controller``, what happens between calls — evaluation, TensorBoard,
   checkpoints, SIGINT / SIGTERM, the NaN policy, early stopping;
 - ``trainer``: ``Trainer`` and ``train``, which assemble a run from a ``TrainConfig``;
-- ``checkpointing``, ``run_dir``, ``outputs``, ``events``, ``export``, ``signals``: the run's
-  checkpointed state, its directory policy, its files and summaries, event pruning on resume,
-  the atomic SavedModel export, and the signal flag.
+- ``checkpointing``, ``recovery``, ``run_dir``, ``outputs``, ``events``, ``export``, ``signals``:
+  the run's checkpointed state, restoring it past damaged checkpoints, its directory's lock and
+  policy, its files and summaries, event pruning on resume, the atomic SavedModel export, and
+  the signal flag.
 
     from tfnet import config, training
     result = training.train(config.TrainConfig(dataset="moons", epochs=30))

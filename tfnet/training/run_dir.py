@@ -1,15 +1,23 @@
-"""The run directory's policy: resume a run, refuse to mix two, or start over when told.
+"""The run directory's policy: one writer; resume a run, refuse to mix two, or start over.
+
+A run holds an exclusive lock on ``run.lock`` in its ``model_dir`` (``tfnet.locks``) from before
+the policy is applied to its end, so a second run on the same directory is refused at once,
+before it can delete or write anything, naming the process that holds it. Under multi-worker
+training only the chief, which alone writes the directory, takes it.
 
 A ``model_dir`` with a ``config.json`` holds a run. Starting on it with ``resume`` continues
 that run, provided the configuration differs only in ``RESUMABLE_CHANGES`` (more epochs,
 other outputs or strategy); ``resume=False`` starts over only with ``overwrite``, which deletes
-the old run. The check reads only ``config.json``, before anything is written or loaded.
+the old run (everything in the directory but the held lock file). The check reads only
+``config.json``, before anything is written or loaded.
 """
 
 import dataclasses
 import json
 import os
 import shutil
+
+from tfnet import locks
 
 # Fields that may change when a run resumes; any other difference is a different run.
 RESUMABLE_CHANGES = frozenset({
@@ -20,19 +28,52 @@ RESUMABLE_CHANGES = frozenset({
     "strategy", "tpu", "cpu_devices",  # checkpoints restore under any strategy
 })
 
+# The lock file a run holds in its model_dir.
+LOCK_FILE = "run.lock"
 
 
 class RunDirError(ValueError):
-    """``model_dir`` holds a run that this configuration must not mix with."""
+    """``model_dir`` holds a run that this configuration must not mix with, or another run is
+    writing it."""
 
 
-def prepare(config, delete=True):
-    """Applies the policy to ``config.run_dir``; raises ``RunDirError`` where runs would mix.
+def prepare(config, chief=True):
+    """Locks ``config.run_dir`` (on the chief), then applies the policy; returns the lock.
 
     Args:
       config: the run's ``TrainConfig``.
-      delete: whether this process deletes an overwritten run (False on non-chief workers).
+      chief: whether this process writes the run directory: it takes the lock and deletes an
+        overwritten run (False on the other workers of a multi-worker run).
+
+    Returns:
+      The held ``locks.DirectoryLock``, to be released when the run ends (or left to the end
+      of the process); None when ``chief`` is False.
+
+    Raises:
+      RunDirError: another process holds the directory's lock, or the runs would mix. The lock
+        is released before the error is raised.
     """
+    lock = _lock(config.run_dir) if chief else None
+    try:
+        _apply_policy(config, delete=chief)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return lock
+
+
+def _lock(run_dir):
+    try:
+        return locks.DirectoryLock.acquire(run_dir, LOCK_FILE)
+    except locks.LockHeldError as held:
+        raise RunDirError(
+            f"model_dir {run_dir}: another run is writing it, {held.holder} (it holds "
+            f"{held.path}). Wait for that run to end or stop it, or choose another --model_dir."
+        ) from None
+
+
+def _apply_policy(config, delete):
     run_dir = config.run_dir
     saved = os.path.join(run_dir, "config.json")
     if not os.path.exists(saved):
@@ -44,7 +85,7 @@ def prepare(config, delete=True):
                 "pass --overwrite to delete it, or choose another --model_dir."
             )
         if delete:
-            shutil.rmtree(run_dir)
+            _delete_run(run_dir)
         return
     with open(saved) as f:
         previous = json.load(f)
@@ -60,3 +101,14 @@ def prepare(config, delete=True):
             f"flags (--flagfile={os.path.join(run_dir, 'flags.txt')}), or start over with "
             "--noresume --overwrite, or choose another --model_dir."
         )
+
+
+def _delete_run(run_dir):
+    """Deletes everything in ``run_dir`` but the lock file, which this run holds."""
+    for entry in os.scandir(run_dir):
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.remove(entry.path)

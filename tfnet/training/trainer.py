@@ -109,6 +109,9 @@ def use_xla(config, strategy, total_steps):
 class Trainer:
     """Holds one run's model, optimiser, data, state and outputs; ``run()`` trains and exports.
 
+    Made, it holds the lock of the run directory (on the chief, ``run_dir.prepare``) until
+    ``close()`` or the end of the process.
+
     Args:
       config: a ``TrainConfig``.
       strategy: a ``tf.distribute`` strategy. Default: the one ``config.strategy`` names.
@@ -132,8 +135,15 @@ class Trainer:
         self._scratch_dir = None if self.is_chief else tempfile.mkdtemp(prefix="tfnet-worker-")
         if not self.is_chief:
             self.verbose = 0
-        run_dir_lib.prepare(config, delete=self.is_chief)
+        self._run_lock = run_dir_lib.prepare(config, chief=self.is_chief)  # held to close()
+        try:
+            self._build(config)
+        except BaseException:
+            self.close()  # a run that cannot start leaves no lock held
+            raise
 
+    def _build(self, config):
+        """Seeds, data, model, optimiser, state, loop and outputs (the lock is held)."""
         keras.utils.set_random_seed(config.seed)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
@@ -141,9 +151,10 @@ class Trainer:
         splits = data_lib.load(config.dataset, config.data_dir, config.dev_fraction,
                                num_examples=config.num_examples)
         train = splits.train.cache()
+        # In memory and checked (BadDataError) before anything is computed from them.
+        self.examples = data_lib.in_memory_splits(
+            {"train": train, "dev": splits.dev, "test": splits.test}, splits.info)
         mean, variance = data_lib.normalization_statistics(train)
-        self.examples = {"train": data_lib.in_memory(train), "dev": data_lib.in_memory(splits.dev),
-                         "test": data_lib.in_memory(splits.test)}
         self.steps_per_epoch = data_lib.steps_per_epoch(splits.info.num_train, config.batch_size)
         augment = None
         if config.augment:
@@ -196,6 +207,11 @@ class Trainer:
                             if controller.timed_steps else None)
         return self._finish(stopped_early, seconds_per_step)
 
+    def close(self):
+        """Releases the run directory's lock (which the end of the process releases too)."""
+        if self._run_lock is not None:
+            self._run_lock.release()
+
     def _finish(self, stopped_early, seconds_per_step):
         config, history = self.config, self.state.history
         last = history[-1]
@@ -242,7 +258,11 @@ def train(config, strategy=None, verbose=None):
 
     determinism_was_enabled = tf_config.is_op_determinism_enabled()
     try:
-        return Trainer(config, strategy=strategy, verbose=verbose).run()
+        trainer = Trainer(config, strategy=strategy, verbose=verbose)
+        try:
+            return trainer.run()
+        finally:
+            trainer.close()
     finally:
         if not determinism_was_enabled:
             tf_config.disable_op_determinism()
