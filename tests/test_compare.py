@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tfnet import compare
+from tfnet import config as config_lib
 
 SMALL = compare.CompareConfig(optimizers=("gd", "keras_sgd", "adam"), hidden_units=(4,),
                               batch_size=32, epochs=3)
@@ -46,6 +47,8 @@ def test_gradient_descent_zigzags_on_the_bowl_and_the_others_do_not():
 def test_unknown_optimizer_is_rejected():
     with pytest.raises(ValueError, match="optimizers must be among"):
         compare.compare(compare.CompareConfig(optimizers=("sgd",)), "unused")
+    with pytest.raises(ValueError, match="optimizers must be a comma-separated list of gd, "):
+        config_lib.check_fields(compare.CompareConfig(optimizers=("sgd",)))
 
 
 def test_run_writes_pngs_and_one_tensorboard_run_per_optimizer(tmp_path):
@@ -54,6 +57,7 @@ def test_run_writes_pngs_and_one_tensorboard_run_per_optimizer(tmp_path):
                                    batch_size=32, epochs=1)
     report = compare.run(config, str(tmp_path))
     assert "| momentum |" in report and "zig-zags" in report
+    assert f"Loss curves: {tmp_path / 'loss_curves.png'}" in report
     for name in ("gd", "momentum"):
         assert os.listdir(tmp_path / name / "train") and os.listdir(tmp_path / name / "dev")
     for name in ("loss_curves.png", "bowl_paths.png"):

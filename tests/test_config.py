@@ -37,14 +37,14 @@ def test_step_schedule_without_decay_interval_is_refused():
 def test_step_schedule_with_decay_interval_decays_on_it():
     config = config_lib.validate(TrainConfig(lr_schedule="step", decay_interval=3.0, decay_factor=0.5))
     schedule = training.make_learning_rate(config, steps_per_epoch=10)
-    assert float(schedule(29)) == pytest.approx(config.learning_rate, rel=1e-6)
-    assert float(schedule(30)) == pytest.approx(config.learning_rate / 2, rel=1e-6)
+    assert float(schedule(29)) == pytest.approx(config.effective_learning_rate, rel=1e-6)
+    assert float(schedule(30)) == pytest.approx(config.effective_learning_rate / 2, rel=1e-6)
 
 
 def test_inverse_time_without_decay_interval_still_decays_every_step():
     config = config_lib.validate(TrainConfig(lr_schedule="inverse_time", decay_rate=1.0))
     schedule = training.make_learning_rate(config, steps_per_epoch=10)
-    assert float(schedule(5)) == pytest.approx(config.learning_rate / 1.5, rel=1e-6)
+    assert float(schedule(5)) == pytest.approx(config.effective_learning_rate / 1.5, rel=1e-6)
 
 
 def test_step_flag_without_decay_interval_stops_at_parse_time():
@@ -79,7 +79,7 @@ def test_decay_factor_range_agrees_with_the_schedule(name, schedule, value):
 def test_decay_base_of_one_is_a_constant_rate():
     config = config_lib.validate(TrainConfig(lr_schedule="exponential", decay_base=1.0))
     schedule = training.make_learning_rate(config, steps_per_epoch=10)
-    assert float(schedule(1000)) == pytest.approx(config.learning_rate, rel=1e-6)
+    assert float(schedule(1000)) == pytest.approx(config.effective_learning_rate, rel=1e-6)
 
 
 def test_decay_factor_out_of_range_message_names_the_flag():
@@ -94,7 +94,9 @@ def test_decay_factor_out_of_range_message_names_the_flag():
 def test_optimizer_help_lists_every_name_with_its_description():
     help = _flag_values(names=("optimizer",))["optimizer"].help
     for name in optimizers.NAMES:
-        assert f"  {name}: {optimizers.DESCRIPTIONS[name]}\n" in help + "\n", name
+        record = optimizers.RECORDS[name]
+        line = f"  {name}: {record.update_rule} (default learning rate {record.default_learning_rate:g})"
+        assert f"{line}\n" in help + "\n", name
     listed = re.findall(r"^  (\w+): ", help, flags=re.MULTILINE)
     assert tuple(listed) == optimizers.NAMES
 

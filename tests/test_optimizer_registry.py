@@ -1,4 +1,4 @@
-"""The optimiser registry: names, hyperparameter routing, and the METHODS.md §7 mappings."""
+"""The optimiser registry: names, records, hyperparameter routing, the docs/methods.md §7 mappings."""
 
 import numpy as np
 import pytest
@@ -20,10 +20,26 @@ KERAS_ATTRIBUTES = {
 }
 
 
-def test_ours_come_first_then_keras_builtins():
+def test_ours_come_first_then_keras_builtins_each_ours_with_its_twin():
     assert optimizers.NAMES[:4] == OURS
     assert all(name.startswith("keras_") for name in optimizers.NAMES[4:])
-    assert set(optimizers.DESCRIPTIONS) == set(optimizers.NAMES) == set(optimizers.HYPERPARAMETERS)
+    assert optimizers.TWINS == {"gd": "keras_sgd", "momentum": "keras_momentum",
+                                "rmsprop": "keras_rmsprop", "adam": "keras_adam"}
+    assert all(optimizers.RECORDS[twin].twin is None for twin in optimizers.TWINS.values())
+
+
+def test_default_learning_rates_follow_keras_conventions_and_lie_in_the_tuning_range():
+    # Keras' SGD defaults to 0.01, its RMSprop and Adam to 0.001; each twin shares its rate.
+    expected = {"gd": 0.01, "momentum": 0.01, "rmsprop": 0.001, "adam": 0.001}
+    for ours, twin in optimizers.TWINS.items():
+        for name in (ours, twin):
+            record = optimizers.RECORDS[name]
+            assert record.default_learning_rate == expected[ours], name
+            low, high = record.learning_rate_range
+            assert low < record.default_learning_rate < high
+    for keras_class, rate in ((keras.optimizers.SGD, 0.01), (keras.optimizers.Adam, 0.001),
+                              (keras.optimizers.RMSprop, 0.001)):
+        assert float(keras_class().learning_rate) == pytest.approx(rate)
 
 
 def test_ours_are_the_package_classes():
@@ -33,7 +49,7 @@ def test_ours_are_the_package_classes():
 
 @pytest.mark.parametrize("name", optimizers.NAMES)
 def test_every_hyperparameter_reaches_the_optimiser(name):
-    chosen = {h: VALUES[h] for h in optimizers.HYPERPARAMETERS[name]}
+    chosen = {h: VALUES[h] for h in optimizers.RECORDS[name].hyperparameters}
     optimizer = optimizers.get(name, 0.01, clipnorm=2.0, **chosen)
     assert optimizer.clipnorm == 2.0  # base-class keywords pass through
     for hyperparameter, value in chosen.items():

@@ -20,36 +20,29 @@ import keras
 from tfnet import config as config_lib
 from tfnet import optimizers, plotting, training
 
-ADAPTIVE = ("rmsprop", "adam", "keras_rmsprop", "keras_adam")
-
-
 @dataclasses.dataclass(frozen=True)
 class CompareConfig:
-    """What to compare and on what.
+    """What to compare and on what; each field is a flag of ``scripts/compare_optimizers.py``."""
 
-    Args:
-      optimizers: registry names (``tfnet.optimizers.NAMES``). Defaults to all.
-      learning_rate: α of gradient descent and momentum (and their Keras twins). Default 0.1.
-      adaptive_learning_rate: α of RMSprop and Adam (and their twins). Default 0.01.
-      dataset: an embedded set or a TFDS dataset prepared in ``data_dir``. Default "moons".
-      data_dir: the TFDS data directory. Default None.
-      hidden_units: the MLP's hidden layers. Default (16, 16).
-      batch_size: b. Default 64.
-      epochs: passes over the training set. Default 30.
-      target_loss: the training loss whose first epoch is reported. Default 0.2.
-      seed: seeds the initial weights and the mini-batch order. Default 0.
-    """
-
-    optimizers: tuple = optimizers.NAMES
-    learning_rate: float = 0.1
-    adaptive_learning_rate: float = 0.01
-    dataset: str = "moons"
-    data_dir: str = None
-    hidden_units: tuple = (16, 16)
-    batch_size: int = 64
-    epochs: int = 30
-    target_loss: float = 0.2
-    seed: int = 0
+    optimizers: tuple = config_lib.setting(
+        optimizers.NAMES, "Registry names to compare, ours and Keras' (tfnet.optimizers.NAMES).",
+        config_lib.names_among(*optimizers.NAMES))
+    learning_rate_factor: float = config_lib.setting(
+        10.0, "Each optimiser trains with its registry default learning rate times this (Keras' "
+        "defaults, 0.01 for gd, momentum and their twins and 0.001 for rmsprop, adam and theirs, "
+        "are for long runs: 30 epochs of moons want steps ten times as large).",
+        config_lib.positive)
+    dataset: str = config_lib.setting(
+        "moons", "An embedded 2-D set, split as scripts/train.py splits it.",
+        config_lib.choice("moons", "circles", "flower"))
+    hidden_units: tuple = config_lib.setting((16, 16), "Units of each hidden layer.",
+                                             config_lib.positive_ints)
+    batch_size: int = config_lib.setting(64, "Mini-batch size b.", config_lib.positive_int)
+    epochs: int = config_lib.setting(30, "Passes over the training split.", config_lib.positive_int)
+    target_loss: float = config_lib.setting(
+        0.2, "The training loss whose first epoch is reported.", config_lib.positive)
+    seed: int = config_lib.setting(0, "Seeds the initial weights and the mini-batch order (the same "
+                                   "for every optimiser).")
 
 
 @dataclasses.dataclass
@@ -66,9 +59,9 @@ class RunResult:
 
 def train_config(config, name, run_dir):
     """The ``TrainConfig`` of optimiser ``name``'s run: only the optimiser and α differ."""
-    alpha = config.adaptive_learning_rate if name in ADAPTIVE else config.learning_rate
+    alpha = optimizers.RECORDS[name].default_learning_rate * config.learning_rate_factor
     return config_lib.TrainConfig(
-        dataset=config.dataset, data_dir=config.data_dir, hidden_units=tuple(config.hidden_units),
+        dataset=config.dataset, hidden_units=tuple(config.hidden_units),
         batch_size=config.batch_size, epochs=config.epochs, seed=config.seed, optimizer=name,
         learning_rate=alpha, model_dir=run_dir, export=False, resume=False, overwrite=True,
         checkpoint_every_seconds=0.0,
@@ -176,14 +169,17 @@ def run(config, output_dir):
 
     Writes one run directory per optimiser, ``output_dir/<optimizer>/`` (TensorBoard ``train/``
     and ``dev/``), and ``output_dir/loss_curves.png`` and ``output_dir/bowl_paths.png``; returns
-    the report (markdown tables) as text.
+    the report (markdown tables, then where the figures and runs went) as text.
     """
     os.makedirs(output_dir, exist_ok=True)
     results = compare(config, output_dir)
-    plot_loss_curves(results, os.path.join(output_dir, "loss_curves.png"))
+    curves, bowl_png = os.path.join(output_dir, "loss_curves.png"), os.path.join(output_dir, "bowl_paths.png")
+    plot_loss_curves(results, curves)
     paths = bowl_paths()
-    plot_bowl_paths(paths, os.path.join(output_dir, "bowl_paths.png"))
+    plot_bowl_paths(paths, bowl_png)
     bowl = ["| optimizer | zig-zags across the narrow axis | distance to minimum after 40 steps |",
             "| --- | --- | --- |"]
     bowl += [f"| {name} | {narrow_axis_crossings(p)} | {np.linalg.norm(p[-1]):.3g} |" for name, p in paths.items()]
-    return format_table(results, config.target_loss) + "\n\n" + "\n".join(bowl)
+    where = (f"Loss curves: {curves}\nPaths on the bowl: {bowl_png}\n"
+             f"TensorBoard: tensorboard --logdir {output_dir}")
+    return format_table(results, config.target_loss) + "\n\n" + "\n".join(bowl) + "\n\n" + where

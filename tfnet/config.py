@@ -28,6 +28,11 @@ def _positive(name, value):
         fail(name, "> 0", value)
 
 
+def _positive_or_none(name, value):
+    if value is not None:
+        _positive(name, value)
+
+
 def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         fail(name, "a positive integer", value)
@@ -175,7 +180,10 @@ class TrainConfig:
         "adam", "Optimiser: ours (the course's equations) or a Keras built-in configured from "
         "the same hyperparameters (tfnet.optimizers.NAMES).", _optimizer,
     )
-    learning_rate: float = _field(0.01, "Learning rate alpha, > 0.", _positive)
+    learning_rate: float = _field(
+        None, "Learning rate alpha, > 0. Default: the optimiser's, as Keras' (0.01 for gd, "
+        "momentum and their twins; 0.001 for rmsprop, adam and theirs).", _positive_or_none,
+    )
     beta: float = _field(0.9, "Momentum's beta, in [0, 1).", _beta)
     beta1: float = _field(0.9, "Adam's beta1 (first moment), in [0, 1).", _beta)
     beta2: float = _field(
@@ -302,6 +310,15 @@ class TrainConfig:
         return self.model_dir or os.path.join("runs", self.dataset)
 
     @property
+    def effective_learning_rate(self):
+        """α: ``learning_rate``, or the optimiser's default learning rate when it is None."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        from tfnet import optimizers  # Imported lazily: the registry imports Keras.
+
+        return optimizers.RECORDS[self.optimizer].default_learning_rate
+
+    @property
     def model_name(self):
         return self.export_name or self.dataset
 
@@ -321,10 +338,13 @@ class TrainConfig:
         return "\n".join(lines) + "\n"
 
     def hparams(self):
-        """The config as a TensorBoard HParams mapping (bool, int, float or str values)."""
+        """The config as a TensorBoard HParams mapping (bool, int, float or str values), with
+        the learning rate the run uses."""
         values = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if field.name == "learning_rate":
+                value = self.effective_learning_rate
             if isinstance(value, tuple):
                 value = ",".join(map(str, value))
             values[field.name] = "" if value is None else value

@@ -1,16 +1,24 @@
-"""Optimiser registry: the course's optimisers (ours) beside Keras' built-ins.
+"""Optimiser registry: the course's optimisers (ours) beside Keras' built-ins, one record each.
 
 ``get(name, learning_rate, **hyperparameters)`` builds an optimiser from the course's
-hyperparameter names (METHODS.md §7): ``beta`` (momentum), ``beta1`` / ``beta2`` (Adam, RMSprop),
-``epsilon``, and the options of ours: ``bias_correction`` (momentum), ``epsilon_inside_sqrt``
-(RMSprop), ``epsilon_hat`` (Adam). ``gd``, ``momentum``, ``rmsprop``, ``adam`` are this package's
-implementations of the course's equations (one module each); the ``keras_*`` entries configure
-Keras' built-ins from those same names through the mappings of METHODS.md §7, so that a
-comparison starts from one set of numbers.
+hyperparameter names (docs/methods.md §7): ``beta`` (momentum), ``beta1`` / ``beta2`` (Adam,
+RMSprop), ``epsilon``, and the options of ours: ``bias_correction`` (momentum),
+``epsilon_inside_sqrt`` (RMSprop), ``epsilon_hat`` (Adam). ``gd``, ``momentum``, ``rmsprop``,
+``adam`` are this package's implementations of the course's equations (one module each); the
+``keras_*`` entries configure Keras' built-ins from those same names through the mappings of
+docs/methods.md §7, so that a comparison starts from one set of numbers.
 
-``HYPERPARAMETERS[name]`` lists the course hyperparameters each entry accepts; any other keyword
-is passed to the ``keras.optimizers.Optimizer`` base class (``clipnorm``, ``weight_decay``, ...).
+``RECORDS[name]`` is everything the rest of the package knows of an optimiser — the flags and
+their help, the training run, ``tfnet.compare``, the benchmarks, the tuner and the study read it:
+its factory, the course hyperparameters it takes (any other keyword goes to the
+``keras.optimizers.Optimizer`` base class: ``clipnorm``, ``weight_decay``, ...), its update rule
+in one line, its default learning rate (Keras' conventions: 0.01 for gradient descent and
+momentum, 0.001 for RMSprop and Adam), the learning rates a tuning grid spans, and for ours the
+Keras built-in it is compared with. A new optimiser is one module and one record.
 """
+
+import dataclasses
+from typing import Callable
 
 import keras
 
@@ -20,52 +28,13 @@ from tfnet.optimizers.momentum import Momentum
 from tfnet.optimizers.rmsprop import RMSprop
 from tfnet.schedules import ScaledSchedule
 
-# The course hyperparameters each registry entry takes (beyond learning_rate).
-HYPERPARAMETERS = {
-    "gd": (),
-    "momentum": ("beta", "bias_correction"),
-    "rmsprop": ("beta2", "epsilon", "epsilon_inside_sqrt"),
-    "adam": ("beta1", "beta2", "epsilon", "epsilon_hat"),
-    "keras_sgd": (),
-    "keras_momentum": ("beta",),
-    "keras_rmsprop": ("beta2", "epsilon"),
-    "keras_adam": ("beta1", "beta2", "epsilon"),
-}
-
-DESCRIPTIONS = {
-    "gd": "ours: w <- w - alpha g",
-    "momentum": "ours: v <- beta v + (1-beta) g; w <- w - alpha v (optionally v/(1-beta^t))",
-    "rmsprop": "ours: s <- beta2 s + (1-beta2) g^2; w <- w - alpha g/(sqrt(s)+epsilon)",
-    "adam": "ours: bias-corrected v, s; w <- w - alpha v_hat/(sqrt(s_hat)+epsilon)",
-    "keras_sgd": "Keras SGD(momentum=0): w <- w - lr g",
-    "keras_momentum": (
-        "Keras SGD(momentum=beta, lr=alpha(1-beta)): equal to course momentum at constant alpha "
-        "only"
-    ),
-    "keras_rmsprop": "Keras RMSprop(rho=beta2): epsilon inside the square root",
-    "keras_adam": "Keras Adam: 'epsilon hat' form, epsilon outside sqrt of the uncorrected s",
-}
-
-NAMES = tuple(HYPERPARAMETERS)
-
-# Each of ours and the Keras built-in configured to compare with it.
-TWINS = {"gd": "keras_sgd", "momentum": "keras_momentum", "rmsprop": "keras_rmsprop",
-         "adam": "keras_adam"}
-
-
-def describe():
-    """Help text for an ``--optimizer`` flag: one line per registry name with its update rule."""
-    return "\n".join(["One of:"] + [f"  {name}: {DESCRIPTIONS[name]}" for name in NAMES])
-
-_COURSE_HYPERPARAMETERS = {name for names in HYPERPARAMETERS.values() for name in names}
-
 
 def _keras_sgd(learning_rate, **base):
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.0, **base)
 
 
 def _keras_momentum(learning_rate, beta=0.9, **base):
-    # METHODS.md §7: v <- m v - lr g equals the course's v <- beta v + (1-beta) g with m = beta
+    # docs/methods.md §7: v <- m v - lr g equals the course's v <- beta v + (1-beta) g with m = beta
     # and lr = alpha (1 - beta), exactly, while alpha is constant. A schedule is scaled the same
     # way, but then the two differ: Keras multiplies each gradient by the rate of its own step
     # before averaging, ours multiplies the average by the current rate.
@@ -86,16 +55,64 @@ def _keras_adam(learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-8, **base):
     )
 
 
-_FACTORIES = {
-    "gd": GradientDescent,
-    "momentum": Momentum,
-    "rmsprop": RMSprop,
-    "adam": Adam,
-    "keras_sgd": _keras_sgd,
-    "keras_momentum": _keras_momentum,
-    "keras_rmsprop": _keras_rmsprop,
-    "keras_adam": _keras_adam,
-}
+@dataclasses.dataclass(frozen=True)
+class OptimizerRecord:
+    """One registry entry.
+
+    Attributes:
+      name: the registry name (the ``--optimizer`` value).
+      factory: ``factory(learning_rate, **hyperparameters)`` builds the optimiser.
+      hyperparameters: the course hyperparameters it takes, beyond the learning rate.
+      update_rule: the update in one line, as the flags' help prints it.
+      default_learning_rate: α when none is given.
+      learning_rate_range: (low, high), the learning rates a tuning grid spans, log-spaced.
+      twin: for ours, the name of the Keras built-in configured to compare with it; else None.
+    """
+
+    name: str
+    factory: Callable
+    hyperparameters: tuple
+    update_rule: str
+    default_learning_rate: float
+    learning_rate_range: tuple
+    twin: str = None
+
+
+_RECORDS = (
+    OptimizerRecord("gd", GradientDescent, (), "ours: w <- w - alpha g", 0.01, (1e-3, 1.0),
+                    twin="keras_sgd"),
+    OptimizerRecord("momentum", Momentum, ("beta", "bias_correction"),
+                    "ours: v <- beta v + (1-beta) g; w <- w - alpha v (optionally v/(1-beta^t))",
+                    0.01, (1e-3, 1.0), twin="keras_momentum"),
+    OptimizerRecord("rmsprop", RMSprop, ("beta2", "epsilon", "epsilon_inside_sqrt"),
+                    "ours: s <- beta2 s + (1-beta2) g^2; w <- w - alpha g/(sqrt(s)+epsilon)",
+                    0.001, (1e-4, 1e-1), twin="keras_rmsprop"),
+    OptimizerRecord("adam", Adam, ("beta1", "beta2", "epsilon", "epsilon_hat"),
+                    "ours: bias-corrected v, s; w <- w - alpha v_hat/(sqrt(s_hat)+epsilon)",
+                    0.001, (1e-4, 1e-1), twin="keras_adam"),
+    OptimizerRecord("keras_sgd", _keras_sgd, (), "Keras SGD(momentum=0): w <- w - lr g", 0.01,
+                    (1e-3, 1.0)),
+    OptimizerRecord("keras_momentum", _keras_momentum, ("beta",),
+                    "Keras SGD(momentum=beta, lr=alpha(1-beta)): equal to course momentum at "
+                    "constant alpha only", 0.01, (1e-3, 1.0)),
+    OptimizerRecord("keras_rmsprop", _keras_rmsprop, ("beta2", "epsilon"),
+                    "Keras RMSprop(rho=beta2): epsilon inside the square root", 0.001, (1e-4, 1e-1)),
+    OptimizerRecord("keras_adam", _keras_adam, ("beta1", "beta2", "epsilon"),
+                    "Keras Adam: 'epsilon hat' form, epsilon outside sqrt of the uncorrected s",
+                    0.001, (1e-4, 1e-1)),
+)
+RECORDS = {record.name: record for record in _RECORDS}
+NAMES = tuple(RECORDS)
+# Each of ours and the Keras built-in configured to compare with it.
+TWINS = {record.name: record.twin for record in _RECORDS if record.twin}
+_COURSE_HYPERPARAMETERS = {name for record in _RECORDS for name in record.hyperparameters}
+
+
+def describe():
+    """Help text for an ``--optimizer`` flag: one line per registry name with its update rule."""
+    return "\n".join(["One of:"] + [
+        f"  {r.name}: {r.update_rule} (default learning rate {r.default_learning_rate:g})"
+        for r in _RECORDS])
 
 
 def get(name, learning_rate, **hyperparameters):
@@ -104,19 +121,20 @@ def get(name, learning_rate, **hyperparameters):
     Args:
       name: one of ``NAMES``.
       learning_rate: α, a positive float or a ``LearningRateSchedule``.
-      **hyperparameters: the course hyperparameters in ``HYPERPARAMETERS[name]`` and any
+      **hyperparameters: the course hyperparameters in ``RECORDS[name].hyperparameters`` and any
         ``keras.optimizers.Optimizer`` base-class argument.
 
     Raises:
       ValueError: for an unknown name (naming the ones that exist), a course hyperparameter the
         entry does not take, or an invalid value.
     """
-    if name not in _FACTORIES:
+    if name not in RECORDS:
         raise ValueError(f"optimizer must be one of {', '.join(NAMES)}. Received: optimizer={name!r}")
+    record = RECORDS[name]
     for hyperparameter, value in hyperparameters.items():
-        if hyperparameter in _COURSE_HYPERPARAMETERS and hyperparameter not in HYPERPARAMETERS[name]:
+        if hyperparameter in _COURSE_HYPERPARAMETERS and hyperparameter not in record.hyperparameters:
             raise ValueError(
                 f"`{hyperparameter}` is not a hyperparameter of {name!r}, which takes "
-                f"{HYPERPARAMETERS[name] or 'none'}. Received: {hyperparameter}={value}"
+                f"{record.hyperparameters or 'none'}. Received: {hyperparameter}={value}"
             )
-    return _FACTORIES[name](learning_rate, **hyperparameters)
+    return record.factory(learning_rate, **hyperparameters)

@@ -59,16 +59,18 @@ class TrainResult:
 
 
 def make_learning_rate(config, steps_per_epoch):
-    """α: a float, or the schedule ``config.lr_schedule`` with the decay arguments it takes."""
+    """α: a float, or the schedule ``config.lr_schedule`` with the decay arguments it takes;
+    α₀ is ``config.learning_rate``, or the optimiser's default learning rate when it is None."""
     decay = {name: getattr(config, name) for name in schedules.SCHEDULE_ARGUMENTS[config.lr_schedule]}
     if not decay.get("decay_interval", 1):
         del decay["decay_interval"]  # 0: inverse_time decays every step; step must be told.
-    return schedules.get(config.lr_schedule, config.learning_rate, steps_per_epoch, **decay)
+    return schedules.get(config.lr_schedule, config.effective_learning_rate, steps_per_epoch,
+                         **decay)
 
 
 def make_optimizer(config, steps_per_epoch):
     """The optimiser ``config.optimizer`` with the course hyperparameters it takes."""
-    accepted = optimizers.HYPERPARAMETERS[config.optimizer]
+    accepted = optimizers.RECORDS[config.optimizer].hyperparameters
     hyperparameters = {name: getattr(config, name) for name in accepted}
     learning_rate = make_learning_rate(config, steps_per_epoch)
     return optimizers.get(config.optimizer, learning_rate, **hyperparameters)
