@@ -7,7 +7,20 @@ here), and ``validate`` runs every check on a config built in code.
 """
 
 import dataclasses
+import hashlib
+import json
 import os
+
+
+# Fields that may change when a run resumes (more epochs, other outputs, logging, checkpointing,
+# early stopping, strategy); any other difference makes a different run.
+RESUMABLE_FIELDS = frozenset({
+    "epochs", "export", "export_dir", "export_name", "log_every_steps", "histograms",
+    "checkpoint_every_steps", "checkpoint_every_seconds", "keep_checkpoints", "resume",
+    "overwrite", "on_nonfinite", "eval_every_epochs", "steps_per_loop", "jit_compile",
+    "early_stopping_patience", "early_stopping_min_delta", "best_error", "model_dir",
+    "strategy", "tpu", "cpu_devices",  # checkpoints restore under any strategy
+})
 
 
 def setting(default, help, check=None):
@@ -229,8 +242,9 @@ class TrainConfig:
         False, "Enable TensorFlow op determinism: with the same --seed, bit-identical weights."
     )
     model_dir: str = _field(
-        None, "Run directory for TensorBoard logs, the flagfile and results "
-        "(default: runs/<dataset>)."
+        None, "Run directory for TensorBoard logs, checkpoints, the flagfile and results (default: "
+        "runs/<dataset>-<optimizer>-<digest of the flags that change the result>: other flags, "
+        "another directory; the same command, the same run, resumed)."
     )
     export_dir: str = _field(
         "saved_models", "Where SavedModels go, as <export_dir>/<export_name>/<version>/."
@@ -307,7 +321,21 @@ class TrainConfig:
 
     @property
     def run_dir(self):
-        return self.model_dir or os.path.join("runs", self.dataset)
+        """``model_dir``, or ``runs/<dataset>-<optimizer>-<digest>``: the digest is that of every
+        field that changes the result (not those in ``RESUMABLE_FIELDS``), so a command with other
+        such flags never lands in another run's directory, while the same command run again (or
+        with more epochs) resumes its own."""
+        return self.model_dir or os.path.join("runs", f"{self.dataset}-{self.optimizer}-{self.digest}")
+
+    @property
+    def digest(self):
+        """8 hex digits naming the fields that change the result (the effective learning rate
+        for ``learning_rate``, so that naming the default rate changes nothing)."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                  if field.name not in RESUMABLE_FIELDS}
+        values["learning_rate"] = self.effective_learning_rate
+        text = json.dumps(values, sort_keys=True, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     @property
     def effective_learning_rate(self):

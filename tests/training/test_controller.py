@@ -185,8 +185,10 @@ def test_early_stopping_exports_the_best_weights_and_a_rerun_trains_no_further(t
     # The diagnosis is the exported (best) model's, not the last epoch's.
     assert results["diagnosis"] == diagnosis.diagnose(1 - best_record["train_accuracy"], 1 - best)
 
-    # The same run again (as after a kill during the final export): no further epoch.
+    # The same run again after a kill during its final export (no results yet): no further
+    # epoch, and the same best weights exported again.
     before = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    (model_dir / "results.json").unlink()
     capsys.readouterr()
     training.train(config, verbose=2)
     out = capsys.readouterr().out
@@ -195,6 +197,7 @@ def test_early_stopping_exports_the_best_weights_and_a_rerun_trains_no_further(t
     again = json.loads((model_dir / "results.json").read_text())
     assert again["history"] == history and again["stopped_early"]
     assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")) == before
+    assert _served_dev_accuracy(export_dir / "moons" / "2") == pytest.approx(best, abs=1e-7)
 
 
 def test_a_run_resumed_with_early_stopping_switched_on_exports_its_best_weights(tmp_path):

@@ -126,3 +126,32 @@ def test_automatic_xla_for_long_runs_on_one_device_when_everything_compiles(fiel
 def test_automatic_xla_is_off_under_a_strategy_with_replicas(two_cpu_strategy):
     config = config_lib.TrainConfig(jit_compile="auto")
     assert trainer_lib.use_xla(config, two_cpu_strategy, 10**6) is False
+
+
+def test_running_a_finished_run_again_trains_writes_and_exports_nothing(tmp_path, capsys):
+    config = _config(tmp_path, epochs=2, jit_compile="off")
+    first = training.train(config, verbose=0)
+    run_dir = tmp_path / "run"
+    files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    again = training.train(config, verbose=2)
+    out = capsys.readouterr().out
+    assert f"already finished: {run_dir} (epoch 2/2); nothing trained, written or exported" in out
+    assert f"test loss {first.test_loss:.4f} acc {first.test_accuracy:.4f}" in out
+    assert (again.history, again.test_accuracy, again.export_path) == (
+        first.history, first.test_accuracy, first.export_path)
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != "run.lock"} == {
+        p: t for p, t in files.items() if p.name != "run.lock"}
+    assert export.versions(str(tmp_path / "saved_models" / "moons")) == [1]
+    more = training.train(_config(tmp_path, epochs=3, jit_compile="off"), verbose=0)  # more epochs
+    assert [r["epoch"] for r in more.history] == [1, 2, 3] and more.export_path.endswith("2")
+
+
+def test_without_model_dir_other_flags_land_in_another_run_and_the_same_command_resumes():
+    base = config_lib.TrainConfig()
+    assert base.run_dir == f"runs/moons-adam-{base.digest}"
+    same = [config_lib.TrainConfig(learning_rate=0.001), config_lib.TrainConfig(epochs=60),
+            config_lib.TrainConfig(export=False, log_every_steps=3, jit_compile="on")]
+    other = [config_lib.TrainConfig(learning_rate=0.01), config_lib.TrainConfig(batch_norm=True),
+             config_lib.TrainConfig(seed=1), config_lib.TrainConfig(optimizer="momentum")]
+    assert {c.run_dir for c in same} == {base.run_dir}
+    assert len({c.run_dir for c in other} | {base.run_dir}) == len(other) + 1

@@ -103,6 +103,10 @@ class Controller:
             bound = min(8 * self._last_steps, int(SECONDS_PER_CALL / self._seconds_per_step))
         return max(1, min(steps, bound))
 
+    def finished(self):
+        """Whether nothing is left to train: every epoch done, or early stopping's patience used."""
+        return self.position >= self.total_steps or self._patience_exhausted()
+
     def _patience_exhausted(self):
         patience = self.config.early_stopping_patience
         return bool(patience) and int(self.state.epochs_without_improvement.numpy()) >= patience

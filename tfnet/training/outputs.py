@@ -83,6 +83,14 @@ class RunOutputs:
         self.train_writer.flush()
         self.dev_writer.flush()
 
+    def read_results(self):
+        """The run's ``results.json``, or None when it has none (or it cannot be read)."""
+        try:
+            with open(os.path.join(self.run_dir, "results.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
     def write_results(self, results):
         if self.is_chief:
             with open(os.path.join(self.run_dir, "results.json"), "w") as f:

@@ -6,7 +6,7 @@ before it can delete or write anything, naming the process that holds it. Under 
 training only the chief, which alone writes the directory, takes it.
 
 A ``model_dir`` with a ``config.json`` holds a run. Starting on it with ``resume`` continues
-that run, provided the configuration differs only in ``RESUMABLE_CHANGES`` (more epochs,
+that run, provided the configuration differs only in ``config.RESUMABLE_FIELDS`` (more epochs,
 other outputs or strategy); ``resume=False`` starts over only with ``overwrite``, which deletes
 the old run (everything in the directory but the held lock file). The check reads only
 ``config.json``, before anything is written or loaded.
@@ -17,16 +17,8 @@ import json
 import os
 import shutil
 
+from tfnet import config as config_lib
 from tfnet import locks
-
-# Fields that may change when a run resumes; any other difference is a different run.
-RESUMABLE_CHANGES = frozenset({
-    "epochs", "export", "export_dir", "export_name", "log_every_steps", "histograms",
-    "checkpoint_every_steps", "checkpoint_every_seconds", "keep_checkpoints", "resume",
-    "overwrite", "on_nonfinite", "eval_every_epochs", "steps_per_loop", "jit_compile",
-    "early_stopping_patience", "early_stopping_min_delta", "best_error", "model_dir",
-    "strategy", "tpu", "cpu_devices",  # checkpoints restore under any strategy
-})
 
 # The lock file a run holds in its model_dir.
 LOCK_FILE = "run.lock"
@@ -92,7 +84,7 @@ def _apply_policy(config, delete):
     current = json.loads(json.dumps(dataclasses.asdict(config)))
     changed = sorted(
         name for name in current
-        if name not in RESUMABLE_CHANGES and previous.get(name) != current[name]
+        if name not in config_lib.RESUMABLE_FIELDS and previous.get(name) != current[name]
     )
     if changed:
         details = ", ".join(f"{n}: {previous.get(n)!r} -> {current[n]!r}" for n in changed)

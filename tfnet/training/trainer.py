@@ -87,6 +87,10 @@ def build_model(config, info, mean, variance):
     )
 
 
+# The settings of how a trained run is finished (see Trainer.run).
+FINISH_SETTINGS = ("export", "export_dir", "export_name", "early_stopping_patience",
+                   "early_stopping_min_delta", "best_error")
+
 # With --jit_compile=auto, XLA compiles the loop of runs of at least this many steps: compiling
 # costs 1-5 s on this project's 2-core CPU and saves 0.1-0.6 ms per step on its networks, so a
 # shorter run finishes sooner without it.
@@ -191,16 +195,21 @@ class Trainer:
 
     def run(self):
         """Trains (resuming if ``run_dir`` holds a checkpoint), then finishes; returns a
-        ``TrainResult``."""
+        ``TrainResult``. A run that had finished (its results written for the checkpointed
+        state, nothing left to train) is only reported: nothing is trained, written or exported."""
         restored = self.state.restore_latest()
         position = int(self.state.global_step.numpy())
+        controller = Controller(self.config, self.state, self.loop, self.evaluate, self.outputs,
+                                self.model, self.optimizer, self.verbose)
+        previous = self.outputs.read_results() if restored else None
+        if (previous and previous.get("history") == self.state.history and controller.finished()
+                and previous.get("finished_with") == self._finish_settings()):
+            return self._report_finished(previous)
         self.outputs.open(restored_step=position, fresh=restored is None)
         if restored and self.verbose:
             epoch, batch = divmod(position, self.steps_per_epoch)
             print(f"resumed from {restored} (epoch {epoch + 1}, step {batch} of "
                   f"{self.steps_per_epoch})", flush=True)
-        controller = Controller(self.config, self.state, self.loop, self.evaluate, self.outputs,
-                                self.model, self.optimizer, self.verbose)
         try:
             stopped_early = controller.train()
         finally:
@@ -208,6 +217,22 @@ class Trainer:
         seconds_per_step = (controller.timed_seconds / controller.timed_steps
                             if controller.timed_steps else None)
         return self._finish(stopped_early, seconds_per_step)
+
+    def _finish_settings(self):
+        """The settings that decide how a trained run is finished (evaluated, exported): a run
+        rerun with other ones is finished again, not only reported."""
+        return {name: getattr(self.config, name) for name in FINISH_SETTINGS}
+
+    def _report_finished(self, results):
+        if self.verbose:
+            print(f"already finished: {self.run_dir} (epoch {results['epoch']}/{self.config.epochs}"
+                  f"{', stopped early' if results['stopped_early'] else ''}); nothing trained, "
+                  "written or exported", flush=True)
+            print(f"test loss {results['test_loss']:.4f} acc {results['test_accuracy']:.4f}", flush=True)
+            print(f"diagnosis: {results['diagnosis']}", flush=True)
+        return TrainResult(results["history"], results["test_loss"], results["test_accuracy"],
+                           self.run_dir, results["export_path"], results["diagnosis"], None,
+                           self.model)
 
     def close(self):
         """Releases the run directory's lock (which the end of the process releases too)."""
@@ -241,7 +266,7 @@ class Trainer:
             best_dev_accuracy=float(self.state.best_dev_accuracy.numpy()), diagnosis=verdict,
             export_path=result.export_path, stopped_early=stopped_early,
             exported_dev_loss=final_dev_loss, exported_dev_accuracy=final_dev_accuracy,
-            jit_compile=self.jit_compile, history=history,
+            jit_compile=self.jit_compile, finished_with=self._finish_settings(), history=history,
         ))
         if self.verbose:
             print(f"test loss {test_loss:.4f} acc {test_accuracy:.4f}", flush=True)
