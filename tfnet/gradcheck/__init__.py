@@ -38,7 +38,7 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from tfnet.gradcheck import numerics
+from tfnet.gradcheck import gradient, numerics
 from tfnet.gradcheck import twin as twin_lib
 from tfnet.gradcheck.numerics import NondeterministicCostError
 from tfnet.gradcheck.report import Component, GradientCheckReport, VariableDifference
@@ -63,6 +63,8 @@ def check_gradients(
     loss,
     *,
     mode="full",
+    modes=("rev",),
+    order=1,
     epsilon=None,
     dtype=None,
     k_worst=10,
@@ -101,6 +103,8 @@ def check_gradients(
         A `GradientCheckReport`; `print(report)` shows the table.
     """
     numerics.check_arguments(mode, epsilon, k_worst, samples_per_variable, num_directions, batch_size)
+    modes = numerics.check_modes(modes, require_rev=True)
+    numerics.check_order(order)
     device = _resolve_device(device)
     dtype = _resolve_dtype(dtype, device)
     with _placement(device):
@@ -123,12 +127,13 @@ def check_gradients(
             f"cannot check its gradient; {found}."
         )
 
-    return numerics.run_check(
+    return gradient.run_check(
         cost,
         [v.value for v in model.trainable_variables],
         [v.path for v in model.trainable_variables],
         [v.value for v in model.non_trainable_variables],
         mode=mode,
+        modes=modes,
         epsilon=epsilon,
         dtype=dtype,
         k_worst=k_worst,
@@ -146,6 +151,8 @@ def check_function(
     variables,
     *,
     mode="full",
+    modes=("rev",),
+    order=1,
     epsilon=None,
     dtype=None,
     k_worst=10,
@@ -170,6 +177,8 @@ def check_function(
             f"Received: variables={variables!r}"
         )
     numerics.check_arguments(mode, epsilon, k_worst, samples_per_variable, num_directions, batch_size)
+    modes = numerics.check_modes(modes, require_rev=True)
+    numerics.check_order(order)
     device = _resolve_device(device)
     dtype = _resolve_dtype(dtype, device)
     names = [_variable_name(v, i) for i, v in enumerate(variables)]
@@ -180,12 +189,13 @@ def check_function(
             f"values gave J={j1!r} and J={j2!r}, so finite differences cannot check its gradient."
         )
 
-    return numerics.run_check(
+    return gradient.run_check(
         lambda values, state: (fn(values), state),
         [tf.convert_to_tensor(v) for v in variables],
         names,
         [],
         mode=mode,
+        modes=modes,
         epsilon=epsilon,
         dtype=dtype,
         k_worst=k_worst,
