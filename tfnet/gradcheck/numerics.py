@@ -26,9 +26,6 @@ where the h² term adds in).
 import numpy as np
 import tensorflow as tf
 
-MODES = ("full", "sampled", "directional")
-AUTODIFF_MODES = ("rev", "fwd")
-ORDERS = (1, 2)
 # Thresholds on the relative difference in float64 (METHODS.md §4).
 CORRECT_THRESHOLD = 1e-7
 WRONG_THRESHOLD = 1e-3
@@ -115,46 +112,3 @@ def kinks(autodiff, forward, backward, unit):
 def round_off(unit):
     """r = 16 unit: a bound on one central difference's round-off."""
     return _ROUND_OFF_UNITS * unit
-
-
-def check_modes(modes, *, require_rev):
-    """The autodiff modes as a tuple in ("rev", "fwd") order; ValueError unless valid (with
-    `require_rev`, "rev" must be among them)."""
-    valid = (
-        isinstance(modes, (list, tuple))
-        and len(modes) > 0
-        and all(isinstance(m, str) and m in AUTODIFF_MODES for m in modes)
-        and len(set(modes)) == len(modes)
-        and (not require_rev or "rev" in modes)
-    )
-    if not valid:
-        rule = (
-            "('rev',) or ('rev', 'fwd')" if require_rev
-            else f"a non-empty tuple of distinct modes from {AUTODIFF_MODES}"
-        )
-        raise ValueError(f"`modes` must be {rule}. Received: modes={modes!r}")
-    return tuple(m for m in AUTODIFF_MODES if m in modes)
-
-
-def check_order(order):
-    if isinstance(order, bool) or order not in ORDERS:
-        raise ValueError(f"`order` must be one of {ORDERS}. Received: order={order!r}")
-
-
-def check_arguments(mode, epsilon, k_worst, samples_per_variable, num_directions, batch_size):
-    """Raises ValueError naming the argument, the rule and the value received."""
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
-    if epsilon is not None and not (np.isfinite(epsilon) and epsilon > 0):
-        raise ValueError(f"`epsilon` must be a finite number > 0. Received: epsilon={epsilon}")
-    for name, value, low in (
-        ("k_worst", k_worst, 0),
-        ("samples_per_variable", samples_per_variable, 1),
-        ("num_directions", num_directions, 1),
-    ):
-        if not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-        raise ValueError(
-            f"`batch_size` must be None or an integer >= 1. Received: batch_size={batch_size!r}"
-        )
