@@ -33,10 +33,11 @@ _WHAT = (
 )
 
 
-def mode_for(mode):
-    """The second-order check runs in full mode for a full check, else in directional mode
-    (sampled entries of a Hessian would not compare rows from reverse mode with columns)."""
-    return "full" if mode == "full" else "directional"
+def mode_for(mode, n):
+    """The mode of the second-order check of n inputs: "full" (the whole n × n Hessian) for a
+    full check of at most `jacobian.MAX_FULL_ENTRIES` entries, else "directional" (sampled
+    entries of a Hessian would not compare rows from reverse mode with columns)."""
+    return "full" if mode == "full" and n * n <= jacobian.MAX_FULL_ENTRIES else "directional"
 
 
 def check_hessian(cost, values, names, *, mode, **kwargs):
@@ -53,7 +54,7 @@ def check_hessian(cost, values, names, *, mode, **kwargs):
 
     return jacobian.run(
         gradient, values, names, [(f"dJ/d {name}", tuple(v.shape)) for name, v in zip(names, values)],
-        mode=mode_for(mode), modes=("rev", "fwd"),
+        mode=mode_for(mode, _size(values)), modes=("rev", "fwd"),
         checked=f"second order: the Hessian of J, g = dJ/dθ from tf.GradientTape; {_WHAT}",
         describe_randomness=lambda g1, g2: (
             "the gradient of J is not a deterministic function of θ: two evaluations at the "
@@ -82,7 +83,7 @@ def check_vjp_jacobian(fn, values, names, m, *, mode, seed, **kwargs):
 
     return jacobian.run(
         vjp, values, names, [(f"wT df/d {name}", tuple(v.shape)) for name, v in zip(names, values)],
-        mode=mode_for(mode), modes=("rev", "fwd"), seed=seed,
+        mode=mode_for(mode, _size(values)), modes=("rev", "fwd"), seed=seed,
         checked=(
             "second order: the Hessian of wT f for a random unit cotangent w, g = (df/dx)T w "
             f"from tf.GradientTape; {_WHAT}"
@@ -106,6 +107,10 @@ def attach(report, second):
             verdict_from=f"second order: {second.verdict_from}",
         )
     return dataclasses.replace(report, second_order=second)
+
+
+def _size(values):
+    return sum(int(np.prod(v.shape)) for v in values)
 
 
 def _flat(tensors):
