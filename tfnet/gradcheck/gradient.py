@@ -141,18 +141,19 @@ def run_check(
 
     flat_probes = probes[:, 0] if mode == "directional" else probes
     variable_of = np.searchsorted(offsets, flat_probes, side="right") - 1
-    if mode == "directional":
-        labels = [f"u{d}" for d in probes[:, 1]]
-    else:
-        labels = [
-            tuple(int(i) for i in np.unravel_index(p - offsets[v], shapes[v]))
-            for p, v in zip(probes, variable_of)
-        ]
+
+    def label(k):
+        # Only the listed components are labelled (np.unravel_index on all 6,820 components of
+        # the benchmark MLP took 60 ms).
+        if mode == "directional":
+            return f"u{probes[k, 1]}"
+        v = variable_of[k]
+        return tuple(int(i) for i in np.unravel_index(probes[k] - offsets[v], shapes[v]))
 
     def component(k):
         return report_lib.Component(
             variable=names[variable_of[k]],
-            index=labels[k],
+            index=label(k),
             autodiff=float(autodiff[k]),
             numerical=float(numerical[k]),
             forward=float(forward[k]),
