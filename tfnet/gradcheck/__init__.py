@@ -1,9 +1,19 @@
-"""Gradient checking (METHODS.md §4): tf.GradientTape against two-sided differences.
+"""Gradient checking (METHODS.md §4): autodiff against two-sided differences.
 
     report = check_gradients(model, x, y, loss)       # a Keras model's training cost
     report = check_function(fn, variables)            # any scalar fn(values) of variables
+    report = check_jacobian(fn, inputs)               # any fn(values) -> tensor(s): a Jacobian
     assert_gradients_correct(model, x, y, loss)       # raises AssertionError with the table
     print(report)
+
+Each derivative is checked in the autodiff modes asked for, as in JAX's check_grads:
+`modes=("rev",)` (tf.GradientTape: for a `tf.custom_gradient`, its hand-written VJP) and "fwd"
+(tf.autodiff.ForwardAccumulator JVPs, which TensorFlow derives from the forward ops, so a wrong
+VJP shows up as forward and reverse mode disagreeing), and to `order=2` (the Hessian from
+reverse-over-reverse and forward-over-reverse products against differences of the gradient, so a
+gradient that is right but not itself differentiable is caught; `tfnet.gradcheck.second_order`).
+`check_jacobian` (`tfnet.gradcheck.jacobian`) checks every entry of a Jacobian, or uᵀJv for
+random directions, in both modes by default: the tool for a custom gradient.
 
 The cost checked is exactly what training minimises,
 
@@ -19,7 +29,7 @@ advanced in between) and the check refuses to run if the two differ, naming the 
 layers (`NondeterministicCostError`, a ValueError), unless `inference_layers` tells it to run
 them in inference mode.
 
-Modes:
+Modes (`mode`):
     full:        every component of θ (2N evaluations of J).
     sampled:     per variable, the `samples_per_variable` components with the largest |dθ| and
                  as many random others.

@@ -179,7 +179,8 @@ def check_jacobian(
             ("rev", "fwd").
         order: 1, or 2 to check the second order too (`tfnet.gradcheck.second_order`: the
             Hessian of wᵀf for a random unit w, from reverse-over-reverse and forward-over-reverse
-            against differences of the VJP). Defaults to 1.
+            against differences of the VJP; whole in full mode up to 4,194,304 entries, else
+            along random directions). Defaults to 1.
         epsilon, dtype, k_worst, num_directions, batch_size, device, seed: as in
             `check_gradients` (batch_size: perturbations per vectorised call).
 

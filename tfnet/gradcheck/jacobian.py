@@ -187,7 +187,7 @@ def run(fn, values, input_names, outputs, *, mode, modes, epsilon, dtype, k_wors
     is_kink = numerics.kinks(autodiff, forward_difference, backward_difference, unit)
     smooth = ~is_kink
     round_off = numerics.round_off(unit)
-    correct_threshold, wrong_threshold, threshold_note = numerics.thresholds(dtype)
+    correct_threshold = numerics.thresholds(dtype)[0]
     pairs = [p for p in report_lib.PAIRS if p[0] in derivatives and p[1] in derivatives]
 
     def figure(pair, where, floor=0.0):
@@ -215,7 +215,6 @@ def run(fn, values, input_names, outputs, *, mode, modes, epsilon, dtype, k_wors
             )
         )
     block_reports.sort(key=lambda b: -b.worst)
-    verdict_difference, verdict_from = max(candidates, key=lambda c: c[0])
     disagreeing = tuple(
         name for name, _ in overall
         if max(d for d, where in candidates if where.startswith(name + ",")) > correct_threshold
@@ -251,19 +250,14 @@ def run(fn, values, input_names, outputs, *, mode, modes, epsilon, dtype, k_wors
         blocks=tuple(block_reports),
         worst=tuple(entry(e) for e in order if smooth[e]),
         kinks=tuple(entry(e) for e in np.flatnonzero(is_kink)),
-        verdict=numerics.verdict(verdict_difference, correct_threshold, wrong_threshold),
-        verdict_difference=verdict_difference,
-        verdict_from=verdict_from,
         disagreeing=disagreeing,
-        correct_threshold=correct_threshold,
-        wrong_threshold=wrong_threshold,
-        threshold_note=threshold_note,
         notes=tuple(notes),
         evaluations=2 + 2 * probes,
         vjps=len(cotangents) if "reverse" in derivatives else 0,
         jvps=probes if "forward" in derivatives else 0,
         device=device or "",
         ran_on=", ".join(sorted(ran_on)),
+        **numerics.verdict_fields(candidates, dtype),
     )
 
 

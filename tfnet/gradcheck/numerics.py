@@ -78,6 +78,21 @@ def verdict(difference, correct_threshold, wrong_threshold):
     return "suspect" if difference <= wrong_threshold else "wrong"
 
 
+def verdict_fields(candidates, dtype):
+    """The report fields of the verdict from (relative difference, where) candidates: the worst
+    decides (ties: the first listed), against the thresholds of `dtype`."""
+    correct_threshold, wrong_threshold, note = thresholds(dtype)
+    difference, where = max(candidates, key=lambda c: c[0])
+    return dict(
+        verdict=verdict(difference, correct_threshold, wrong_threshold),
+        verdict_difference=difference,
+        verdict_from=where,
+        correct_threshold=correct_threshold,
+        wrong_threshold=wrong_threshold,
+        threshold_note=note,
+    )
+
+
 def steps(theta_probed, epsilon, np_dtype):
     """(h⁺, h⁻) in float64: the representable steps θ_i ± epsilon * max(1, |θ_i|) − θ_i."""
     h = epsilon * np.maximum(1.0, np.abs(theta_probed))
