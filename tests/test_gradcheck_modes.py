@@ -50,6 +50,25 @@ def test_forward_mode_of_a_correct_model_is_correct():
 
 
 @tf.custom_gradient
+def _sum_of_sines_hidden_from_forward_mode(w):
+    # The value is computed under tf.stop_gradient, so forward mode, which derives JVPs from the
+    # forward ops, sees a constant; the hand-written VJP cos(w) is right.
+    return tf.stop_gradient(tf.reduce_sum(tf.sin(w))), lambda dy: dy * tf.cos(w)
+
+
+def test_a_wrong_jvp_is_caught_only_with_forward_mode():
+    w = np.array([0.3, -1.2, 2.0])
+    fn = lambda v: _sum_of_sines_hidden_from_forward_mode(v[0])  # noqa: E731
+    assert gradcheck.check_function(fn, [w]).verdict == "correct"
+    report = gradcheck.check_function(fn, [w], modes=("rev", "fwd"))
+    assert report.verdict == "wrong", report
+    assert report.verdict_from.startswith("forward vs "), report
+    assert report.relative_difference <= 1e-7 and report.forward_relative_difference == 1.0, report
+    np.testing.assert_allclose([c.jvp for c in report.worst], 0.0)
+    np.testing.assert_allclose(sorted(c.autodiff for c in report.worst), sorted(np.cos(w)), rtol=1e-12)
+
+
+@tf.custom_gradient
 def _square_through_an_op_without_derivative(w):
     # DeepCopy has no registered gradient: the custom VJP covers reverse mode, forward mode fails.
     return tf.reduce_sum(tf.raw_ops.DeepCopy(x=w) ** 2), lambda dy: dy * 2.0 * w
