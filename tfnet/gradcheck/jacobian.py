@@ -20,12 +20,13 @@ References: torch.autograd.gradcheck (its check_forward_ad and fast_mode),
 jax.test_util.check_grads (modes=("fwd", "rev")), tf.test.compute_gradient.
 """
 
+import types
+
 import numpy as np
 import tensorflow as tf
 
+from tfnet.gradcheck import arguments, comparison, numerics, perturb
 from tfnet.gradcheck import jacobian_report as report_lib
-from tfnet.gradcheck import arguments, numerics, perturb
-from tfnet.gradcheck.report import relative_difference
 
 # What TensorFlow raises when it cannot derive a rule for an op in one mode.
 AUTODIFF_ERRORS = (LookupError, NotImplementedError)
@@ -54,14 +55,14 @@ def run(fn, values, input_names, outputs, *, mode, modes, epsilon, dtype, k_wors
     np_dtype = dtype.as_numpy_dtype
     epsilon = numerics.default_epsilon(dtype) if epsilon is None else float(epsilon)
     shapes = [tuple(int(d) for d in v.shape) for v in values]
-    out_offsets = np.cumsum([0] + [int(np.prod(s)) for _, s in outputs])
-    m = int(out_offsets[-1])
     evaluator = perturb.Evaluator(fn, shapes, dtype)
-    in_offsets = evaluator.offsets
-    n = int(in_offsets[-1])
+    at = types.SimpleNamespace(
+        evaluator=evaluator, shapes=shapes, outputs=outputs, np_dtype=np_dtype, epsilon=epsilon,
+        out_offsets=np.cumsum([0] + [int(np.prod(s)) for _, s in outputs]),
+    )
+    m, n = int(at.out_offsets[-1]), int(evaluator.offsets[-1])
     check_full_size(mode, m, n)
-    batch_size = batch_size or numerics.default_batch_size(n + m, dtype)
-    rng = np.random.default_rng(seed)
+    at.batch_size = batch_size or numerics.default_batch_size(n + m, dtype)
     notes = []
 
     @tf.function(autograph=False)
@@ -74,102 +75,34 @@ def run(fn, values, input_names, outputs, *, mode, modes, epsilon, dtype, k_wors
         with tf.GradientTape() as tape:
             tape.watch(theta)
             projected = tf.linalg.matvec(cotangents, fn(evaluator.unflatten(theta)))
-        return tape.jacobian(
-            projected, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO
-        )
+        return tape.jacobian(projected, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
     with arguments.placement(device):
-        theta0 = np.concatenate([np.asarray(v, dtype=np_dtype).ravel() for v in values])
-        theta = tf.constant(theta0)
-        y0, y_again = values_twice(theta)
-        ran_on = {y0.device, y_again.device}
-        y0, y_again = y0.numpy().astype(np.float64), y_again.numpy().astype(np.float64)
-        if not np.array_equal(y0, y_again):
-            raise numerics.NondeterministicCostError(describe_randomness(y0, y_again))
+        at.theta0 = np.concatenate([np.asarray(v, dtype=np_dtype).ravel() for v in values])
+        at.theta = tf.constant(at.theta0)
+        y0, y_again = values_twice(at.theta)
+        at.ran_on = {y0.device, y_again.device}
+        at.y0, y_again = y0.numpy().astype(np.float64), y_again.numpy().astype(np.float64)
+        if not np.array_equal(at.y0, y_again):
+            raise numerics.NondeterministicCostError(describe_randomness(at.y0, y_again))
         # Round-off scale of each output: max(1, max|y_q|) of its tensor.
-        scale = np.concatenate([
-            np.full(stop - start, max(1.0, float(np.max(np.abs(y0[start:stop]), initial=0.0))))
-            for start, stop in zip(out_offsets[:-1], out_offsets[1:])
+        at.scale = np.concatenate([
+            np.full(stop - start, max(1.0, float(np.max(np.abs(at.y0[start:stop]), initial=0.0))))
+            for start, stop in zip(at.out_offsets[:-1], at.out_offsets[1:])
         ])
+        probes = _full(at) if mode == "full" else _directional(at, num_directions, seed)
 
-        if mode == "full":
-            cotangents = np.eye(m, dtype=np_dtype)
-            h_plus, h_minus = numerics.steps(theta0, epsilon, np_dtype)
-            index = np.arange(n)
-            moved = evaluator.components(
-                "value", theta, np.concatenate([index, index]),
-                np.concatenate([h_plus, -h_minus]), batch_size, ran_on,
-            )
-            numerical, forward_difference, backward_difference, unit = numerics.differences(
-                y0, moved[:n], moved[n:], h_plus, h_minus, scale[None, :], np_dtype
-            )
-
-            def jvps():
-                return evaluator.components("jvp", theta, index, np.ones(n), batch_size, ran_on)
-
-            def project_vjps(rows):
-                return rows.T  # (N, M), as the other three
-
-            # Entry (j, m) of the (N, M) arrays, flattened: its block and labels.
-            input_of = np.searchsorted(in_offsets, np.arange(n), side="right") - 1
-            output_of = np.searchsorted(out_offsets, np.arange(m), side="right") - 1
-            block_of = (output_of[None, :] * len(values) + input_of[:, None]).ravel()
-
-            def labels(e):
-                j, k = divmod(int(e), m)
-                p, q = input_of[j], output_of[k]
-                return (q, _index(k - out_offsets[q], outputs[q][1]), p,
-                        _index(j - in_offsets[p], shapes[p]))
-        else:
-            blocks = [(q, p) for q in range(len(outputs)) for p in range(len(values))]
-            directions, us, h, block_of = [], [], [], []
-            for b, (q, p) in enumerate(blocks):
-                start, stop = int(in_offsets[p]), int(in_offsets[p + 1])
-                step = epsilon * max(1.0, float(np.max(np.abs(theta0[start:stop]))))
-                for _ in range(num_directions):
-                    directions.append((start, _unit(rng, stop - start)))
-                    u = np.zeros(m)
-                    u[out_offsets[q] : out_offsets[q + 1]] = _unit(rng, int(out_offsets[q + 1] - out_offsets[q]))
-                    us.append(u)
-                    h.append(step)
-                    block_of.append(b)
-            us, h, block_of = np.array(us), np.array(h), np.array(block_of)
-            cotangents = us.astype(np_dtype)
-            moved = evaluator.directions(
-                "value", theta, directions * 2, np.concatenate([h, -h]), batch_size, ran_on
-            )
-            d = len(directions)
-            projected = np.sum(moved.reshape(2, d, m) * us, axis=2)
-            numerical, forward_difference, backward_difference, unit = numerics.differences(
-                (us @ y0)[:, None], projected[0][:, None], projected[1][:, None], h, h,
-                (us * scale).max(axis=1, where=us != 0, initial=1.0)[:, None], np_dtype,
-            )
-
-            def jvps():
-                along = evaluator.directions("jvp", theta, directions, h, batch_size, ran_on)
-                return np.sum(along * us, axis=1)[:, None]
-
-            def project_vjps(rows):
-                return np.array(
-                    [[row[start : start + v.size] @ v] for row, (start, v) in zip(rows, directions)]
-                )
-
-            def labels(e):
-                q, p = blocks[block_of[e]]
-                number = int(e) - int(np.flatnonzero(block_of == block_of[e])[0])
-                return q, f"u{number}", p, f"v{number}"
-
-        derivatives = {"numerical": numerical.ravel()}
+        derivatives = {"numerical": probes.numerical.ravel()}
         if "rev" in modes:
             try:
-                rows = vjps(theta, tf.constant(cotangents))
-                ran_on.add(rows.device)
-                derivatives["reverse"] = project_vjps(rows.numpy().astype(np.float64)).ravel()
+                rows = vjps(at.theta, tf.constant(probes.cotangents))
+                at.ran_on.add(rows.device)
+                derivatives["reverse"] = probes.project_vjps(rows.numpy().astype(np.float64)).ravel()
             except AUTODIFF_ERRORS as error:
                 notes.append(f"reverse mode not checked: {_first_line(error)}")
         if "fwd" in modes:
             try:
-                derivatives["forward"] = np.asarray(jvps()).ravel()
+                derivatives["forward"] = np.asarray(probes.jvps()).ravel()
             except AUTODIFF_ERRORS as error:
                 notes.append(f"forward mode not checked: {_first_line(error)}")
             if evaluator.unconnected:
@@ -181,83 +114,119 @@ def run(fn, values, input_names, outputs, *, mode, modes, epsilon, dtype, k_wors
         if len(derivatives) == 1:
             raise ValueError(f"neither autodiff mode could be computed: {'; '.join(notes)}")
 
-    forward_difference, backward_difference = forward_difference.ravel(), backward_difference.ravel()
-    unit = unit.ravel()
-    autodiff = derivatives.get("reverse", derivatives.get("forward"))
-    is_kink = numerics.kinks(autodiff, forward_difference, backward_difference, unit)
-    smooth = ~is_kink
-    round_off = numerics.round_off(unit)
-    correct_threshold = numerics.thresholds(dtype)[0]
-    pairs = [p for p in report_lib.PAIRS if p[0] in derivatives and p[1] in derivatives]
-
-    def figure(pair, where, floor=0.0):
-        return relative_difference(
-            derivatives[pair[0]][where], derivatives[pair[1]][where], floor=floor
-        )
-
     def name_of(block):
         q, p = divmod(block, len(values))
         return outputs[q][0], input_names[p]
 
-    overall = tuple((report_lib.pair_name(pair), figure(pair, smooth)) for pair in pairs)
-    candidates = [(d, f"{name}, overall") for name, d in overall]
-    block_reports = []
-    for block in np.unique(block_of):
-        mine = (block_of == block) & smooth
-        floor = float(np.linalg.norm(round_off[mine])) / correct_threshold
-        output, input_ = name_of(block)
-        figures = tuple((report_lib.pair_name(pair), figure(pair, mine, floor)) for pair in pairs)
-        candidates += [(d, f"{name}, d {output} / d {input_}") for name, d in figures]
-        block_reports.append(
-            report_lib.BlockDifference(
-                output=output, input=input_, checked=int(mine.sum()),
-                kinks=int(((block_of == block) & is_kink).sum()), differences=figures,
-            )
-        )
-    block_reports.sort(key=lambda b: -b.worst)
-    disagreeing = tuple(
-        name for name, _ in overall
-        if max(d for d, where in candidates if where.startswith(name + ",")) > correct_threshold
-    )
-
-    errors = np.zeros_like(autodiff)
-    for pair in pairs:
-        errors = np.maximum(errors, np.abs(derivatives[pair[0]] - derivatives[pair[1]]))
-
-    def entry(e):
-        q, output_index, p, input_index = labels(e)
+    def entry(e, derivative_values):
+        q, output_index, p, input_index = probes.labels(e)
         return report_lib.JacobianEntry(
-            output=outputs[q][0], output_index=output_index,
-            input=input_names[p], input_index=input_index,
-            reverse=_value(derivatives, "reverse", e), forward=_value(derivatives, "forward", e),
-            numerical=float(derivatives["numerical"][e]),
-            forward_difference=float(forward_difference[e]),
-            backward_difference=float(backward_difference[e]),
+            output=outputs[q][0], output_index=output_index, input=input_names[p],
+            input_index=input_index, **derivative_values,
         )
 
-    order = np.argsort(-np.where(smooth, errors, -1.0), kind="stable")[:k_worst]
-    probes = n if mode == "full" else len(h)
     return report_lib.JacobianCheckReport(
         checked=checked,
         mode=mode,
-        modes=tuple(mode_ for mode_, name in (("rev", "reverse"), ("fwd", "forward"))
-                    if name in derivatives),
+        modes=tuple(
+            short for short, name in (("rev", "reverse"), ("fwd", "forward")) if name in derivatives
+        ),
         dtype=dtype.name,
         epsilon=epsilon,
         inputs=tuple(zip(input_names, shapes)),
         outputs=tuple(outputs),
-        differences=overall,
-        blocks=tuple(block_reports),
-        worst=tuple(entry(e) for e in order if smooth[e]),
-        kinks=tuple(entry(e) for e in np.flatnonzero(is_kink)),
-        disagreeing=disagreeing,
         notes=tuple(notes),
-        evaluations=2 + 2 * probes,
-        vjps=len(cotangents) if "reverse" in derivatives else 0,
-        jvps=probes if "forward" in derivatives else 0,
+        evaluations=2 + 2 * probes.count,
+        vjps=len(probes.cotangents) if "reverse" in derivatives else 0,
+        jvps=probes.count if "forward" in derivatives else 0,
         device=device or "",
-        ran_on=", ".join(sorted(ran_on)),
-        **numerics.verdict_fields(candidates, dtype),
+        ran_on=", ".join(sorted(at.ran_on)),
+        **comparison.compare(
+            derivatives, probes.forward_difference.ravel(), probes.backward_difference.ravel(),
+            probes.unit.ravel(), probes.block_of, name_of, entry, k_worst, dtype,
+        ),
+    )
+
+
+def _full(at):
+    """Every entry: the (N, M) arrays of the columns, flattened entry e = j M + m."""
+    evaluator, m = at.evaluator, int(at.out_offsets[-1])
+    in_offsets, out_offsets = evaluator.offsets, at.out_offsets
+    n = int(in_offsets[-1])
+    h_plus, h_minus = numerics.steps(at.theta0, at.epsilon, at.np_dtype)
+    index = np.arange(n)
+    moved = evaluator.components(
+        "value", at.theta, np.concatenate([index, index]), np.concatenate([h_plus, -h_minus]),
+        at.batch_size, at.ran_on,
+    )
+    numerical, forward_difference, backward_difference, unit = numerics.differences(
+        at.y0, moved[:n], moved[n:], h_plus, h_minus, at.scale[None, :], at.np_dtype
+    )
+    input_of = np.searchsorted(in_offsets, index, side="right") - 1
+    output_of = np.searchsorted(out_offsets, np.arange(m), side="right") - 1
+
+    def labels(e):
+        j, k = divmod(int(e), m)
+        p, q = input_of[j], output_of[k]
+        return (q, _index(k - out_offsets[q], at.outputs[q][1]), p,
+                _index(j - in_offsets[p], at.shapes[p]))
+
+    return types.SimpleNamespace(
+        count=n, numerical=numerical, forward_difference=forward_difference,
+        backward_difference=backward_difference, unit=unit,
+        cotangents=np.eye(m, dtype=at.np_dtype),
+        project_vjps=lambda rows: rows.T,  # (N, M), as the other three
+        jvps=lambda: evaluator.components(
+            "jvp", at.theta, index, np.ones(n), at.batch_size, at.ran_on
+        ),
+        block_of=(output_of[None, :] * len(at.shapes) + input_of[:, None]).ravel(),
+        labels=labels,
+    )
+
+
+def _directional(at, num_directions, seed):
+    """Per block (y_q, x_p), `num_directions` random unit u on y_q and v on x_p: uᵀJv."""
+    evaluator, m, rng = at.evaluator, int(at.out_offsets[-1]), np.random.default_rng(seed)
+    blocks = [(q, p) for q in range(len(at.outputs)) for p in range(len(at.shapes))]
+    directions, us, h, block_of = [], [], [], []
+    for b, (q, p) in enumerate(blocks):
+        start, stop = int(evaluator.offsets[p]), int(evaluator.offsets[p + 1])
+        first, last = int(at.out_offsets[q]), int(at.out_offsets[q + 1])
+        step = at.epsilon * max(1.0, float(np.max(np.abs(at.theta0[start:stop]))))
+        for _ in range(num_directions):
+            directions.append((start, _unit(rng, stop - start)))
+            us.append(np.zeros(m))
+            us[-1][first:last] = _unit(rng, last - first)
+            h.append(step)
+            block_of.append(b)
+    us, h, block_of = np.array(us), np.array(h), np.array(block_of)
+    d = len(directions)
+    moved = evaluator.directions(
+        "value", at.theta, directions * 2, np.concatenate([h, -h]), at.batch_size, at.ran_on
+    )
+    projected = np.sum(moved.reshape(2, d, m) * us, axis=2)
+    numerical, forward_difference, backward_difference, unit = numerics.differences(
+        (us @ at.y0)[:, None], projected[0][:, None], projected[1][:, None], h, h,
+        (us * at.scale).max(axis=1, where=us != 0, initial=1.0)[:, None], at.np_dtype,
+    )
+
+    def labels(e):
+        q, p = blocks[block_of[e]]
+        number = int(e) - int(np.flatnonzero(block_of == block_of[e])[0])
+        return q, f"u{number}", p, f"v{number}"
+
+    return types.SimpleNamespace(
+        count=d, numerical=numerical, forward_difference=forward_difference,
+        backward_difference=backward_difference, unit=unit, cotangents=us.astype(at.np_dtype),
+        project_vjps=lambda rows: np.array(
+            [[row[start : start + v.size] @ v] for row, (start, v) in zip(rows, directions)]
+        ),
+        jvps=lambda: np.sum(
+            evaluator.directions("jvp", at.theta, directions, h, at.batch_size, at.ran_on) * us,
+            axis=1,
+        )[:, None],
+        block_of=block_of,
+        labels=labels,
     )
 
 
@@ -268,10 +237,6 @@ def _unit(rng, size):
 
 def _index(flat, shape):
     return tuple(int(i) for i in np.unravel_index(flat, shape))
-
-
-def _value(derivatives, name, e):
-    return float(derivatives[name][e]) if name in derivatives else None
 
 
 def _first_line(error):
