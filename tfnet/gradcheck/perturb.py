@@ -28,11 +28,10 @@ import tensorflow as tf
 
 # A variable holding at least this fraction of θ starts a new group of perturbed variables.
 _GROUP_FRACTION = 0.1
-KINDS = ("value", "jvp")
 
 
 class Evaluator:
-    """Evaluates `fn(values) -> (M,)` and its JVPs along probes of θ, vectorised.
+    """Evaluates `fn(values) -> (M,)` ("value") and its JVPs ("jvp") along probes of θ, vectorised.
 
     Args:
         fn: `fn(values)`, values a list of tensors of `shapes`, returning a flat (M,) tensor;

@@ -17,7 +17,9 @@ gradient is; with it, differences within round-off never exceed t.
 
 The verdict comes from the worst of the overall and the per-variable figures, so a wrong gradient
 of a variable with small gradients is not diluted by the large, right gradients of the others.
-Kinks are left out of every figure and listed on their own.
+With forward mode checked, the same figures of the JVPs against dθ_approx and against dθ join
+them; with order=2, so does the worst figure of the Hessian check (`second_order`, a
+`JacobianCheckReport`). Kinks are left out of every figure and listed on their own.
 """
 
 import dataclasses
