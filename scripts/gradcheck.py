@@ -42,8 +42,8 @@ _MODES = flags.DEFINE_list(
 _ORDER = flags.DEFINE_enum(
     "order", "1", ["1", "2"],
     "1: the gradient; 2: also the Hessian, reverse-over-reverse and forward-over-reverse "
-    "products against differences of the gradient (the whole Hessian with --mode=full, random "
-    "directions otherwise).",
+    "products against differences of the gradient (the whole Hessian with --mode=full and at most "
+    "4,194,304 entries, random directions otherwise).",
 )
 _SAMPLES = flags.DEFINE_integer(
     "samples_per_variable", 10, "sampled mode: largest and random weights per variable.",
@@ -62,7 +62,7 @@ FLAGS = flags.FLAGS
 
 @flags.validator("modes", message="invalid --modes")
 def _check_modes(modes):
-    if not modes or "rev" not in modes or len(set(modes)) != len(modes) or not set(modes) <= {"rev", "fwd"}:
+    if "rev" not in modes or len(set(modes)) != len(modes) or not set(modes) <= {"rev", "fwd"}:
         raise flags.ValidationError(
             f"--modes must be rev or rev,fwd (in any order). Received: modes={','.join(modes)!r}"
         )

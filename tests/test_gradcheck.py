@@ -57,7 +57,8 @@ class PlantedDense(keras.layers.Layer):
         kernel_scale = 1.1 if self.bug == "scaled_kernel" else 1.0
         bias_scale = 0.0 if self.bug == "zero_bias" else 1.0
 
-        stop_kernel = tf.stop_gradient if self.bug == "input_gradient_not_differentiable" else tf.identity
+        not_differentiable = self.bug == "input_gradient_not_differentiable"
+        stop_kernel = tf.stop_gradient if not_differentiable else tf.identity
 
         @tf.custom_gradient
         def affine(x, kernel, bias):

@@ -50,12 +50,13 @@ def test_correct_vector_function_matches_the_jacobian_by_hand():
     assert len(report.worst) == 72 and len(report.blocks) == 4
     assert (report.evaluations, report.vjps, report.jvps) == (2 + 2 * 9, 8, 9)
     expected = _smooth_jacobian()
-    out_start = {"outputs[0]": 0, "outputs[1]": 2}
+    # (first row or column of the tensor in the flattened Jacobian, its shape)
+    out_start = {"outputs[0]": (0, (2,)), "outputs[1]": (2, (2, 3))}
     in_start = {"inputs[0]": (0, (3,)), "inputs[1]": (3, (2, 3))}
     for e in report.worst:
-        row = out_start[e.output] + int(np.ravel_multi_index(e.output_index, (2,) if e.output == "outputs[0]" else (2, 3)))
-        start, shape = in_start[e.input]
-        exact = expected[row, start + int(np.ravel_multi_index(e.input_index, shape))]
+        (row, out_shape), (column, in_shape) = out_start[e.output], in_start[e.input]
+        exact = expected[row + int(np.ravel_multi_index(e.output_index, out_shape)),
+                         column + int(np.ravel_multi_index(e.input_index, in_shape))]
         np.testing.assert_allclose([e.reverse, e.forward], exact, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(e.numerical, exact, rtol=1e-8, atol=1e-9)
 

@@ -75,7 +75,9 @@ def _evaluations_only(model, x, y, loss):
     shapes = [tuple(v.shape) for v in model.trainable_variables]
     evaluator = perturb.Evaluator(lambda values: tf.reshape(cost(values, state)[0], [1]), shapes,
                                   tf.float64)
-    theta0 = np.concatenate([v.numpy().astype(np.float64).ravel() for v in model.trainable_variables])
+    theta0 = np.concatenate(
+        [v.numpy().astype(np.float64).ravel() for v in model.trainable_variables]
+    )
     theta = tf.constant(theta0)
     h_plus, h_minus = numerics.steps(theta0, numerics.default_epsilon("float64"), np.float64)
     index = np.arange(theta0.size)

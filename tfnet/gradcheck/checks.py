@@ -213,7 +213,9 @@ def check_jacobian(
                 f"`fn` must return a floating tensor or a list of them. Received: fn returning "
                 f"{[tf.as_dtype(r.dtype).name for r in results]}"
             )
-    outputs = [("output" if single else f"outputs[{q}]", tuple(r.shape)) for q, r in enumerate(results)]
+    outputs = [
+        ("output" if single else f"outputs[{q}]", tuple(r.shape)) for q, r in enumerate(results)
+    ]
 
     def flat_fn(values):
         result = fn(values)

@@ -97,7 +97,8 @@ def run(fn, values, input_names, outputs, *, mode, modes, epsilon, dtype, k_wors
             try:
                 rows = vjps(at.theta, tf.constant(probes.cotangents))
                 at.ran_on.add(rows.device)
-                derivatives["reverse"] = probes.project_vjps(rows.numpy().astype(np.float64)).ravel()
+                rows = rows.numpy().astype(np.float64)
+                derivatives["reverse"] = probes.project_vjps(rows).ravel()
             except AUTODIFF_ERRORS as error:
                 notes.append(f"reverse mode not checked: {_first_line(error)}")
         if "fwd" in modes:

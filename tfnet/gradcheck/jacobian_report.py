@@ -170,7 +170,9 @@ class JacobianCheckReport:
         for note in self.notes + ((self.threshold_note,) if self.threshold_note else ()):
             lines.append(f"note: {note}")
         names = [name for name, _ in self.differences]
-        width = max([len("d output / d input")] + [len(f"d {b.output} / d {b.input}") for b in self.blocks])
+        width = max(
+            [len("d output / d input")] + [len(f"d {b.output} / d {b.input}") for b in self.blocks]
+        )
         lines += ["", "per block (worst first):"]
         lines.append(
             f"  {'d output / d input':<{width}} {'checked':>8} {'kinks':>6} "

@@ -53,7 +53,8 @@ def check_hessian(cost, values, names, *, mode, **kwargs):
         return _flat(tape.gradient(j, values, unconnected_gradients=tf.UnconnectedGradients.ZERO))
 
     return jacobian.run(
-        gradient, values, names, [(f"dJ/d {name}", tuple(v.shape)) for name, v in zip(names, values)],
+        gradient, values, names,
+        [(f"dJ/d {name}", tuple(v.shape)) for name, v in zip(names, values)],
         mode=mode_for(mode, _size(values)), modes=("rev", "fwd"),
         checked=f"second order: the Hessian of J, g = dJ/dθ from tf.GradientTape; {_WHAT}",
         describe_randomness=lambda g1, g2: (
@@ -82,7 +83,8 @@ def check_vjp_jacobian(fn, values, names, m, *, mode, seed, **kwargs):
         )
 
     return jacobian.run(
-        vjp, values, names, [(f"wT df/d {name}", tuple(v.shape)) for name, v in zip(names, values)],
+        vjp, values, names,
+        [(f"wT df/d {name}", tuple(v.shape)) for name, v in zip(names, values)],
         mode=mode_for(mode, _size(values)), modes=("rev", "fwd"), seed=seed,
         checked=(
             "second order: the Hessian of wT f for a random unit cotangent w, g = (df/dx)T w "
