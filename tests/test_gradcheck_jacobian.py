@@ -155,6 +155,51 @@ def test_gradient_right_but_not_differentiable_is_caught_by_order_2():
     assert "second order:" in str(report)
 
 
+def _batch_normalised(z, moments):
+    # Σ c (z − μ) / √(σ² + ε): a batch-normalised column, weighted.
+    c = tf.constant([0.5, -1.0, 2.0, 0.3, 1.5], z.dtype)
+    mean, variance = moments(z)
+    return tf.reduce_sum(c * (z - mean) / tf.sqrt(variance + 1e-3))
+
+
+def _moments_by_hand(z):
+    mean = tf.reduce_mean(z)
+    return mean, tf.reduce_mean(tf.square(z - mean))
+
+
+def test_order_2_finds_the_stop_gradient_in_tf_nn_moments():
+    # tf.nn.moments computes the variance as mean((z − stop_gradient(μ))²): its gradient is right
+    # (what stop_gradient drops is 0 at first order) but its second derivatives are not, and
+    # Keras' and tfnet's BatchNorm use it. The same moments written without stop_gradient pass.
+    z = np.array([0.3, -1.2, 0.8, 2.0, -0.5])
+    with_tf = gradcheck.check_function(
+        lambda v: _batch_normalised(v[0], lambda x: tf.nn.moments(x, axes=[0])), [z], order=2,
+        k_worst=25,
+    )
+    assert with_tf.relative_difference <= 1e-7, with_tf
+    assert with_tf.verdict == "wrong" and with_tf.verdict_from.startswith("second order: "), with_tf
+    assert with_tf.second_order.disagreeing == ("reverse vs numerical", "forward vs numerical")
+    by_hand = gradcheck.check_function(
+        lambda v: _batch_normalised(v[0], _moments_by_hand), [z], order=2
+    )
+    assert by_hand.verdict == "correct", by_hand
+    # The differences of the gradient are the true Hessian: nested tapes through the moments by
+    # hand give it independently of the checker.
+    x = tf.constant(z)
+    with tf.GradientTape() as outer:
+        outer.watch(x)
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            f = _batch_normalised(x, _moments_by_hand)
+        gradient = inner.gradient(f, x)
+    hessian = outer.jacobian(gradient, x).numpy()
+    assert len(with_tf.second_order.worst) == 25
+    for e in with_tf.second_order.worst:
+        np.testing.assert_allclose(
+            e.numerical, hessian[e.output_index[0], e.input_index[0]], rtol=1e-6, atol=1e-8
+        )
+
+
 @pytest.mark.parametrize("mode", ["full", "directional"])
 def test_check_jacobian_order_2_catches_it_too(mode):
     report = gradcheck.check_jacobian(
