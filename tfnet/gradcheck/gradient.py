@@ -15,18 +15,12 @@ variable's figure counts however small its gradients are, but not its round-off.
 the same figures of jvp against dθ_approx and of jvp against dθ join them.
 """
 
-import contextlib
-
 import numpy as np
 import tensorflow as tf
 
-from tfnet.gradcheck import numerics
-from tfnet.gradcheck import perturb
+from tfnet.gradcheck import arguments, numerics, perturb
 from tfnet.gradcheck import probes as probes_lib
 from tfnet.gradcheck import report as report_lib
-
-# What TensorFlow raises when it cannot derive a forward-mode rule for an op.
-FORWARD_ERRORS = (LookupError, NotImplementedError)
 
 
 def run_check(
@@ -59,9 +53,7 @@ def run_check(
     np_dtype = dtype.as_numpy_dtype
     epsilon = numerics.default_epsilon(dtype) if epsilon is None else float(epsilon)
     shapes = [tuple(int(d) for d in v.shape) for v in values]
-    placement = tf.device(device) if device else contextlib.nullcontext()
-
-    with placement:
+    with arguments.placement(device):
         state = [tf.convert_to_tensor(s) for s in state]
         evaluator = perturb.Evaluator(
             lambda values: tf.reshape(cost(values, state)[0], [1]), shapes, dtype
@@ -96,9 +88,9 @@ def run_check(
             probes, autodiff, h_plus, h_minus, directions = probes_lib.directions(
                 theta0, gradient, offsets, num_directions, epsilon, rng
             )
-            signed = [(start, u) for start, u in directions] * 2
             moved = evaluator.directions(
-                "value", theta, signed, np.concatenate([h_plus, -h_minus]), batch_size, ran_on
+                "value", theta, directions * 2, np.concatenate([h_plus, -h_minus]), batch_size,
+                ran_on,
             )[:, 0]
 
             def jvps():
@@ -121,10 +113,10 @@ def run_check(
         if "fwd" in modes:
             try:
                 jvp = jvps()[:, 0]
-            except FORWARD_ERRORS as error:
+            except perturb.AUTODIFF_ERRORS as error:
                 forward_note = (
-                    f"forward mode not checked: TensorFlow cannot compute a JVP of this cost "
-                    f"({type(error).__name__}: {str(error).splitlines()[0]})"
+                    "forward mode not checked: TensorFlow cannot compute a JVP of this cost "
+                    f"({perturb.describe_error(error)})"
                 )
             if evaluator.unconnected:
                 forward_note = (

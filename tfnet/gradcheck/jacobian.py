@@ -28,8 +28,6 @@ import tensorflow as tf
 from tfnet.gradcheck import arguments, comparison, numerics, perturb
 from tfnet.gradcheck import jacobian_report as report_lib
 
-# What TensorFlow raises when it cannot derive a rule for an op in one mode.
-AUTODIFF_ERRORS = (LookupError, NotImplementedError)
 # Full mode holds a few M × N matrices of float64.
 MAX_FULL_ENTRIES = 1 << 22
 
@@ -99,13 +97,13 @@ def run(fn, values, input_names, outputs, *, mode, modes, epsilon, dtype, k_wors
                 at.ran_on.add(rows.device)
                 rows = rows.numpy().astype(np.float64)
                 derivatives["reverse"] = probes.project_vjps(rows).ravel()
-            except AUTODIFF_ERRORS as error:
-                notes.append(f"reverse mode not checked: {_first_line(error)}")
+            except perturb.AUTODIFF_ERRORS as error:
+                notes.append(f"reverse mode not checked: {perturb.describe_error(error)}")
         if "fwd" in modes:
             try:
                 derivatives["forward"] = np.asarray(probes.jvps()).ravel()
-            except AUTODIFF_ERRORS as error:
-                notes.append(f"forward mode not checked: {_first_line(error)}")
+            except perturb.AUTODIFF_ERRORS as error:
+                notes.append(f"forward mode not checked: {perturb.describe_error(error)}")
             if evaluator.unconnected:
                 notes.append(
                     "TensorFlow found no forward-mode path from "
@@ -238,7 +236,3 @@ def _unit(rng, size):
 
 def _index(flat, shape):
     return tuple(int(i) for i in np.unravel_index(flat, shape))
-
-
-def _first_line(error):
-    return f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"

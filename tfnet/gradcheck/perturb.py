@@ -28,6 +28,14 @@ import tensorflow as tf
 
 # A variable holding at least this fraction of θ starts a new group of perturbed variables.
 _GROUP_FRACTION = 0.1
+# What TensorFlow raises when it cannot derive a rule for an op in one autodiff mode (e.g. an op
+# without a registered gradient inside a tf.custom_gradient, in forward mode).
+AUTODIFF_ERRORS = (LookupError, NotImplementedError)
+
+
+def describe_error(error):
+    """"<ErrorType>: <first line of its message>"."""
+    return f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
 
 
 class Evaluator:
