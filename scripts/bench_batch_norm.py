@@ -9,7 +9,6 @@ and prints ours' median speed-up over Keras; exit status 1 when one is more than
 import os
 import sys
 
-from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 from benchmarks import harness, batch_norm  # noqa: E402

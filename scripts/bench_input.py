@@ -10,7 +10,6 @@ alternating rounds; exit status 1 when the input work takes more than a fifth of
 import os
 import sys
 
-from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 from benchmarks import harness, input  # noqa: E402

@@ -9,7 +9,6 @@ the twin; exit status 1 when one is more than 5 percent slower (a speed-up below
 import os
 import sys
 
-from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 from benchmarks import harness, optimizers  # noqa: E402

@@ -13,7 +13,6 @@ steps_per_execution and >= 60 percent of the matmul peak.
 import os
 import sys
 
-from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 from benchmarks import harness, training  # noqa: E402

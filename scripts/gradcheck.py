@@ -5,6 +5,7 @@
     python scripts/gradcheck.py --mode=directional --dataset=mnist_t10k --data_dir=../shared/tfds
     python scripts/gradcheck.py --batch_norm --l2=0.01 --keep_prob=0.8 --inference_layers
     python scripts/gradcheck.py --strategy=tpu --tpu=local         # on the TPU, in float32
+    python scripts/gradcheck.py --modes=rev,fwd --order=2          # forward mode, and the Hessian
 
 The model and data flags are train.py's own (tfnet.flags). `--strategy` (with `--tpu`,
 `--cpu_devices`) is built as train.py builds it and the check runs in its scope, on its first
@@ -33,6 +34,17 @@ _MODE = flags.DEFINE_enum(
     "full: every weight; sampled: per variable the largest-gradient and some random weights; "
     "directional: random directions per variable.",
 )
+_MODES = flags.DEFINE_list(
+    "modes", ["rev"], "Autodiff modes checked against the differences: rev (tf.GradientTape), or "
+    "rev,fwd (also tf.autodiff.ForwardAccumulator JVPs, compared with the differences and with "
+    "reverse mode; the report says where TensorFlow cannot compute them).",
+)
+_ORDER = flags.DEFINE_enum(
+    "order", "1", ["1", "2"],
+    "1: the gradient; 2: also the Hessian, reverse-over-reverse and forward-over-reverse "
+    "products against differences of the gradient (the whole Hessian with --mode=full and at most "
+    "4,194,304 entries, random directions otherwise).",
+)
 _SAMPLES = flags.DEFINE_integer(
     "samples_per_variable", 10, "sampled mode: largest and random weights per variable.",
     lower_bound=1,
@@ -46,6 +58,15 @@ _INFERENCE_LAYERS = flags.DEFINE_bool(
     "a deterministic function of the weights; without it a model with --keep_prob < 1 is refused."
 )
 FLAGS = flags.FLAGS
+
+
+@flags.validator("modes", message="invalid --modes")
+def _check_modes(modes):
+    if "rev" not in modes or len(set(modes)) != len(modes) or not set(modes) <= {"rev", "fwd"}:
+        raise flags.ValidationError(
+            f"--modes must be rev or rev,fwd (in any order). Received: modes={','.join(modes)!r}"
+        )
+    return True
 
 
 def main(argv):
@@ -66,6 +87,7 @@ def main(argv):
                 config, checkpoint=_CHECKPOINT.value, examples=_EXAMPLES.value, mode=_MODE.value,
                 samples_per_variable=_SAMPLES.value, num_directions=_DIRECTIONS.value,
                 k_worst=_K_WORST.value, inference_layers=_INFERENCE_LAYERS.value,
+                modes=tuple(_MODES.value), order=int(_ORDER.value),
             )
     except NondeterministicCostError as error:  # e.g. active dropout
         print(f"error: {error} (script flag: --inference_layers)", file=sys.stderr)

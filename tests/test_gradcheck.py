@@ -40,7 +40,9 @@ class PlantedDense(keras.layers.Layer):
 
     bug: "none" (the true gradient), "scaled_kernel" (returns 1.1 × dJ/dW), "zero_bias" (returns
     0 for dJ/db), "l2_without_gradient" (adds λ‖W‖² to the losses through tf.stop_gradient, so J
-    contains it but its gradient 2λW is missing).
+    contains it but its gradient 2λW is missing), "input_gradient_not_differentiable" (dJ/dx =
+    dy Wᵀ with W behind tf.stop_gradient: right values, but its derivative with respect to W, a
+    second-order term, is lost).
     """
 
     def __init__(self, units, bug="none", l2=0.0, **kwargs):
@@ -55,11 +57,14 @@ class PlantedDense(keras.layers.Layer):
         kernel_scale = 1.1 if self.bug == "scaled_kernel" else 1.0
         bias_scale = 0.0 if self.bug == "zero_bias" else 1.0
 
+        not_differentiable = self.bug == "input_gradient_not_differentiable"
+        stop_kernel = tf.stop_gradient if not_differentiable else tf.identity
+
         @tf.custom_gradient
         def affine(x, kernel, bias):
             def grad(dy):
                 return (
-                    tf.matmul(dy, kernel, transpose_b=True),
+                    tf.matmul(dy, stop_kernel(kernel), transpose_b=True),
                     kernel_scale * tf.matmul(x, dy, transpose_a=True),
                     bias_scale * tf.reduce_sum(dy, axis=0),
                 )

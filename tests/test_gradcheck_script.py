@@ -58,6 +58,36 @@ def test_bad_flag_exits_non_zero_naming_it(tmp_path):
     assert "--mode" in completed.stderr and "bogus" in completed.stderr, completed.stderr
 
 
+def test_bad_modes_flag_exits_non_zero_naming_it_and_what_is_allowed(tmp_path):
+    completed = run_script("gradcheck.py", "--modes=rev,bwd", cwd=tmp_path, check=False)
+    assert completed.returncode != 0
+    assert "--modes must be rev or rev,fwd (in any order). Received: modes='rev,bwd'" in (
+        completed.stderr
+    ), completed.stderr
+
+
+def test_forward_mode_and_second_order_flags(tmp_path):
+    completed = run_script(
+        "gradcheck.py", "--hidden_units=4", "--modes=fwd,rev", "--order=2", "--mode=directional",
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert re.search(r"^Gradient check \(directional, float64, .*, reverse and forward mode\)$",
+                     completed.stdout, re.MULTILINE), completed.stdout
+    assert re.search(r"^forward mode \(JVP\): relative difference \S+ to numerical",
+                     completed.stdout, re.MULTILINE), completed.stdout
+    # The moons MLP with 4 hidden units has 4 variables: 16 blocks of its Hessian, 4 random
+    # directions each.
+    assert re.search(r"^Jacobian check: second order: the Hessian of J", completed.stdout,
+                     re.MULTILINE), completed.stdout
+    assert "(directional, float64, epsilon=6.06e-06, 130 evaluations, 64 VJPs, 64 JVPs" in (
+        completed.stdout
+    ), completed.stdout
+    assert re.search(r"^relative difference overall: reverse vs numerical \S+, forward vs "
+                     r"numerical \S+, forward vs reverse \S+  ->  CORRECT", completed.stdout,
+                     re.MULTILINE), completed.stdout
+
+
 def test_active_dropout_exits_1_naming_the_layer_and_the_flag(tmp_path):
     completed = run_script("gradcheck.py", "--keep_prob=0.5", cwd=tmp_path, check=False)
     assert completed.returncode == 1, completed.stdout + completed.stderr

@@ -5,7 +5,10 @@ the kernels, softmax cross-entropy from logits) on one batch, in one process, al
 median time of each is reported. tf.test.compute_gradient is given J as a function of the
 flattened θ, both as an eager Python function (its usual use) and wrapped in tf.function (its
 fastest use); our time is a whole `check_gradients(mode="full")` call, twin building and tracing
-included.
+included. Beside it, `ours_evaluations_only` times the 2N perturbed evaluations of J alone
+(`perturb.Evaluator.components`, traced beforehand), the part of our time that grows with N: no
+fixed cost (twin, tracing, graph optimisation, J and its gradient, the report) could bring the
+whole check below it.
 """
 
 import statistics
@@ -16,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfnet import gradcheck
-from tfnet.gradcheck import numerics
+from tfnet.gradcheck import numerics, perturb
 from tfnet.gradcheck import twin as twin_lib
 
 L2 = 1e-3
@@ -63,6 +66,33 @@ def _flat_cost(model, x, y, loss):
     return flat_cost, theta
 
 
+def _evaluations_only(model, x, y, loss):
+    """A function evaluating J(θ ± h e_i) for every component i, as a full check does, traced
+    before it is returned."""
+    twin = twin_lib.float_twin(model, "float64")
+    cost = twin_lib.model_cost(twin, x, y, loss, "float64")
+    state = [v.value for v in twin.non_trainable_variables]
+    shapes = [tuple(v.shape) for v in model.trainable_variables]
+    evaluator = perturb.Evaluator(lambda values: tf.reshape(cost(values, state)[0], [1]), shapes,
+                                  tf.float64)
+    theta0 = np.concatenate(
+        [v.numpy().astype(np.float64).ravel() for v in model.trainable_variables]
+    )
+    theta = tf.constant(theta0)
+    h_plus, h_minus = numerics.steps(theta0, numerics.default_epsilon("float64"), np.float64)
+    index = np.arange(theta0.size)
+    batch_size = numerics.default_batch_size(theta0.size, tf.float64)
+
+    def evaluate():
+        return evaluator.components(
+            "value", theta, np.concatenate([index, index]), np.concatenate([h_plus, -h_minus]),
+            batch_size, set(),
+        )
+
+    evaluate()
+    return evaluate
+
+
 def _timed(fn):
     start = time.perf_counter()
     result = fn()
@@ -72,18 +102,26 @@ def _timed(fn):
 def full_check_against_compute_gradient(layer_sizes, batch, repeats, seed=0):
     """Median seconds of our full check and of tf.test.compute_gradient (eager and compiled).
 
-    Returns a dict with the parameter count, the three lists of times, their medians, the ratios
-    of medians, our relative difference, and the relative difference between compute_gradient's
-    numerical and theoretical Jacobians (the same comparison made by hand).
+    Returns a dict with the parameter count, the lists of times (ours, ours_evaluations_only,
+    compute_gradient_eager, compute_gradient_tf_function), their medians, the ratios of medians
+    (ratio_eager, ratio_tf_function, and ratio_tf_function_bound: compute_gradient's compiled
+    time over our evaluations alone, the most any cut of fixed cost could reach), our relative
+    difference, and the relative difference between compute_gradient's numerical and
+    theoretical Jacobians (the same comparison made by hand).
     """
     model, x, y, loss = _problem(layer_sizes, batch, seed)
     flat_cost, theta = _flat_cost(model, x, y, loss)
     compiled_cost = tf.function(flat_cost)
+    evaluations_only = _evaluations_only(model, x, y, loss)
     epsilon = numerics.default_epsilon("float64")
-    times = {"ours": [], "compute_gradient_eager": [], "compute_gradient_tf_function": []}
+    times = {
+        "ours": [], "ours_evaluations_only": [], "compute_gradient_eager": [],
+        "compute_gradient_tf_function": [],
+    }
     for _ in range(repeats):
         seconds, report = _timed(lambda: gradcheck.check_gradients(model, x, y, loss))
         times["ours"].append(seconds)
+        times["ours_evaluations_only"].append(_timed(evaluations_only)[0])
         for name, fn in (
             ("compute_gradient_eager", flat_cost),
             ("compute_gradient_tf_function", compiled_cost),
@@ -99,6 +137,9 @@ def full_check_against_compute_gradient(layer_sizes, batch, repeats, seed=0):
         "medians": medians,
         "ratio_eager": medians["compute_gradient_eager"] / medians["ours"],
         "ratio_tf_function": medians["compute_gradient_tf_function"] / medians["ours"],
+        "ratio_tf_function_bound": (
+            medians["compute_gradient_tf_function"] / medians["ours_evaluations_only"]
+        ),
         "relative_difference": report.relative_difference,
         "compute_gradient_relative_difference": float(
             np.linalg.norm(numerical[0] - theoretical[0])
