@@ -196,3 +196,26 @@ def test_training_model_has_the_configs_batch_norm_dropout_and_l2():
         for v in model.trainable_variables if v.path.endswith("kernel")
     )
     np.testing.assert_allclose(report.cost - without_l2.cost, l2_term, rtol=1e-9)
+
+
+def _batch_norm_model(layer, x):
+    inputs = keras.Input((x.shape[1],))
+    hidden = keras.layers.Dense(4, use_bias=False, kernel_initializer=keras.initializers.GlorotNormal(seed=1))(inputs)
+    logits = keras.layers.Dense(CLASSES, kernel_initializer=keras.initializers.GlorotNormal(seed=2))(
+        keras.layers.Activation("tanh")(layer(hidden)))
+    return keras.Model(inputs, logits)
+
+
+def test_batch_norm_has_right_second_derivatives_where_tf_nn_moments_has_not(float64):
+    # tf.nn.moments, which Keras' BatchNormalization uses, takes the deviations from
+    # stop_gradient(μ): the gradient is right, the Hessian is not. tfnet's BatchNorm computes the
+    # moments without it, so order=2 finds nothing in it and finds Keras' layer.
+    x, y = _data(m=6)
+    ours = gradcheck.check_gradients(_batch_norm_model(layers.BatchNorm(), x), x, y, _xent(), order=2,
+                                     mode="directional")
+    assert ours.verdict == "correct", ours
+    keras_layer = gradcheck.check_gradients(
+        _batch_norm_model(keras.layers.BatchNormalization(), x), x, y, _xent(), order=2,
+        mode="directional")
+    assert keras_layer.relative_difference < 1e-7  # first order: both right
+    assert keras_layer.verdict == "wrong", keras_layer

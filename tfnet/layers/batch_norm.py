@@ -52,6 +52,10 @@ class BatchNorm(keras.layers.Layer):
     - `synchronized=True` all-reduces the per-replica sums and counts to get the global mean,
       then all-reduces the sums of squared deviations from it (two rounds instead of Keras'
       one-round `E[z**2] - E[z]**2`, which loses precision when |mu| >> sigma).
+    - The batch moments are `mean(z)` and `mean((z - mean(z))**2)` written out, where Keras
+      calls `tf.nn.moments`, which takes the deviations from `stop_gradient(mean)`: the same
+      values and gradient, but Keras' second derivatives are wrong (found by
+      `tfnet.gradcheck`'s `order=2`; `tests/test_gradcheck_layers.py`).
     - Always centred and scaled (no `center`/`scale`); no initializer, regulariser or constraint
       arguments, no batch renormalisation, no masking.
 
@@ -179,7 +183,11 @@ class BatchNorm(keras.layers.Layer):
             or replica_context is None
             or replica_context.num_replicas_in_sync == 1
         ):
-            return tf.nn.moments(z, axes=self._reduction_axes)
+            # Not tf.nn.moments: it takes the deviations from stop_gradient(μ), which leaves the
+            # gradient right (the dropped term is 0) but the second derivatives wrong.
+            mean = tf.reduce_mean(z, axis=self._reduction_axes)
+            deviation = z - self._broadcast(mean)
+            return mean, tf.reduce_mean(tf.square(deviation), axis=self._reduction_axes)
         local_sum = tf.reduce_sum(z, axis=self._reduction_axes)
         local_count = tf.cast(tf.size(z) // tf.shape(local_sum)[0], z.dtype)
         total_sum, total_count = replica_context.all_reduce(
