@@ -11,9 +11,11 @@ second in steady state of:
 - **numpy**: the course's equations written out for this benchmark (``NumpyMLP``): forward and
   backward pass of the ReLU MLP, softmax cross-entropy, Adam with bias correction, mini-batches
   of a fresh permutation each epoch, in float32 on inputs normalised once beforehand;
+- **its matmuls alone**: the matrix products of the network's training steps and nothing else
+  (``matmuls_alone``, XLA), the bound of any training step of this network at this batch size;
 - **matmul peak**: the float32 matrix-multiply rate of this machine (``matmul_seconds_per_flop``,
-  measured each round), as seconds per example had every FLOP of a training step
-  (``flops_per_example``) run at that rate; tfnet's speed-up against it is its share of the peak.
+  1024 × 1024 products, measured each round), as seconds per example had every FLOP of a training
+  step (``flops_per_example``) run at that rate; a speed-up against it is a share of the peak.
 
 Goals (issue "The training engine"): on the course net and the moons MLP, tfnet ≥ 3× numpy; on
 the mnist_t10k MLP at batch 64, tfnet ≥ 3× Keras fit at its best steps_per_execution and ≥ 60 %
@@ -96,6 +98,41 @@ def matmul_seconds_per_flop(size=1024, repeats=8):
     products(a).numpy()  # trace, warm caches
     seconds = harness.timed(lambda: products(a).numpy(), repeats)
     return seconds / (2.0 * size**3)
+
+
+def matmuls_alone(layer_sizes, batch_size, repeats=200):
+    """Seconds per example of the matrix products of the MLP's training steps and nothing else.
+
+    Each step multiplies a batch forward through the layers, forms every weight gradient and
+    every input gradient but the first layer's (``flops_per_example``'s products), in float32,
+    compiled by XLA; the weights move by a tiny step each time, so nothing can be computed once
+    for all steps. It bounds what any training step of this network can reach here: the shapes
+    of its matrices, not the machine's peak, limit it at small batches.
+    """
+    import tensorflow as tf
+
+    weights = [tf.random.stateless_normal([n, k], seed=[0, i]) * 0.01
+               for i, (n, k) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:]))]
+    x = tf.random.stateless_normal([batch_size, layer_sizes[0]], seed=[1, 0])
+
+    @tf.function(jit_compile=True)
+    def steps(weights):
+        def body(i, *weights):
+            activations = [x]
+            for w in weights:
+                activations.append(tf.matmul(activations[-1], w))
+            gradient, moved = activations[-1], list(weights)
+            for layer in range(len(weights) - 1, -1, -1):
+                moved[layer] = weights[layer] - 1e-9 * tf.matmul(activations[layer], gradient,
+                                                                transpose_a=True)
+                if layer:
+                    gradient = tf.matmul(gradient, weights[layer], transpose_b=True)
+            return (i + 1, *moved)
+
+        return tf.while_loop(lambda i, *w: i < repeats, body, (0, *weights))[1]
+
+    steps(weights).numpy()  # compile
+    return harness.timed(lambda: steps(weights).numpy(), repeats * batch_size)
 
 
 class NumpyMLP:
@@ -263,6 +300,8 @@ def run(config, say=print):
                 _keras_fit(config, trainer, 1),
                 _keras_fit(config, trainer, 100),
                 _numpy(config, trainer, layer_sizes),
+                harness.Contender("its matmuls alone", lambda: matmuls_alone(
+                    layer_sizes, trainer.config.batch_size)),
                 harness.Contender("matmul peak", lambda: matmul_seconds_per_flop() * flops),
             ]
             say(f"{description}: {config.rounds} rounds ...")
@@ -271,7 +310,11 @@ def run(config, say=print):
         timings["Keras fit, best steps_per_execution"] = [
             min(times) for times in zip(*(timings[k] for k in keras_names))]
         goals = GOALS.get(name, {})
-        for anchor in [*keras_names, "Keras fit, best steps_per_execution", "numpy", "matmul peak"]:
+        for anchor in [*keras_names, "Keras fit, best steps_per_execution", "numpy",
+                       "its matmuls alone", "matmul peak"]:
             results.append(harness.result(description, timings, "tfnet", anchor, "example",
                                           goals.get(anchor)))
+        # The bound: the share of the peak that this network's products reach by themselves.
+        results.append(harness.result(description, timings, "its matmuls alone", "matmul peak",
+                                      "example"))
     return results
