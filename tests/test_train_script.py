@@ -5,6 +5,7 @@ import os
 import subprocess
 
 import pytest
+import tensorflow as tf
 from absl import flags as absl_flags
 
 from conftest import SHARED_TFDS
@@ -41,10 +42,28 @@ def test_tensorboard_events_hold_epoch_and_step_scalars(moons_run):
     assert [s for s, _ in train["epoch_loss"]] == [steps_per_epoch * e for e in range(1, 13)]
     assert len(dev["epoch_accuracy"]) == 12
     assert dev["epoch_accuracy"][-1][1] == pytest.approx(results["dev_accuracy"], rel=1e-6)
-    assert train["learning_rate"][0][1] == pytest.approx(0.01)
+    assert train["learning_rate"][0][1] == pytest.approx(0.001)  # keras_adam's default
     assert [s for s, _ in train["batch_cost"]] == list(range(5, 12 * steps_per_epoch + 1, 5))
     assert any(tag.startswith("dense_1") for tag in plugin_tags(root / "run" / "train", "histograms"))
     assert plugin_tags(root / "run", "hparams")
+
+
+def test_hparams_of_a_single_run_carry_its_metrics_and_its_learning_rate(moons_run):
+    from tensorboard.plugins.hparams import metadata
+
+    root, _ = moons_run
+    summaries = [(v.tag, v) for path in sorted((root / "run").glob("events.out.tfevents.*"))
+                 for event in tf.compat.v1.train.summary_iterator(str(path))
+                 for v in event.summary.value]
+    [experiment] = [metadata.parse_experiment_plugin_data(v.metadata.plugin_data.content)
+                    for tag, v in summaries if tag == "_hparams_/experiment"]
+    assert {(m.name.group, m.name.tag) for m in experiment.metric_infos} == {
+        (group, tag) for group in ("dev", "train") for tag in ("epoch_accuracy", "epoch_loss")}
+    assert {h.name for h in experiment.hparam_infos} >= {"learning_rate", "optimizer", "hidden_units"}
+    [session] = [metadata.parse_session_start_info_plugin_data(v.metadata.plugin_data.content)
+                 for tag, v in summaries if tag == "_hparams_/session_start_info"]
+    # No --learning_rate: the run used keras_adam's default, and says so.
+    assert session.hparams["learning_rate"].number_value == pytest.approx(0.001)
 
 
 def test_flagfile_reproduces_the_run(moons_run, tmp_path):

@@ -483,11 +483,11 @@ def write_hparams_config(space, search_dir):
         else:
             domain = hp.RealInterval(float(parameter.low), float(parameter.high))
         hparams.append(hp.HParam(parameter.name, domain))
-    metrics = [hp.Metric(tag, group=group, display_name=f"{group} {tag[len('epoch_'):]}")
-               for group in ("dev", "train") for tag in ("epoch_accuracy", "epoch_loss")]
+    from tfnet.training import outputs
+
     writer = tf.summary.create_file_writer(search_dir)
     with writer.as_default():
-        hp.hparams_config(hparams=hparams, metrics=metrics)
+        hp.hparams_config(hparams=hparams, metrics=outputs.metrics())
     writer.close()
 
 

@@ -5,8 +5,8 @@
 - TensorBoard runs ``train/`` and ``dev/``: per evaluated epoch ``epoch_loss``,
   ``epoch_accuracy`` (both runs, so the curves overlay) and ``learning_rate``; histograms of
   every BatchNorm layer's running averages (and of all weights with ``histograms``); the
-  mini-batch cost ``batch_cost`` at every logged step; the run's hyperparameters on the HParams
-  dashboard, in ``model_dir`` itself.
+  mini-batch cost ``batch_cost`` at every logged step; the run's hyperparameters and metrics
+  (dev and train accuracy and loss) on the HParams dashboard, in ``model_dir`` itself.
 
 On resume, the events that a killed run logged after its restored checkpoint are pruned first
 (``tfnet.training.events``), so that every step is shown once.
@@ -20,6 +20,15 @@ import tensorflow as tf
 
 from tfnet import layers
 from tfnet.training import events
+
+
+def metrics():
+    """The HParams metrics of a run: ``epoch_accuracy`` and ``epoch_loss`` of its dev and train
+    runs."""
+    from tensorboard.plugins.hparams import api as hp
+
+    return [hp.Metric(tag, group=group, display_name=f"{group} {tag[len('epoch_'):]}")
+            for group in ("dev", "train") for tag in ("epoch_accuracy", "epoch_loss")]
 
 
 class RunOutputs:
@@ -49,9 +58,14 @@ class RunOutputs:
         self.train_writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "train"))
         self.dev_writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "dev"))
         if fresh:
+            hparams = self.config.hparams()
             with tf.summary.create_file_writer(self.run_dir).as_default():
+                # The experiment: the run's hyperparameters and its metrics, which TensorBoard
+                # does not find by itself in the train/ and dev/ runs of a run opened alone.
+                hp.hparams_config(hparams=[hp.HParam(name) for name in hparams],
+                                  metrics=metrics())
                 trial = os.path.basename(os.path.abspath(self.run_dir))
-                hp.hparams(self.config.hparams(), trial_id=trial)
+                hp.hparams(hparams, trial_id=trial)
 
     def log_batch_costs(self, logged):
         """``batch_cost`` at each ``(step, cost)`` of ``logged``."""
