@@ -168,13 +168,14 @@ def _define(field, flag_values, config_class):
         from tfnet import optimizers  # The names and their update rules, for --helpfull.
 
         help = f"{help}\n{optimizers.describe()}"
-    if isinstance(default, bool):
+    kind = type(default) if default is not None else field.type  # None: the annotation says
+    if kind is bool:
         flags.DEFINE_bool(name, default, help, flag_values=flag_values)
-    elif isinstance(default, tuple):
+    elif kind is tuple:
         flags.DEFINE_list(name, [str(v) for v in default], help, flag_values=flag_values)
-    elif isinstance(default, int):
+    elif kind is int:
         flags.DEFINE_integer(name, default, help, flag_values=flag_values)
-    elif isinstance(default, float):
+    elif kind is float:
         flags.DEFINE_float(name, default, help, flag_values=flag_values)
     else:
         flags.DEFINE_string(name, default, help, flag_values=flag_values)
