@@ -24,15 +24,16 @@ def _loadable(root):
 
 
 def test_an_export_that_fails_half_way_leaves_no_version_and_nothing_that_loads(tmp_path, monkeypatch):
-    real_export = keras.Model.export
+    archive_class = type(keras.export.ExportArchive())  # the backend's subclass
+    real_write_out = archive_class.write_out
 
-    def export_then_fail(self, filepath, *args, **kwargs):
-        real_export(self, filepath, *args, **kwargs)  # a complete SavedModel where it writes,
+    def write_out_then_fail(self, filepath, *args, **kwargs):
+        real_write_out(self, filepath, *args, **kwargs)  # a complete SavedModel where it writes,
         with open(os.path.join(filepath, "saved_model.pb"), "r+b") as f:
             f.truncate(100)  # then cut short, as a full disk would
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(keras.Model, "export", export_then_fail)
+    monkeypatch.setattr(archive_class, "write_out", write_out_then_fail)
     with pytest.raises(OSError, match="No space left"):
         export.export_model(_model(), str(tmp_path), "broken")
     root = tmp_path / "broken"

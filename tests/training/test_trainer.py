@@ -38,25 +38,43 @@ def test_same_seed_deterministic_runs_give_bit_identical_weights(tmp_path):
     assert not all(np.array_equal(a, b) for a, b in zip(first, other.model.get_weights()))
 
 
-def test_exported_model_reloads_in_a_fresh_process_with_the_same_predictions(tmp_path):
-    result = training.train(_config(tmp_path), verbose=0)
-    assert result.export_path == str(tmp_path / "saved_models" / "moons" / "1")
+_SERVE = """
+import sys, numpy as np, tensorflow as tf
+moons = tf.saved_model.load(sys.argv[1]).signatures
+mnist = tf.saved_model.load(sys.argv[2]).signatures
+x, images = np.load(sys.argv[3]), np.load(sys.argv[4])
+outputs = [next(iter(serve(features=tf.constant(inputs)).values())).numpy() for serve, inputs in (
+    (moons["serving_default"], x), (mnist["serving_default"], images.astype(np.float32)),
+    (mnist["serving_uint8"], images))]
+np.savez(sys.argv[5], *outputs, moons_signatures=sorted(moons), mnist_signatures=sorted(mnist))
+"""
+
+
+def test_exports_serve_raw_inputs_and_uint8_images_in_a_fresh_process(tmp_path, shared_tfds):
+    moons = training.train(_config(tmp_path, model_dir=str(tmp_path / "moons"), epochs=2), verbose=0)
+    mnist = training.train(_config(tmp_path, model_dir=str(tmp_path / "mnist"), dataset="mnist_t10k",
+                                   data_dir=shared_tfds, hidden_units=(16,), epochs=1,
+                                   batch_size=256), verbose=0)
+    assert moons.export_path == str(tmp_path / "saved_models" / "moons" / "1")
+    assert mnist.export_path == str(tmp_path / "saved_models" / "mnist_t10k" / "1")
     x, _ = data.make_embedded("moons", num_examples=32, seed=99)  # raw, unnormalised inputs
-    expected = export.serving_model(result.model).predict(x, verbose=0)
+    test = data.in_memory(data.load("mnist_t10k", shared_tfds).test.take(32))
+    images = test.features.numpy().astype(np.uint8)  # the pixels as stored: whole numbers
     np.save(tmp_path / "x.npy", x)
-    code = (
-        "import sys, numpy as np, tensorflow as tf\n"
-        "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
-        "out = serve(features=tf.constant(np.load(sys.argv[2])))\n"
-        "np.save(sys.argv[3], next(iter(out.values())).numpy())\n"
-    )
-    subprocess.run(
-        [sys.executable, "-c", code, result.export_path, str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
-        check=True, env=script_env(), timeout=120,
-    )
-    served = np.load(tmp_path / "y.npy")
-    np.testing.assert_allclose(served, expected, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(served.sum(axis=1), 1.0, rtol=1e-6)  # probabilities
+    np.save(tmp_path / "images.npy", images)
+    subprocess.run([sys.executable, "-c", _SERVE, moons.export_path, mnist.export_path,
+                    str(tmp_path / "x.npy"), str(tmp_path / "images.npy"), str(tmp_path / "out.npz")],
+                   check=True, env=script_env(), timeout=120)
+    served = np.load(tmp_path / "out.npz")
+    assert list(served["moons_signatures"]) == ["serving_default"]  # not images: no uint8
+    assert list(served["mnist_signatures"]) == ["serving_default", "serving_uint8"]
+    expected_moons = export.serving_model(moons.model)(x, training=False).numpy()
+    expected_mnist = export.serving_model(mnist.model)(test.features, training=False).numpy()
+    np.testing.assert_allclose(served["arr_0"], expected_moons, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(served["arr_1"], expected_mnist, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(served["arr_2"], served["arr_1"])  # uint8 = the same floats
+    np.testing.assert_allclose(served["arr_0"].sum(axis=1), 1.0, rtol=1e-6)  # probabilities
+    assert np.mean(served["arr_2"].argmax(axis=1) == test.labels.numpy()) > 0.5
 
 
 def _independent_accuracy(model, examples):

@@ -1,9 +1,10 @@
 """SavedModel export into ``<export_dir>/<name>/<version>/``, complete or absent.
 
 The served model is the trained classifier followed by a softmax: its ``serving_default``
-signature takes raw inputs (normalisation is inside the model) and returns class probabilities.
-It is written with Keras 3's ``model.export`` (which keeps the input names that
-``tf.saved_model.save`` loses) into a temporary directory beside the target, and renamed to the
+signature takes raw inputs (normalisation is inside the model) and returns class probabilities;
+a model of images also takes uint8 pixels (``serving_uint8``). It is written with Keras 3's
+``keras.export.ExportArchive`` (what ``model.export`` uses) into a temporary directory beside the
+target, and renamed to the
 next integer version only when complete: a rename within one file system is atomic, so a killed
 export leaves at most its staging directory, never a version that loads half-written, and an
 existing version is never overwritten.
@@ -40,6 +41,30 @@ def serving_model(model):
     return keras.Model(model.inputs, probabilities, name=f"{model.name}_serving")
 
 
+def write_saved_model(model, path):
+    """Writes ``serving_model(model)`` as a SavedModel at ``path``.
+
+    Its ``serving_default`` signature takes ``features``, raw float32 inputs (pixels in [0, 255],
+    not scaled to [0, 1]: the normalisation is inside the model), and returns ``output_0``, the
+    class probabilities. A model of images (inputs of shape (height, width, channels)) also gets
+    ``serving_uint8``, which takes the pixels as uint8, what images are stored as, and returns
+    the same probabilities.
+    """
+    import tensorflow as tf
+
+    served = serving_model(model)
+    shape = tuple(served.inputs[0].shape)
+    archive = keras.export.ExportArchive()
+    archive.track(served)
+    archive.add_endpoint("serving_default", lambda features: served(features, training=False),
+                         input_signature=[tf.TensorSpec(shape, tf.float32, name="features")])
+    if len(shape) == 4:
+        archive.add_endpoint(
+            "serving_uint8", lambda features: served(tf.cast(features, tf.float32), training=False),
+            input_signature=[tf.TensorSpec(shape, tf.uint8, name="features")])
+    archive.write_out(path, verbose=False)
+
+
 def _running(pid):
     try:
         os.kill(pid, 0)  # Signal 0: only asks whether the process exists.
@@ -68,7 +93,7 @@ def remove_stale_staging(model_root):
 
 
 def export_model(model, export_dir, name):
-    """Exports ``serving_model(model)`` as the next version of ``name``; returns its path.
+    """Exports the model (``write_saved_model``) as the next version of ``name``; returns its path.
 
     Killed exports' staging directories are deleted first (``remove_stale_staging``).
     """
@@ -78,7 +103,7 @@ def export_model(model, export_dir, name):
     prefix = f"{_STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-"
     staging = tempfile.mkdtemp(prefix=prefix, dir=model_root)
     try:
-        serving_model(model).export(os.path.join(staging, "model"), format="tf_saved_model", verbose=False)
+        write_saved_model(model, os.path.join(staging, "model"))
         while True:
             target = os.path.join(model_root, str((versions(model_root) or [0])[-1] + 1))
             try:
