@@ -15,7 +15,7 @@ flags, a model whose J is not deterministic, an unreadable checkpoint).
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from tfnet import flags as tfnet_flags
 
@@ -73,7 +73,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = tfnet_flags.train_config_from_flags(FLAGS)
-    # TensorFlow loads only after validation.
+    # TensorFlow's Python warnings off: a checkpoint of another model is one line of ours, not
+    # also a warning per value it could not restore when the failed restore is collected.
+    logging.set_verbosity(logging.ERROR)
     from tfnet import distribute
     from tfnet.gradcheck import NondeterministicCostError, training_model
 

@@ -168,6 +168,22 @@ def test_a_yaml_file_that_is_not_a_mapping_is_refused(tmp_path):
         ss.SearchSpace.from_file(path)
 
 
+@pytest.mark.parametrize("suffix, text", [
+    (".yaml", "learning_rate: {scale: log, low: 1e-4, high: 1.0}\n"),  # PyYAML: "1e-4", a string
+    (".json", '{"learning_rate": {"scale": "log", "low": "1e-4", "high": 1.0}}'),
+    (".json", '{"beta": {"scale": "one_minus_log", "low": 0.9, "high": "0.999"}}'),
+])
+def test_bounds_that_are_strings_are_refused_in_one_line_saying_how_to_write_them(
+        tmp_path, suffix, text):
+    path = tmp_path / f"space{suffix}"
+    path.write_text(text)
+    with pytest.raises(ValueError) as error:
+        ss.SearchSpace.from_file(path)
+    message = str(error.value)
+    assert "range (low, high), both numbers (in YAML write 1.0e-4, not 1e-4" in message
+    assert "\n" not in message
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda: ss.LogUniform("learning_rate", 0.0, 1.0),
      "learning_rate must be a log-uniform range (low, high) with 0 < low <= high. "

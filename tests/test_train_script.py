@@ -96,6 +96,9 @@ BAD_FLAGS = {
     "unknown_jit_compile": (["--jit_compile=yes"], "--jit_compile must be one of auto, on, off. Received: jit_compile='yes'"),
     "negative_steps_per_loop": (["--steps_per_loop=-1"], "--steps_per_loop must be a non-negative integer. Received: steps_per_loop=-1"),
     "zero_eval_every_epochs": (["--eval_every_epochs=0"], "--eval_every_epochs must be a positive integer. Received: eval_every_epochs=0"),
+    "unknown_augmentation": (["--augment=crop,blur"], "--augment must be a comma-separated list of distinct augmentations among flip, crop, "),
+    "augmentation_of_points": (["--augment=crop"], "--augment=crop does not fit --dataset=moons, whose examples have shape (2,): `input_shape` must be (height, width, channels)"),
+    "saturation_of_grey_images": (["--dataset=mnist_t10k", f"--data_dir={SHARED_TFDS}", "--augment=saturation"], "--augment=saturation does not fit --dataset=mnist_t10k, whose examples have shape (28, 28, 1): `saturation` needs RGB images (3 channels)"),
 }
 
 
@@ -105,7 +108,7 @@ def test_bad_flag_is_refused_at_parse_time_naming_flag_and_value(case):
     values = absl_flags.FlagValues()
     tfnet_flags.define_train_flags(values)
     args, message = BAD_FLAGS[case]
-    if case == "num_examples_for_tfds" and not os.path.isdir(SHARED_TFDS):
+    if case in ("num_examples_for_tfds", "saturation_of_grey_images") and not os.path.isdir(SHARED_TFDS):
         pytest.skip(f"mnist_t10k not found under {SHARED_TFDS} (../shared is absent)")
     with pytest.raises(absl_flags.IllegalFlagValueError) as error:
         values(["train.py", *args])

@@ -121,6 +121,15 @@ def _optimizer(name, value):
         fail(name, f"one of {', '.join(optimizers.NAMES)}", value)
 
 
+def _augment_names(name, value):
+    from tfnet import augment  # Imported lazily: it imports TensorFlow.
+
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if any(n not in augment.NAMES for n in names) or len(set(names)) != len(names):
+        fail(name, f"a comma-separated list of distinct augmentations among "
+             f"{', '.join(augment.NAMES)}", value)
+
+
 def _dataset(name, value):
     if not value or value != value.strip():
         fail(name, "an embedded dataset (moons, circles, flower) or a TFDS dataset name", value)
@@ -151,7 +160,7 @@ class TrainConfig:
     )
     augment: str = _field(
         "", "Comma-separated augmentations of the training split (never dev or test), e.g. "
-        "crop,rotate; empty for none.", None,
+        "crop,rotate; empty for none. Images only; saturation needs RGB.", _augment_names,
     )
     # Model.
     hidden_units: tuple = _field(

@@ -144,6 +144,16 @@ def check_available(name, data_dir=None):
         _tfds_builder(name, data_dir)
 
 
+def input_shape(name, data_dir=None):
+    """The shape of one example of ``name``, from its metadata only (nothing is read or
+    downloaded); raises ``DatasetNotFoundError`` as ``check_available`` does."""
+    if name in EMBEDDED_DATASETS:
+        return (2,)
+    builder = _tfds_builder(name, data_dir)
+    image_key, _ = builder.info.supervised_keys
+    return tuple(builder.info.features[image_key].shape)
+
+
 def _tfds_builder(name, data_dir):
     import tensorflow_datasets as tfds  # Heavy import, only when a TFDS dataset is asked for.
 

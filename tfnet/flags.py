@@ -122,9 +122,9 @@ def define_train_flags(flag_values=flags.FLAGS, names=None):
     """
     import_tensorflow_quietly()
     define_config_flags(config_lib.TrainConfig, flag_values, names)
-    if "dataset" in flag_values and "data_dir" in flag_values:
+    if all(name in flag_values for name in ("dataset", "data_dir", "augment")):
         flags.register_multi_flags_validator(
-            ["dataset", "data_dir"], _dataset_available, message="invalid --dataset",
+            ["dataset", "data_dir", "augment"], _dataset_available, message="invalid --dataset",
             flag_values=flag_values,
         )
     for names, cross_check in config_lib.CROSS_CHECKS:
@@ -149,12 +149,20 @@ def _cross_validator(names, cross_check):
 
 
 def _dataset_available(values):
-    from tfnet import data  # Imported lazily: it imports TensorFlow.
+    """The dataset is there, and the augmentations fit its examples (from its metadata)."""
+    from tfnet import augment, data  # Imported lazily: they import TensorFlow.
 
     try:
-        data.check_available(values["dataset"], values["data_dir"])
+        shape = data.input_shape(values["dataset"], values["data_dir"])
     except data.DatasetNotFoundError as error:
         raise flags.ValidationError(f"--dataset={values['dataset']}: {error}") from None
+    if values["augment"]:
+        try:
+            augment.build(values["augment"], shape)
+        except ValueError as error:
+            raise flags.ValidationError(
+                f"--augment={values['augment']} does not fit --dataset={values['dataset']}, "
+                f"whose examples have shape {shape}: {error}") from None
     return True
 
 

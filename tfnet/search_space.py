@@ -35,6 +35,14 @@ def _fail(name, rule, value):
     raise ValueError(f"{name} must be {rule}. Received: {name}={value!r}")
 
 
+def _require_numbers(name, rule, low, high):
+    """Refuses bounds that are not numbers, naming them: PyYAML reads ``1e-4`` as the string
+    "1e-4" (YAML 1.1 wants ``1.0e-4``), and a JSON "1e-4" in quotes is a string too."""
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+        _fail(name, f"{rule}, both numbers (in YAML write 1.0e-4, not 1e-4, which PyYAML reads "
+              "as a string; in JSON no quotes)", (low, high))
+
+
 @dataclasses.dataclass(frozen=True)
 class LogUniform:
     """α = 10^r with r ~ U(log10 low, log10 high); for α and λ. Requires 0 < low <= high.
@@ -49,6 +57,7 @@ class LogUniform:
     scale = "log"
 
     def __post_init__(self):
+        _require_numbers(self.name, "a log-uniform range (low, high)", self.low, self.high)
         if not 0 < self.low <= self.high:
             _fail(self.name, "a log-uniform range (low, high) with 0 < low <= high",
                   (self.low, self.high))
@@ -81,6 +90,7 @@ class OneMinusLogUniform(LogUniform):
     scale = "one_minus_log"
 
     def __post_init__(self):
+        _require_numbers(self.name, "a one-minus-log-uniform range (low, high)", self.low, self.high)
         if not 0 <= self.low <= self.high < 1:
             _fail(self.name, "a one-minus-log-uniform range (low, high) with 0 <= low <= high < 1",
                   (self.low, self.high))
