@@ -138,3 +138,25 @@ def test_the_input_work_alone_reads_the_batch_and_trains_nothing():
     features = tf.ones([4, 2])
     cost, applied = input_benchmark._reads_the_batch(lambda replica, replicas: (features, tf.constant([1, 2, 3, 4])))
     assert float(cost) == 8.0 + 10.0 and bool(applied)
+
+
+def test_the_gradcheck_benchmark_times_the_real_check_against_compute_gradient(monkeypatch):
+    from benchmarks import gradcheck as gradcheck_benchmark
+    from tfnet import gradcheck
+
+    checks = []
+    real_check = gradcheck.check_gradients
+
+    def counted(*args, **kwargs):
+        checks.append(kwargs.get("mode", "full"))
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(gradcheck, "check_gradients", counted)
+    config = gradcheck_benchmark.GradcheckBenchConfig(
+        small_layers=(3, 4, 2), large_layers=(3, 5, 2), batch=4, rounds=1, include_eager=False)
+    results = gradcheck_benchmark.run(config, say=lambda text: None)
+    assert [(r.contender, r.anchor, r.goal) for r in results] == [
+        ("full check", "compute_gradient, tf.function", 20.0),
+        ("its perturbed evaluations alone", "compute_gradient, tf.function", None),
+        ("directional check", "5 s", 1.0)]
+    assert checks == ["full", "full", "directional", "directional"]  # warm-up and a round each

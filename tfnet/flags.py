@@ -21,6 +21,7 @@ import sys
 import tempfile
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from tfnet import config as config_lib
 
@@ -232,11 +233,19 @@ def run(main, flag_values=flags.FLAGS):
     The usage is the script's docstring and every flag it takes, with its help: the flags this
     module defined for it (the training and benchmark settings) are made key flags of the
     script, beside those it defines itself. (absl's own ``--help`` exits with status 1 and lists
-    only the latter.)
+    only the latter.) Python logging is at WARNING unless ``--verbosity`` is given.
     """
     script = sys.argv[0]
     for flag in flag_values.get_flags_for_module(__name__):
         flag_values.register_key_flag_for_module(script, flag)
     if any(arg in _HELP for arg in sys.argv[1:]):
         app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)
-    app.run(main)
+
+    def quiet_main(argv):
+        # absl logs INFO by default (TFDS' "Creating a tf.data.Dataset ..." lines, TensorFlow's
+        # SavedModel writer's every file); --verbosity still sets it.
+        if not flag_values["verbosity"].present:
+            absl_logging.set_verbosity(absl_logging.WARNING)
+        return main(argv)
+
+    app.run(quiet_main)
