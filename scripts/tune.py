@@ -1,4 +1,4 @@
-"""Random hyperparameter search, coarse to fine, over scripts/train.py runs (METHODS.md §9).
+"""Random hyperparameter search, coarse to fine, over scripts/train.py runs (docs/methods.md §9).
 
     python scripts/tune.py --search_space=examples/search_space.json --search_dir=runs/search \
         --optimizer=keras_adam --epochs=20 --rounds=2 --trials_per_round=8 --parallel=2

@@ -51,12 +51,6 @@ def test_png_is_written(versions, tmp_path):
     assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0
 
 
-def test_missing_matplotlib_says_which_extra_to_install(versions, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
-    with pytest.raises(ImportError, match=r"needs matplotlib, the `plots` extra.*tfnet\[plots\]"):
-        augment_preview.write_png(versions, str(tmp_path / "grid.png"))
-
-
 def test_num_versions_below_one_is_refused():
     with pytest.raises(ValueError, match=r"`num_versions` must be >= 1. Received: num_versions=0"):
         augment_preview.augmented_versions(np.zeros((1, 4, 4, 1)), augment.build("flip", (4, 4, 1)), 0)

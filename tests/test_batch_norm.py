@@ -1,7 +1,7 @@
 """BatchNorm against keras.layers.BatchNormalization, a numpy reference and its own promises.
 
 Expected numbers come from Keras' built-in layer (same momentum and ε), from the float64 numpy
-equations of METHODS.md §6 and §10, or from a single-device run of the same layer.
+equations of docs/methods.md §6 and §10, or from a single-device run of the same layer.
 """
 
 import json
@@ -105,7 +105,7 @@ def _numpy_batch_norm(z, axis, gamma, beta, mean, variance, epsilon):
 @pytest.mark.parametrize("bias_correction", [False, True])
 @pytest.mark.parametrize("shape,axis", CASES.values(), ids=CASES.keys())
 def test_matches_numpy_equations(shape, axis, bias_correction, float64):
-    """Outputs and running averages equal METHODS.md §6/§10 written in float64 numpy."""
+    """Outputs and running averages equal docs/methods.md §6/§10 written in float64 numpy."""
     momentum, epsilon = 0.8, 1e-3
     layer = BatchNorm(
         axis=axis, momentum=momentum, epsilon=epsilon, bias_correction=bias_correction, dtype="float64"
@@ -150,7 +150,7 @@ def test_training_none_and_frozen_layer_use_running_averages():
 
 
 def test_bias_correction_fixes_early_inference():
-    """30 steps, momentum 0.99, inputs with mean 5 and variance 9 (METHODS.md §10).
+    """30 steps, momentum 0.99, inputs with mean 5 and variance 9 (docs/methods.md §10).
 
     Uncorrected, the running mean is only 1 - 0.99**30 = 26% of the way from 0 to 5, so
     inference is far from batch-statistics outputs; corrected, it matches them closely.

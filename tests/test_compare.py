@@ -18,7 +18,7 @@ def results(tmp_path_factory):
 
 
 def test_same_start_and_batch_order_make_twins_identical(results):
-    # gd and keras_sgd are the same update (METHODS.md §7); only an unfair comparison (other
+    # gd and keras_sgd are the same update (docs/methods.md §7); only an unfair comparison (other
     # initial weights or batch order) could make their curves differ.
     np.testing.assert_allclose(results["gd"].train_loss, results["keras_sgd"].train_loss, rtol=1e-6)
     assert results["gd"].train_loss != results["adam"].train_loss

@@ -62,7 +62,7 @@ def test_step_flag_without_decay_interval_stops_at_parse_time():
 @pytest.mark.parametrize("name, schedule", [("decay_base", "exponential"), ("decay_factor", "step")])
 @pytest.mark.parametrize("value", [-0.5, 0.0, 1e-3, 0.5, 1.0, 1.0 + 1e-9, 1.5])
 def test_decay_factor_range_agrees_with_the_schedule(name, schedule, value):
-    """(0, 1] in both places (METHODS.md §8: 1 is the no-decay limit, as decay_rate 0 is)."""
+    """(0, 1] in both places (docs/methods.md §8: 1 is the no-decay limit, as decay_rate 0 is)."""
     def accepted(check):
         try:
             check()

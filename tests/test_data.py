@@ -61,7 +61,7 @@ def test_normalization_statistics_come_from_train_only():
     mean, variance = data.normalization_statistics(splits.train)
     x_train, _ = _arrays(splits.train)
     x_all = np.concatenate([x_train, _arrays(splits.dev)[0], _arrays(splits.test)[0]])
-    # Expected: population mean and variance of the training features (METHODS.md §1), float64.
+    # Expected: population mean and variance of the training features (docs/methods.md §1), float64.
     np.testing.assert_allclose(mean, x_train.astype(np.float64).mean(axis=0), atol=1e-5)
     np.testing.assert_allclose(variance, x_train.astype(np.float64).var(axis=0), rtol=1e-4)
     assert not np.allclose(mean, x_all.mean(axis=0), atol=1e-4)

@@ -1,4 +1,4 @@
-"""Dense: course initialisations (METHODS.md §2) and the (λ/2m)‖W‖² L2 cost (METHODS.md §3).
+"""Dense: course initialisations (docs/methods.md §2) and the (λ/2m)‖W‖² L2 cost (docs/methods.md §3).
 
 Expected numbers come from the equations written in numpy (float64 where exactness matters) and
 from the statistics of the normal distributions the initialisations promise.

@@ -1,4 +1,4 @@
-"""InvertedDropout against the equations of METHODS.md §3 and their sampling statistics."""
+"""InvertedDropout against the equations of docs/methods.md §3 and their sampling statistics."""
 
 import re
 

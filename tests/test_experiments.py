@@ -1,6 +1,6 @@
 """The experiments, shortened (``quick``), show the course's orderings; their outputs are complete.
 
-The expected orderings come from the course (and METHODS.md §2, §3, §7, §8, §10): He beats
+The expected orderings come from the course (and docs/methods.md §2, §3, §7, §8, §10): He beats
 large random beats zeros; L2 and dropout beat no regularisation on dev; Adam beats gradient
 descent at α = 0.0007; fixed-interval inverse-time decay beats per-step decay; BatchNorm trains
 at an α where the plain network does not. Each quick run uses fixed seeds; the orderings are

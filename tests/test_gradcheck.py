@@ -29,7 +29,7 @@ def _sparse_xent():
 
 
 def _numpy_xent(logits, y):
-    # log-sum-exp form of −log softmax(z)_y (METHODS.md §11), in float64.
+    # log-sum-exp form of −log softmax(z)_y (docs/methods.md §11), in float64.
     z = logits - logits.max(axis=1, keepdims=True)
     log_softmax = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     return -log_softmax[np.arange(len(y)), y].mean()

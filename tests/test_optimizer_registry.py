@@ -10,7 +10,7 @@ from tfnet.optimizers import Adam, GradientDescent, Momentum, RMSprop
 OURS = ("gd", "momentum", "rmsprop", "adam")
 
 # A value for every course hyperparameter, and where each lands on the built optimiser:
-# ours keep the course name; Keras' built-ins take the METHODS.md §7 mapping.
+# ours keep the course name; Keras' built-ins take the docs/methods.md §7 mapping.
 VALUES = {"beta": 0.8, "beta1": 0.7, "beta2": 0.95, "epsilon": 1e-6, "bias_correction": True,
           "epsilon_inside_sqrt": True, "epsilon_hat": True}
 KERAS_ATTRIBUTES = {

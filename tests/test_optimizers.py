@@ -1,8 +1,8 @@
 """tfnet's optimisers against the course's equations, Keras' twins and test problems.
 
 Expected numbers come from (a) independent float64 numpy implementations of the equations in
-METHODS.md §7, written literally (v_hat, s_hat formed element-wise) below; (b) Keras' built-ins
-where METHODS.md §7 says the two are the same update; (c) closed-form minima (J(w) = (w − 5)²,
+docs/methods.md §7, written literally (v_hat, s_hat formed element-wise) below; (b) Keras' built-ins
+where docs/methods.md §7 says the two are the same update; (c) closed-form minima (J(w) = (w − 5)²,
 quadratics, Rosenbrock's (1, 1)).
 """
 
@@ -124,7 +124,7 @@ def test_epsilon_variants_are_really_exercised():
                                numpy_momentum(GRADIENTS, 0.01, 0.8)) > 1e-3
 
 
-# ---- Keras' twins: equal where METHODS.md §7 says so ----------------------------------------
+# ---- Keras' twins: equal where docs/methods.md §7 says so ----------------------------------------
 
 # Keras' SGD and Adam round their β through float32 even in float64 (ops.cast of a Python
 # float), so the equality cases use β exactly representable in float32: 0.875 = 7/8 and
@@ -262,7 +262,7 @@ def decaying(alpha):
 
 
 def parabola(w):
-    return w[0] ** 2 - 10 * w[0] + 25  # (w − 5)², METHODS.md §12
+    return w[0] ** 2 - 10 * w[0] + 25  # (w − 5)², docs/methods.md §12
 
 
 def ill_conditioned(w):

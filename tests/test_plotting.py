@@ -1,6 +1,4 @@
-"""The shared matplotlib loader: headless, and a missing extra is named."""
-
-import sys
+"""The shared matplotlib loader is headless; coinciding curves stay visible."""
 
 import matplotlib
 import pytest
@@ -14,7 +12,11 @@ def test_pyplot_is_headless():
     assert matplotlib.get_backend().lower() == "agg"
 
 
-def test_missing_matplotlib_names_the_plots_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
-    with pytest.raises(ImportError, match=r"Plots need matplotlib, the 'plots' extra: pip install 'tfnet\[plots\]'"):
-        plotting.pyplot()
+def test_twins_share_a_colour_and_differ_in_style_and_coinciding_lines_are_layered():
+    styles = plotting.twin_styles(["gd", "momentum", "keras_sgd", "adam", "keras_adam"])
+    assert styles["keras_sgd"]["color"] == styles["gd"]["color"] != styles["momentum"]["color"]
+    assert styles["keras_sgd"]["linestyle"] == "--" and styles["keras_sgd"]["marker"] == "o"
+    assert styles["keras_sgd"]["markerfacecolor"] == "none"  # the line under it shows through
+    assert styles["keras_adam"]["color"] == styles["adam"]["color"]
+    widths = [styles[name]["linewidth"] for name in ("gd", "momentum", "adam")]
+    assert widths == sorted(widths, reverse=True) and len(set(widths)) == 3

@@ -1,4 +1,4 @@
-"""Learning-rate schedules against their closed forms (METHODS.md §8) at chosen epochs.
+"""Learning-rate schedules against their closed forms (docs/methods.md §8) at chosen epochs.
 
 Expected values are the formulas evaluated in Python floats (float64). The schedules compute in
 float32, as Keras' own do, so they must reproduce them to a few float32 roundings (rtol 3e-7,

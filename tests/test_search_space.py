@@ -1,4 +1,4 @@
-"""Sampling on the right scale and coarse-to-fine narrowing (METHODS.md §9). Pure numpy, no TF."""
+"""Sampling on the right scale and coarse-to-fine narrowing (docs/methods.md §9). Pure numpy, no TF."""
 
 import json
 import re

@@ -2,7 +2,7 @@
 
 ``build(names, input_shape, **options)`` returns ``augment(images, seed) -> images``, which
 the training loop (``tfnet.training.loop``) applies to each training mini-batch only
-(METHODS.md §3). ``images`` is one image (H, W, C) or a batch (B, H, W, C) of float pixel values
+(docs/methods.md §3). ``images`` is one image (H, W, C) or a batch (B, H, W, C) of float pixel values
 in [0, 255]; ``seed`` is an int ``[2]`` tensor. Every random number is a stateless draw
 (``tf.random.stateless_uniform``) keyed by ``seed``, so a run with a fixed seed sees the same
 augmented examples every time, whatever the number of parallel map calls. A batch draws one

@@ -2,7 +2,7 @@
 
 Row ``i`` shows training image ``i`` and then ``num_versions`` augmentations of it; version ``k``
 of the whole batch is ``augment(images, (seed, k))``, so every cell has its own draw and the grid is
-the same on every run. ``write_png`` draws it with matplotlib (the optional ``plots`` extra),
+the same on every run. ``write_png`` draws it with matplotlib,
 ``write_tensorboard`` logs the same grid as one ``tf.summary.image``.
 """
 
@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 import tensorflow as tf
+
+from tfnet import plotting
 
 
 def augmented_versions(images, augment, num_versions, seed=0):
@@ -38,15 +40,7 @@ def tile(versions):
 
 def write_png(versions, path, title=""):
     """Draws ``[N, V, H, W, C]`` as an N × V grid of panels (first column: the originals)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only, no display needed
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError(
-            "writing the PNG needs matplotlib, the `plots` extra: pip install 'tfnet[plots]'"
-        ) from None
+    plt = plotting.pyplot()
     n, v, _, _, c = versions.shape
     figure, axes = plt.subplots(n, v, figsize=(1.4 * v, 1.4 * n + 0.4), squeeze=False)
     for row in range(n):

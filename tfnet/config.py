@@ -224,7 +224,7 @@ class TrainConfig:
         "correction (equal to keras_adam)."
     )
     lr_schedule: str = _field(
-        "constant", "Learning-rate decay (METHODS.md §8), with e = step / steps_per_epoch: "
+        "constant", "Learning-rate decay (docs/methods.md §8), with e = step / steps_per_epoch: "
         "constant; inverse_time a0/(1 + decay_rate*e), or on a fixed --decay_interval "
         "a0/(1 + decay_rate*floor(e/interval)); exponential decay_base^e * a0; inverse_sqrt "
         "decay_k * a0/sqrt(1 + e) (the course's k/sqrt(epoch) with epochs counted from 1); step: "

@@ -10,7 +10,7 @@ Two sources:
 
 The dev split is carved from the training split (TFDS split slicing ``train[:80%]`` /
 ``train[80%:]`` for ``dev_fraction=0.2``); the test split is the dataset's own test split
-(METHODS.md §1). Features are float32: coordinates for the 2-D sets, raw pixel values in
+(docs/methods.md §1). Features are float32: coordinates for the 2-D sets, raw pixel values in
 [0, 255] for images. Normalisation is not applied here: its statistics come from the training
 split (``normalization_statistics``) and live inside the model, so that an exported model takes
 raw inputs.
@@ -241,7 +241,7 @@ def _prepared_datasets(data_dir):
 
 
 def normalization_statistics(train, batch_size=1024):
-    """Per-feature mean μ and variance σ² of the flattened training features (METHODS.md §1).
+    """Per-feature mean μ and variance σ² of the flattened training features (docs/methods.md §1).
 
     ``μ = mean(x)``, ``σ² = mean((x − μ)²)`` over the training split only, computed by Keras'
     ``Normalization.adapt`` (a streaming, batch-merged computation). Features whose training

@@ -1,4 +1,4 @@
-"""Bias / variance diagnosis from training and dev error (METHODS.md §1)."""
+"""Bias / variance diagnosis from training and dev error (docs/methods.md §1)."""
 
 
 def diagnose(train_error, dev_error, best_error=0.0, tolerance=0.02):

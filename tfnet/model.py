@@ -1,12 +1,12 @@
 """The fully connected classifier: raw inputs → normalisation → hidden layers → logits.
 
-Architecture (METHODS.md §1, §2, §3, §10, §11):
+Architecture (docs/methods.md §1, §2, §3, §10, §11):
 
     x (raw) → flatten → (x − μ)/σ → [Dense(n_l) → (BatchNorm) → activation → (InvertedDropout)] × L
             → Dense(C) = z
 
 The output is the logits z over C classes (two for the 2-D sets: softmax over two logits is
-logistic regression, METHODS.md §11); the loss is computed from logits with log-sum-exp, never
+logistic regression, docs/methods.md §11); the loss is computed from logits with log-sum-exp, never
 as log(softmax(z)). μ and σ² are the training split's statistics, carried in a
 ``keras.layers.Normalization`` inside the model so that exported models take raw inputs. With
 BatchNorm the hidden Dense layers have no bias (β replaces it). L2 adds ``(λ/2m) Σ‖W‖²`` over
@@ -31,7 +31,7 @@ def build_model(input_shape, num_classes, hidden_units, mean, variance, activati
       hidden_units: units of each hidden layer, e.g. (64, 32).
       mean, variance: per-feature training statistics of the flattened input.
       activation: hidden-layer activation. Default "relu".
-      initializer: "he", "xavier", "zeros" or "random_large" (METHODS.md §2). Default "he".
+      initializer: "he", "xavier", "zeros" or "random_large" (docs/methods.md §2). Default "he".
       batch_norm: a ``BatchNorm`` after each hidden Dense, before the activation. Default False.
       bn_momentum: the running averages' momentum. Default 0.99.
       bn_bias_correction: divide the running averages by 1 − momentum^t. Default False.

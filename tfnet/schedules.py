@@ -1,4 +1,4 @@
-"""Learning-rate decay per epoch (METHODS.md §8), as Keras ``LearningRateSchedule`` objects.
+"""Learning-rate decay per epoch (docs/methods.md §8), as Keras ``LearningRateSchedule`` objects.
 
 Every schedule is driven by the optimiser's step count and ``steps_per_epoch``: the epoch is
 ``e = step / steps_per_epoch`` (a fraction within an epoch), so the rate decays smoothly from
@@ -186,7 +186,7 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """``factor · schedule(step)``: a schedule multiplied by a constant.
 
     The registry uses it to give Keras' ``SGD(momentum=β)`` the rate ``α(1 − β)`` of
-    METHODS.md §7 when α is itself a schedule.
+    docs/methods.md §7 when α is itself a schedule.
 
     Args:
       schedule: a ``LearningRateSchedule``.

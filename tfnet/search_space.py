@@ -1,6 +1,6 @@
 """Hyperparameter search spaces: random sampling on the right scale, and coarse-to-fine narrowing.
 
-METHODS.md §9. Every parameter is sampled uniformly on its own *sampling scale* r, never on a grid:
+docs/methods.md §9. Every parameter is sampled uniformly on its own *sampling scale* r, never on a grid:
 
     log-uniform          r ~ U(log10 low, log10 high),          value = 10^r        (α, λ)
     one-minus-log        r ~ U(log10(1 − high), log10(1 − low)), value = 1 − 10^r    (β)

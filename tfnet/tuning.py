@@ -1,6 +1,6 @@
 """Hyperparameter search: coarse-to-fine rounds of random trials, each a full training run.
 
-METHODS.md §9. Round 0 samples ``trials_per_round`` trials from the search space with
+docs/methods.md §9. Round 0 samples ``trials_per_round`` trials from the search space with
 ``numpy.random.default_rng([seed, 0])``; round k+1 samples from ``search_space.narrow`` of round
 k's space around its best ``top_fraction`` of successful trials (all of round k's space again if
 none succeeded). Each trial runs the training script as its own process (``parallel`` at once:

@@ -1,4 +1,4 @@
-"""Gradient checking (METHODS.md §4): autodiff against two-sided differences.
+"""Gradient checking (docs/methods.md §4): autodiff against two-sided differences.
 
     report = check_gradients(model, x, y, loss)       # a Keras model's training cost
     report = check_function(fn, variables)            # any scalar fn(values) of variables

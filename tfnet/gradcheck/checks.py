@@ -65,7 +65,7 @@ def check_gradients(
     Returns:
         A `GradientCheckReport`; `print(report)` shows the table.
 
-    References: METHODS.md §4; jax.test_util.check_grads (modes, order); torch.autograd.gradcheck
+    References: docs/methods.md §4; jax.test_util.check_grads (modes, order); torch.autograd.gradcheck
     and gradgradcheck.
     """
     options = _options(mode, modes, order, epsilon, dtype, k_worst, samples_per_variable,

@@ -1,6 +1,6 @@
 """The gradient of a scalar cost J(θ) against two-sided differences, in reverse and forward mode.
 
-All variables are flattened, in order, into one vector θ of N components (METHODS.md §4). For each
+All variables are flattened, in order, into one vector θ of N components (docs/methods.md §4). For each
 checked component i (or random direction u) the two-sided difference dθ_approx[i] of J
 (`tfnet.gradcheck.numerics`) is compared with
 

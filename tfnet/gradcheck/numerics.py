@@ -26,7 +26,7 @@ where the h² term adds in).
 import numpy as np
 import tensorflow as tf
 
-# Thresholds on the relative difference in float64 (METHODS.md §4).
+# Thresholds on the relative difference in float64 (docs/methods.md §4).
 CORRECT_THRESHOLD = 1e-7
 WRONG_THRESHOLD = 1e-3
 _ROUND_OFF_UNITS = 16
@@ -54,7 +54,7 @@ def default_batch_size(n, dtype):
 def thresholds(dtype):
     """(correct_threshold, wrong_threshold, note) for a check run in `dtype`.
 
-    float64: 1e-7 and 1e-3 (METHODS.md §4). Otherwise the round-off of J grows by
+    float64: 1e-7 and 1e-3 (docs/methods.md §4). Otherwise the round-off of J grows by
     eps_dtype / eps_float64, so the correct threshold is multiplied by sqrt of that ratio (2.3e4
     for float32, giving 2.3e-3) and the wrong threshold is max(1e-3, 10 × correct threshold).
     """

@@ -1,6 +1,6 @@
 """The gradient-check report: relative differences, a verdict, and where it went wrong.
 
-The overall figure is METHODS.md §4's
+The overall figure is docs/methods.md §4's
 
     relative_difference = ‖dθ_approx − dθ‖₂ / (‖dθ_approx‖₂ + ‖dθ‖₂)        (0 when both are 0)
 

@@ -1,7 +1,7 @@
 """Layers from the course's equations: BatchNorm, Dense (He/Xavier, L2 cost), InvertedDropout.
 
 Stack them per hidden layer as `Dense(use_bias=False) -> BatchNorm -> activation ->
-InvertedDropout` (BatchNorm's β replaces the Dense bias; METHODS.md §10).
+InvertedDropout` (BatchNorm's β replaces the Dense bias; docs/methods.md §10).
 """
 
 from tfnet.layers.batch_norm import BatchNorm

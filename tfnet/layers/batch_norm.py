@@ -1,4 +1,4 @@
-"""Batch normalisation with running averages for inference (METHODS.md §6, §10)."""
+"""Batch normalisation with running averages for inference (docs/methods.md §6, §10)."""
 
 import keras
 import tensorflow as tf
@@ -29,7 +29,7 @@ class BatchNorm(keras.layers.Layer):
         moving_variance / (1 - momentum**step)                   # bias_correction=True, step >= 1
 
     so a single example has a well-defined output. With `bias_correction=True` both running
-    averages start at 0 (METHODS.md §6: `v_0 = 0`, `v_t / (1 - beta**t)`), so inference is right
+    averages start at 0 (docs/methods.md §6: `v_0 = 0`, `v_t / (1 - beta**t)`), so inference is right
     after a few steps instead of the hundreds momentum 0.99 needs to forget Keras' start values;
     before the first training step (`step = 0`) the layer uses mean 0 and variance 1, like an
     untrained Keras layer. The normalisation itself is `tf.nn.batch_normalization`, which
@@ -137,7 +137,7 @@ class BatchNorm(keras.layers.Layer):
             aggregation="mean",
         )
         if self.bias_correction:
-            # t of METHODS.md §6: the number of running-average updates so far.
+            # t of docs/methods.md §6: the number of running-average updates so far.
             self.step = self.add_weight(
                 shape=(),
                 name="step",

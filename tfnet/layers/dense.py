@@ -1,4 +1,4 @@
-"""Fully connected layer with the course's initialisations and L2 cost (METHODS.md §2, §3)."""
+"""Fully connected layer with the course's initialisations and L2 cost (docs/methods.md §2, §3)."""
 
 import keras
 import tensorflow as tf
@@ -7,7 +7,7 @@ INITIALIZERS = ("he", "xavier", "zeros", "random_large")
 
 
 def kernel_initializer(name, seed=None):
-    """The Keras initializer that draws `W[l]` of shape `(n[l-1], n[l])` as METHODS.md §2.
+    """The Keras initializer that draws `W[l]` of shape `(n[l-1], n[l])` as docs/methods.md §2.
 
     - "he":           randn * sqrt(2 / n[l-1])  (VarianceScaling(2, "fan_in", untruncated normal))
     - "xavier":       randn * sqrt(1 / n[l-1])  (VarianceScaling(1, "fan_in", untruncated normal);
@@ -48,7 +48,7 @@ class Dense(keras.layers.Layer):
     `λ / (2 · global batch) ‖W‖²`, as on one device, when the global batch splits evenly (an
     uneven last batch gives each replica `m = R ×` its own share; `tfnet.training` instead calls
     `l2_cost` with the all-reduced global batch).
-    The bias is not regularised (METHODS.md §3).
+    The bias is not regularised (docs/methods.md §3).
 
     Differences from `keras.layers.Dense`: the initializer is named by the course's scheme;
     L2 is divided by the batch size `m` (Keras' `kernel_regularizer=L2(l)` adds `l ‖W‖²`,

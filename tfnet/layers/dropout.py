@@ -1,4 +1,4 @@
-"""Inverted dropout (METHODS.md §3)."""
+"""Inverted dropout (docs/methods.md §3)."""
 
 import keras
 import tensorflow as tf

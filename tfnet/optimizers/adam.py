@@ -28,7 +28,7 @@ class Adam(keras.optimizers.Optimizer):
         ε_t = ε                           (epsilon_hat=True: Keras' constant "epsilon hat")
         w ← w − (v α_t) / (√s + ε_t)
 
-    Differences from Keras' ``Adam(beta_1, beta_2, epsilon)`` (METHODS.md §7): Keras uses the
+    Differences from Keras' ``Adam(beta_1, beta_2, epsilon)`` (docs/methods.md §7): Keras uses the
     last line with a constant ε ("epsilon hat", default 1e-7), which equals the course's
     update only if ε̂ = ε √(1 − β₂^t); with ``epsilon_hat=True`` this class takes Keras' form.
     Keras rounds β₁, β₂ through float32 in its bias corrections even in float64 (ops.cast of a

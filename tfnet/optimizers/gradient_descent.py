@@ -11,7 +11,7 @@ class GradientDescent(keras.optimizers.Optimizer):
     """Gradient descent: ``w ← w − α g``.
 
     ``g`` is the gradient of the mini-batch cost with respect to ``w`` and ``α`` the learning rate.
-    The same as Keras' ``SGD(momentum=0)`` (METHODS.md §7), which it is tested against. A sparse
+    The same as Keras' ``SGD(momentum=0)`` (docs/methods.md §7), which it is tested against. A sparse
     gradient (``tf.IndexedSlices``) updates only its rows, which is the dense update exactly.
 
     Args:

@@ -24,7 +24,7 @@ class Momentum(keras.optimizers.Optimizer):
     (``ResourceApplyGradientDescent``), which XLA compiles like any other op.
 
     Differences from Keras' ``SGD(momentum=m)``, which keeps ``v ← m v − lr g`` and steps
-    ``w ← w + v`` (METHODS.md §7): with ``m = β`` and ``lr = α(1 − β)`` the two are the same
+    ``w ← w + v`` (docs/methods.md §7): with ``m = β`` and ``lr = α(1 − β)`` the two are the same
     while α is constant; with a changing α they differ, because Keras multiplies each gradient
     by the learning rate of its own step before averaging, while this class averages the
     gradients and multiplies by the current α; Keras has no bias correction; Keras rounds m

@@ -17,7 +17,7 @@ class RMSprop(keras.optimizers.Optimizer):
         w ← w − (α g) / (√s + ε)          (epsilon_inside_sqrt=False, the course's form)
         w ← w − (α g) / √(s + ε)          (epsilon_inside_sqrt=True, Keras' form)
 
-    Differences from Keras' ``RMSprop(rho, epsilon)`` (METHODS.md §7): Keras always puts ε
+    Differences from Keras' ``RMSprop(rho, epsilon)`` (docs/methods.md §7): Keras always puts ε
     inside the root (and defaults it to 1e-7); with ``epsilon_inside_sqrt=True`` and
     ``rho = β₂`` the two are the same update. Keras computes ``s`` as written here; its
     ``centered`` and ``momentum`` options have no counterpart here.
