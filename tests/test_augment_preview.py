@@ -1,6 +1,5 @@
 """Tests of tfnet.augment_preview: the grid's layout, the PNG and the TensorBoard image."""
 
-import sys
 
 import numpy as np
 import pytest

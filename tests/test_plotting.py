@@ -1,7 +1,6 @@
 """The shared matplotlib loader is headless; coinciding curves stay visible."""
 
 import matplotlib
-import pytest
 
 from tfnet import plotting
 
