@@ -26,7 +26,7 @@ from tfnet import search_space as search_space_lib
 from tfnet import tuning
 
 # Set by the search for each trial, so neither fixed nor searched.
-_PER_TRIAL = ("model_dir", "export_dir", "export_name", "export")
+_PER_TRIAL = ("model_dir", "export_dir", "export_name", "export", "evaluate_test")
 _TRAIN_FLAGS = tuple(f.name for f in dataclasses.fields(config_lib.TrainConfig)
                      if f.name not in _PER_TRIAL)
 

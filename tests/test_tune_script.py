@@ -204,7 +204,7 @@ def test_sigterm_stops_the_search_and_a_rerun_finishes_it(repo_root, tmp_path):
     # search sets itself.
     ("space.json", json.dumps({"model_dir": {"scale": "choice", "values": ["a"]}}), [],
      "--search_space={space}: parameters must be training flags other than model_dir, "
-     "export_dir, export_name, export, or units and layers. Received: model_dir"),
+     "export_dir, export_name, export, evaluate_test, or units and layers. Received: model_dir"),
     ("space.yaml", "learning_rate: {scale: log, low: 1.0e-4\nbeta: [", [],
      "--search_space={space}: search space file must be a readable YAML file (while parsing a "
      "flow mapping"),

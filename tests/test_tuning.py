@@ -146,7 +146,8 @@ def test_search_records_ranks_and_zooms(tmp_path, fake, parallel):
     flag_lines = [line for line in best if not line.startswith("#")]
     assert f"--learning_rate={records[0]['values']['learning_rate']!r}" in flag_lines
     assert "--epochs=2" in flag_lines
-    assert not any(line.startswith(("--model_dir", "--noexport")) for line in flag_lines)
+    assert not any(line.startswith(("--model_dir", "--noexport", "--noevaluate_test"))
+                   for line in flag_lines)
 
 
 def test_trial_flags_override_base_and_format_values():
@@ -154,14 +155,14 @@ def test_trial_flags_override_base_and_format_values():
                                {"epochs": 2, "dataset": "moons", "histograms": False}, "/runs/t0")
     assert flags == ["--epochs=5", "--dataset=moons", "--nohistograms",
                      "--learning_rate=0.30000000000000004", "--deterministic",
-                     "--model_dir=/runs/t0", "--noexport"]
+                     "--model_dir=/runs/t0", "--noexport", "--noevaluate_test"]
 
 
 def test_trial_flags_compose_hidden_units_from_units_and_layers():
     flags = tuning.trial_flags({"learning_rate": 0.01, "units": 8, "layers": 3}, {"epochs": 2},
                                "/runs/t0")
     assert flags == ["--epochs=2", "--learning_rate=0.01", "--hidden_units=8,8,8",
-                     "--model_dir=/runs/t0", "--noexport"]
+                     "--model_dir=/runs/t0", "--noexport", "--noevaluate_test"]
 
 
 def _trial_hidden_units(model_dir):

@@ -19,6 +19,7 @@ RESUMABLE_FIELDS = frozenset({
     "checkpoint_every_steps", "checkpoint_every_seconds", "keep_checkpoints", "resume",
     "overwrite", "on_nonfinite", "eval_every_epochs", "steps_per_loop", "jit_compile",
     "early_stopping_patience", "early_stopping_min_delta", "best_error", "model_dir",
+    "evaluate_test",
     "strategy", "tpu", "cpu_devices",  # checkpoints restore under any strategy
 })
 
@@ -321,6 +322,10 @@ class TrainConfig:
     )
     early_stopping_min_delta: float = _field(
         0.0, "Smallest dev-accuracy increase that counts as an improvement.", _non_negative
+    )
+    evaluate_test: bool = _field(
+        True, "Evaluate the test split at the end. Runs that choose between settings (a search, "
+        "the optimiser study's tuning) leave it off: the test split is for the chosen ones only."
     )
     best_error: float = _field(
         0.0, "Best achievable error rate (human or Bayes) in [0, 1), the reference of the "

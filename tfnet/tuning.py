@@ -5,7 +5,8 @@ docs/methods.md §9. Round 0 samples ``trials_per_round`` trials from the search
 k's space around its best ``top_fraction`` of successful trials (all of round k's space again if
 none succeeded). Each trial runs the training script as its own process (``parallel`` at once:
 "caviar"; 1: one after another), with the fixed ``base_flags``, the sampled values as flags of the
-same names, ``--model_dir=<search_dir>/<trial>`` and ``--noexport``. Two parameter names are not
+same names, ``--model_dir=<search_dir>/<trial>``, ``--noexport`` and ``--noevaluate_test`` (the
+test split plays no part in choosing). Two parameter names are not
 flags: ``units`` and ``layers`` (``DEPTH_PARAMETERS``) are sampled together and give the trial
 ``--hidden_units=units,...,units`` (``layers`` times), so that depth is searched with one width
 for every hidden layer. A trial fails when the process exits non-zero, writes no
@@ -20,7 +21,8 @@ The search directory holds:
   train accuracy and loss as metrics), so ``tensorboard --logdir <search_dir>`` shows every trial
   on the HParams dashboard;
 - ``results.csv`` and ``results.json``: every trial, sorted by the metric, failures last;
-- ``best_flags.txt``: the best trial's resolved flags without ``--model_dir`` and ``--noexport``,
+- ``best_flags.txt``: the best trial's resolved flags without ``--model_dir``, ``--noexport`` and
+  ``--noevaluate_test``,
   which ``scripts/train.py --flagfile=`` reproduces (bit for bit with ``--deterministic``);
 - ``search.json``: the settings, each round's space and trials, each finished trial's record,
   and the process id of each trial running now. A restarted search reads it and runs only the
@@ -304,13 +306,14 @@ def trial_flags(values, base_flags, model_dir):
 
     ``units`` and ``layers`` become ``--hidden_units=units,...,units`` (``layers`` times). Bools
     become ``--name`` / ``--noname``, floats are written with ``repr`` (exact round trip), and
-    ``--model_dir=<model_dir>`` and ``--noexport`` come last.
+    ``--model_dir=<model_dir>``, ``--noexport`` and ``--noevaluate_test`` come last.
     """
     values = dict(values)
     if "layers" in values:
         units, layers = values.pop("units"), values.pop("layers")
         values["hidden_units"] = ",".join([str(units)] * layers)
-    flags = {**base_flags, **values, "model_dir": model_dir, "export": False}
+    flags = {**base_flags, **values, "model_dir": model_dir, "export": False,
+             "evaluate_test": False}  # the test split is not for choosing
     lines = []
     for name, value in flags.items():
         if isinstance(value, bool):
@@ -444,7 +447,8 @@ def _csv(records, state, config):
 def _best_flagfile(record, config):
     with open(os.path.join(record["model_dir"], "flags.txt")) as f:
         lines = [line for line in f.read().splitlines()
-                 if not line.startswith(("--model_dir=", "--noexport", "--export"))]
+                 if not line.startswith(("--model_dir=", "--noexport", "--export",
+                                         "--noevaluate_test"))]
     header = (f"# Best trial {record['trial']} of the search in {config.search_dir}: "
               f"{config.metric}={record[config.metric]}.\n"
               "# Reproduce: python scripts/train.py --flagfile=<this file> --model_dir=<new dir>\n")

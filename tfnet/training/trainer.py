@@ -39,7 +39,8 @@ class TrainResult:
     Attributes:
       history: one dict per evaluated epoch: epoch, step, train/dev loss and accuracy,
         learning_rate (that of the next step) and seconds (since the previous evaluation).
-      test_loss, test_accuracy: of the returned (exported) model on the test split.
+      test_loss, test_accuracy: of the returned (exported) model on the test split; None with
+        ``evaluate_test`` off.
       run_dir: the run's directory.
       export_path: the exported SavedModel's version directory; None when export is off.
       diagnosis: the bias / variance verdict, one line.
@@ -89,7 +90,7 @@ def build_model(config, info, mean, variance):
 
 # The settings of how a trained run is finished (see Trainer.run).
 FINISH_SETTINGS = ("export", "export_dir", "export_name", "early_stopping_patience",
-                   "early_stopping_min_delta", "best_error")
+                   "early_stopping_min_delta", "best_error", "evaluate_test")
 
 # With --jit_compile=auto, XLA compiles the loop of runs of at least this many steps: compiling
 # costs 1-5 s on this project's 2-core CPU and saves 0.1-0.6 ms per step on its networks, so a
@@ -228,7 +229,9 @@ class Trainer:
             print(f"already finished: {self.run_dir} (epoch {results['epoch']}/{self.config.epochs}"
                   f"{', stopped early' if results['stopped_early'] else ''}); nothing trained, "
                   "written or exported", flush=True)
-            print(f"test loss {results['test_loss']:.4f} acc {results['test_accuracy']:.4f}", flush=True)
+            if results["test_accuracy"] is not None:
+                print(f"test loss {results['test_loss']:.4f} acc {results['test_accuracy']:.4f}",
+                      flush=True)
             print(f"diagnosis: {results['diagnosis']}", flush=True)
         return TrainResult(results["history"], results["test_loss"], results["test_accuracy"],
                            self.run_dir, results["export_path"], results["diagnosis"], None,
@@ -250,7 +253,7 @@ class Trainer:
         else:
             train_accuracy = last["train_accuracy"]
             final_dev_loss, final_dev_accuracy = last["dev_loss"], last["dev_accuracy"]
-        test_loss, test_accuracy = self.evaluate("test")
+        test_loss, test_accuracy = self.evaluate("test") if config.evaluate_test else (None, None)
         verdict = diagnosis.diagnose(1 - train_accuracy, 1 - final_dev_accuracy, config.best_error)
         result = TrainResult(history, test_loss, test_accuracy, self.run_dir, None, verdict,
                              seconds_per_step, self.model)
@@ -269,7 +272,8 @@ class Trainer:
             jit_compile=self.jit_compile, finished_with=self._finish_settings(), history=history,
         ))
         if self.verbose:
-            print(f"test loss {test_loss:.4f} acc {test_accuracy:.4f}", flush=True)
+            if config.evaluate_test:
+                print(f"test loss {test_loss:.4f} acc {test_accuracy:.4f}", flush=True)
             print(f"diagnosis: {verdict}", flush=True)
         return result
 
