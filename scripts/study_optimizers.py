@@ -1,0 +1,60 @@
+"""A fair optimiser study: every optimiser's learning rate tuned on dev, then rerun over seeds.
+
+    python scripts/study_optimizers.py                      # moons, circles, flower: 8 optimisers
+    python scripts/study_optimizers.py --problems=moons,mnist_t10k --data_dir=../shared/tfds
+    tensorboard --logdir runs/study                         # every trial, on the HParams dashboard
+
+Per problem and optimiser (ours and Keras' twins): the learning rate tuned over a log grid by dev
+accuracy (seed 0; the test split is never read to choose), the chosen rate trained with --seeds
+seeds, and only those runs evaluated on the test split. Writes results.csv, report.md,
+sensitivity.png and profile.png into --output_dir (and says where), one run directory per trial.
+Running the same command again reads the finished trials back and runs only the others.
+"""
+
+import sys
+
+from absl import flags
+
+from tfnet import flags as tfnet_flags
+
+tfnet_flags.import_tensorflow_quietly()
+from tfnet import study  # noqa: E402  (TensorFlow imported quietly first)
+
+tfnet_flags.define_config_flags(study.StudyConfig)
+FLAGS = flags.FLAGS
+
+
+def _problems_available(values):
+    from tfnet import data
+
+    for name in values["problems"]:
+        try:
+            data.check_available(name, values["data_dir"])
+        except data.DatasetNotFoundError as error:
+            raise flags.ValidationError(f"--problems={','.join(values['problems'])}: {error}") from None
+    return True
+
+
+flags.register_multi_flags_validator(["problems", "data_dir"], _problems_available,
+                                     message="invalid --problems")
+
+
+def main(argv):
+    del argv
+    from tfnet import locks
+
+    config = tfnet_flags.config_from_flags(study.StudyConfig)
+    try:
+        report, paths = study.run(config)
+    except locks.LockHeldError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print("\n" + report)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    print(f"TensorBoard: tensorboard --logdir {config.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    tfnet_flags.run(main)

@@ -1,0 +1,46 @@
+"""A fair optimiser study: α tuned on dev, the chosen α rerun over seeds, on several problems.
+
+``run(config)`` runs the protocol of ``tfnet.study.protocol`` (DeepOBS's: Schneider et al.,
+2019) for every problem of ``config.problems`` (``tfnet.study.problems``) and every optimiser of
+``config.optimizers`` — ours and Keras' twins, from the optimiser records — and writes the
+outputs of ``tfnet.study.report`` into ``config.output_dir``. Each trial is a run of
+``tfnet.training`` in a directory of its own, so the study is resumable: run again, it reads the
+finished trials back and runs the others; one study at a time holds ``study.lock`` there.
+
+    from tfnet import study
+    report, paths = study.run(study.StudyConfig(problems=("moons",), seeds=3))
+"""
+
+import os
+
+from tfnet.study.problems import Problem
+from tfnet.study.protocol import StudyConfig
+
+
+def run(config, say=print):
+    """Runs the study ``config`` describes; returns (the Markdown report, {output: path})."""
+    from tfnet import locks
+    from tfnet.study import protocol, report, runner
+
+    os.makedirs(config.output_dir, exist_ok=True)
+    with locks.DirectoryLock.acquire(config.output_dir, "study.lock"):
+        tuning = protocol.tuning_trials(config)
+        say(f"tuning: {len(tuning)} trials ({len(config.problems)} problems × "
+            f"{len(config.optimizers)} optimisers × {config.lr_points} learning rates, seed 0)")
+        tuning_rows = runner.run_all(tuning, config, say)
+        chosen, unchosen = {}, []
+        for problem in config.problems:
+            for optimizer in config.optimizers:
+                rate = protocol.choose([r for r in tuning_rows
+                                        if (r["problem"], r["optimizer"]) == (problem, optimizer)])
+                if rate is None:
+                    unchosen.append((problem, optimizer))
+                else:
+                    chosen[problem, optimizer] = rate
+        seeds = protocol.seed_trials(config, chosen)
+        say(f"seeds: {len(seeds)} trials (each chosen learning rate × {config.seeds} seeds)")
+        seed_rows = runner.run_all(seeds, config, say)
+        return report.write(config, tuning_rows + seed_rows, chosen, unchosen)
+
+
+__all__ = ["Problem", "StudyConfig", "run"]
