@@ -30,11 +30,12 @@ def _expected_flags(script):
     if names and names.group(1).startswith("("):
         expected |= set(re.findall(r"\"(\w+)\"", names.group(1)))
     elif names:  # tune.py: every training flag but those set per trial
-        expected |= _fields(config_lib.TrainConfig) - {"model_dir", "export_dir", "export_name", "export"}
+        expected |= _fields(config_lib.TrainConfig) - {"model_dir", "export_dir", "export_name",
+                                                         "export", "evaluate_test"}
     for module, class_name in re.findall(r"define_config_flags\((\w+)\.(\w+)\)", source):
         import importlib
 
-        package = "tfnet" if module == "compare" else "benchmarks"
+        package = "tfnet" if module in ("compare", "study") else "benchmarks"
         config_class = getattr(importlib.import_module(f"{package}.{module}"), class_name)
         expected |= _fields(config_class)
     return expected

@@ -157,7 +157,8 @@ def _best_by_the_rule(history, min_delta):
     return best, best_epoch, waited
 
 
-# keras_adam at 0.01, seed 1, no XLA: dev accuracies 0.925 0.925 0.93 0.97 0.97 0.985 0.98 ...
+# keras_adam at 0.01, no XLA. Dev accuracies with seed 1: 0.93 0.925 0.935 0.955 0.98 0.98 0.99
+# 0.99 ...; with seed 0: 0.925 0.925 0.935 0.965 0.98 0.995 0.985 ...
 _EARLY = dict(optimizer="keras_adam", learning_rate=0.01, seed=1, deterministic=True,
               hidden_units=(64, 32))
 
@@ -202,14 +203,15 @@ def test_early_stopping_exports_the_best_weights_and_a_rerun_trains_no_further(t
 
 def test_a_run_resumed_with_early_stopping_switched_on_exports_its_best_weights(tmp_path):
     export_dir = tmp_path / "saved_models"
-    training.train(_config(tmp_path, **_EARLY, epochs=7), verbose=0)
+    early = dict(_EARLY, seed=0)  # its best epoch, the 6th of 7, is not its last
+    training.train(_config(tmp_path, **early, epochs=7), verbose=0)
     # best/ is kept without early stopping too, because patience may be set on resume.
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "best"))
     history = json.loads((tmp_path / "run" / "results.json").read_text())["history"]
     best, best_epoch, waited = _best_by_the_rule(history, 0.0)
     assert best_epoch < len(history) and history[-1]["dev_accuracy"] < best  # restoring matters
 
-    training.train(_config(tmp_path, **_EARLY, epochs=7, early_stopping_patience=waited,
+    training.train(_config(tmp_path, **early, epochs=7, early_stopping_patience=waited,
                            export=True, export_dir=str(export_dir)), verbose=0)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["stopped_early"] and results["epochs"] == 7
