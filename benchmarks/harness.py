@@ -90,12 +90,13 @@ def result(benchmark, timings, contender, anchor, unit, goal=None):
 
 
 def format_seconds(seconds):
-    """``seconds`` in the unit that reads best: "17.2 µs", "1.34 ms", "2.10 s"."""
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.3g} µs"
-    if seconds < 1.0:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds:.3g} s"
+    """``seconds`` to three significant digits in the unit that reads best: "17.2 µs",
+    "1.34 ms", "2.1 s" (rounded first, so 999.96 µs reads "1 ms")."""
+    for scale, unit in ((1e-6, "µs"), (1e-3, "ms")):
+        value = float(f"{seconds / scale:.3g}")
+        if value < 1000:
+            return f"{value:g} {unit}"
+    return f"{float(f'{seconds:.3g}'):g} s"
 
 
 def markdown(results):

@@ -51,6 +51,14 @@ def test_markdown_has_a_row_per_result_and_marks_missed_goals():
     assert harness.exit_status(results) == 1 and harness.exit_status(results[::2]) == 0
 
 
+@pytest.mark.parametrize("seconds, shown", [
+    (1.72e-5, "17.2 µs"), (4.08e-7, "0.408 µs"), (9.996e-4, "1 ms"), (1.34e-3, "1.34 ms"),
+    (0.99996, "1 s"), (2.1, "2.1 s"),
+])
+def test_times_read_in_the_unit_that_fits_after_rounding(seconds, shown):
+    assert harness.format_seconds(seconds) == shown
+
+
 @pytest.mark.parametrize("arguments, message", [
     (dict(rounds=0), "rounds must be >= 1. Received: rounds=0"),
     (dict(rounds=1, warmup_rounds=-1), "warmup_rounds must be >= 0. Received: warmup_rounds=-1"),
