@@ -11,11 +11,11 @@ import dataclasses
 import numpy as np
 
 from benchmarks import harness
+from tfnet import optimizers as optimizers_lib
 from tfnet.config import names_among, positive_int, positive_ints, setting
 
-# Each of ours beside its Keras twin, with the registry's default hyperparameters.
-PAIRS = {"gd": "keras_sgd", "momentum": "keras_momentum", "rmsprop": "keras_rmsprop",
-         "adam": "keras_adam"}
+# Each of ours beside its Keras twin (the optimiser records'), with the default hyperparameters.
+PAIRS = optimizers_lib.TWINS
 GOAL = 1 / 1.05
 
 
@@ -38,12 +38,11 @@ def _contender(name, config, jit_compile, examples, mean, variance):
     import tensorflow as tf
 
     from tfnet import model as model_lib
-    from tfnet import optimizers
     from tfnet.training import step as step_lib
     from tfnet.training.loop import TrainLoop
 
     model = model_lib.build_model((64,), 10, tuple(config.hidden_units), mean, variance, seed=0)
-    optimizer = optimizers.get(name, 1e-3)
+    optimizer = optimizers_lib.get(name, 1e-3)
     optimizer.build(model.trainable_variables)
     loop = TrainLoop(step_lib.make_train_step(model, optimizer), examples, config.batch_size,
                      seed=0, position=tf.Variable(0, dtype=tf.int64), jit_compile=jit_compile)

@@ -10,11 +10,12 @@ import os
 import sys
 
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
-from benchmarks import harness, optimizers  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))  # benchmarks/
 from tfnet import flags as tfnet_flags  # noqa: E402
 
 tfnet_flags.import_tensorflow_quietly()
+from benchmarks import harness, optimizers  # noqa: E402  (TensorFlow imported quietly first)
+
 tfnet_flags.define_config_flags(optimizers.OptimizersBenchConfig)
 
 if __name__ == "__main__":
