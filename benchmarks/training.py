@@ -23,6 +23,7 @@ of the matmul peak.
 """
 
 import dataclasses
+import functools
 import os
 import tempfile
 import time
@@ -82,6 +83,16 @@ def flops_per_example(layer_sizes):
 
 def matmul_seconds_per_flop(size=1024, repeats=8):
     """Seconds per FLOP of float32 ``size × size`` matrix products on this machine, now."""
+    products, a = _matmul_chain(size, repeats)
+    products(a).numpy()  # warm caches
+    seconds = harness.timed(lambda: products(a).numpy(), repeats)
+    return seconds / (2.0 * size**3)
+
+
+@functools.lru_cache(maxsize=None)
+def _matmul_chain(size, repeats):
+    """A compiled chain of ``repeats`` products by one ``size × size`` matrix, and the matrix
+    (built once per process: every round times the same function)."""
     import tensorflow as tf
 
     # Scaled by 1/√size so that a chain of products keeps its magnitude; a chain, because
@@ -95,9 +106,7 @@ def matmul_seconds_per_flop(size=1024, repeats=8):
             x = tf.matmul(x, a)
         return x
 
-    products(a).numpy()  # trace, warm caches
-    seconds = harness.timed(lambda: products(a).numpy(), repeats)
-    return seconds / (2.0 * size**3)
+    return products, a
 
 
 def matmuls_alone(layer_sizes, batch_size, repeats=200):
@@ -109,6 +118,14 @@ def matmuls_alone(layer_sizes, batch_size, repeats=200):
     for all steps. It bounds what any training step of this network can reach here: the shapes
     of its matrices, not the machine's peak, limit it at small batches.
     """
+    steps, weights = _matmul_steps(tuple(layer_sizes), batch_size, repeats)
+    steps(weights).numpy()  # warm caches
+    return harness.timed(lambda: steps(weights).numpy(), repeats * batch_size)
+
+
+@functools.lru_cache(maxsize=None)
+def _matmul_steps(layer_sizes, batch_size, repeats):
+    """``matmuls_alone``'s compiled loop and its weights, built once per process."""
     import tensorflow as tf
 
     weights = [tf.random.stateless_normal([n, k], seed=[0, i]) * 0.01
@@ -131,8 +148,7 @@ def matmuls_alone(layer_sizes, batch_size, repeats=200):
 
         return tf.while_loop(lambda i, *w: i < repeats, body, (0, *weights))[1]
 
-    steps(weights).numpy()  # compile
-    return harness.timed(lambda: steps(weights).numpy(), repeats * batch_size)
+    return steps, weights
 
 
 class NumpyMLP:
