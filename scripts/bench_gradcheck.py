@@ -13,7 +13,7 @@ check >= 20x faster than compute_gradient given a tf.function; the directional c
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))  # benchmarks/
 from benchmarks import gradcheck, harness  # noqa: E402
 from tfnet import flags as tfnet_flags  # noqa: E402
 

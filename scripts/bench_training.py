@@ -14,7 +14,7 @@ import os
 import sys
 
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))  # benchmarks/
 from benchmarks import harness, training  # noqa: E402
 from tfnet import flags as tfnet_flags  # noqa: E402
 

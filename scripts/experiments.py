@@ -23,7 +23,7 @@ from absl import app, flags, logging
 from tfnet import flags as tfnet_flags
 from tfnet.experiments import setups
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 SHARED_TFDS = os.path.join(os.path.dirname(REPO_ROOT), "shared", "tfds")
 
 __doc__ += "\n".join(f"\n  {e.name}: {e.setup}\n    Expected: {e.expected}." for e in setups.EXPERIMENTS.values())

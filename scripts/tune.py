@@ -128,7 +128,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     space = search_space_lib.SearchSpace.from_file(FLAGS.search_space)
-    scripts_dir = os.path.dirname(os.path.abspath(__file__))
+    scripts_dir = os.path.dirname(os.path.realpath(__file__))
     repo_root = os.path.dirname(scripts_dir)
     # The trials import the same tfnet as this script, installed or not.
     python_path = os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")]))
