@@ -1,7 +1,7 @@
 """Checks the gradients of the model scripts/train.py trains, at initialisation or from a checkpoint.
 
     python scripts/gradcheck.py                                  # moons, fresh weights
-    python scripts/gradcheck.py --hidden_units=64,32 --checkpoint=runs/moons/checkpoints
+    python scripts/gradcheck.py --flagfile=runs/moons-adam-d7066794/flags.txt --checkpoint=runs/moons-adam-d7066794/checkpoints
     python scripts/gradcheck.py --mode=directional --dataset=mnist_t10k --data_dir=../shared/tfds
     python scripts/gradcheck.py --batch_norm --l2=0.01 --keep_prob=0.8 --inference_layers
     python scripts/gradcheck.py --strategy=tpu --tpu=local         # on the TPU, in float32

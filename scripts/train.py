@@ -2,7 +2,7 @@
 
     python scripts/train.py                      # the main job: two moons, embedded, no download
     python scripts/train.py --dataset=mnist_t10k --data_dir=../shared/tfds --hidden_units=256,128
-    python scripts/train.py --flagfile=runs/moons/flags.txt   # reproduce a run
+    python scripts/train.py --flagfile=runs/<dataset>-<optimizer>-<digest>/flags.txt   # a run again
 
 Every flag is checked before any work: an invalid value exits with status 1 and one line naming
 the flag, the value and what is allowed. `--helpfull` lists every flag with its help.

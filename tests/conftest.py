@@ -58,3 +58,12 @@ def shared_tfds():
     if not os.path.isdir(os.path.join(SHARED_TFDS, "mnist_t10k")):
         pytest.skip(f"mnist_t10k not found under {SHARED_TFDS} (../shared is absent)")
     return SHARED_TFDS
+
+
+# The few tests that take a minute or more, started first: pytest-xdist hands tests to its
+# workers in collection order, so one collected last would run alone after the others finished.
+LONGEST = ("tests/test_readme.py::test_every_readme_command_works_in_the_order_written",)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.nodeid not in LONGEST)
