@@ -1,6 +1,6 @@
 """Reproduces the course's classic comparisons with tfnet's own layers, optimisers and schedules.
 
-    python scripts/experiments.py --experiment=all                 # about 3 minutes on 2 CPUs
+    python scripts/experiments.py --experiment=all                 # about 70 s on 2 CPU cores
     python scripts/experiments.py --experiment=initialization --quick
     tensorboard --logdir runs/experiments/optimizers               # one run per variant
 

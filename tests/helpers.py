@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import tensorflow as tf
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,6 +102,16 @@ def final_state(model_dir):
         # save_counter counts saves (the killed run saved more often); history holds wall times.
         if key != "_CHECKPOINTABLE_OBJECT_GRAPH" and not key.startswith(("history", "save_counter"))
     }
+
+
+def assert_same_final_state(reference, model_dir):
+    """The two runs' latest checkpoints hold bit-identical tensors (weights, BatchNorm averages,
+    optimiser slots, seeds, counters)."""
+    expected, actual = final_state(reference), final_state(model_dir)
+    assert expected.keys() == actual.keys()
+    assert any("optimizer" in key for key in expected)  # slot variables are compared too
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
 
 
 def kill_frozen_when(process, trigger, condition, timeout=120):

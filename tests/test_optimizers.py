@@ -114,7 +114,7 @@ def test_matches_numpy_equations_for_200_mixed_scale_steps(case, float64):
     np.testing.assert_allclose(run(make_optimizer()), reference(GRADIENTS), rtol=1e-12, atol=0)
 
 
-def test_epsilon_variants_are_really_exercised():
+def test_setup_guard_the_numpy_cases_epsilon_is_large_enough_for_its_placement_to_matter():
     # Guards the cases above: with their ε the placement changes the result far beyond 1e-12.
     assert relative_difference(numpy_rmsprop(GRADIENTS, 0.01, 0.9, 1e-3, True),
                                numpy_rmsprop(GRADIENTS, 0.01, 0.9, 1e-3)) > 1e-3

@@ -10,11 +10,10 @@ import signal
 import subprocess
 import time
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import final_state as _final_state
+from helpers import assert_same_final_state
 from helpers import kill_frozen_when as _kill_frozen_when
 from helpers import latest_checkpoint_number as _latest_number
 from helpers import one_error_line as _one_error_line
@@ -56,14 +55,6 @@ def reference(tmp_path_factory):
     return model_dir
 
 
-def _assert_same_final_state(reference, model_dir):
-    expected, actual = _final_state(reference), _final_state(model_dir)
-    assert expected.keys() == actual.keys()
-    assert any("optimizer" in key for key in expected)  # slot variables are compared too
-    for key in expected:
-        np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
-
-
 def test_sigkill_anywhere_then_resume_under_another_k_is_bit_identical(tmp_path, reference):
     # Killed runs: one step per call and a checkpoint after every step; the resumed run: the
     # automatic K, checkpointed at the end only.
@@ -83,7 +74,7 @@ def test_sigkill_anywhere_then_resume_under_another_k_is_bit_identical(tmp_path,
         assert process.returncode == -signal.SIGKILL
     completed = run_script("train.py", *_args(killed))
     assert "resumed from" in completed.stdout
-    _assert_same_final_state(reference, killed)
+    assert_same_final_state(reference, killed)
 
     # TensorBoard: every epoch and every logged step exactly once, in order, same values.
     for directory in (reference, killed):
@@ -143,7 +134,7 @@ def test_sigkill_between_sparse_checkpoints_skips_trained_batches_and_prunes_eve
     assert f"ckpt-{restored[-1]} (epoch 2, step {step_in_epoch} of {STEPS_PER_EPOCH})" in completed.stdout
     assert f"ckpt-{restored[0]} (epoch 1, step {restored[0]} of" in (tmp_path / "stdout-20.txt").read_text()
 
-    _assert_same_final_state(reference, killed)
+    assert_same_final_state(reference, killed)
     train = read_scalars(killed / "train")
     assert [s for s, _ in train["batch_cost"]] == list(range(2, EPOCHS * STEPS_PER_EPOCH + 1, 2))
     assert [s for s, _ in train["epoch_loss"]] == [STEPS_PER_EPOCH * e for e in range(1, EPOCHS + 1)]
@@ -193,7 +184,7 @@ def test_sigint_then_sigterm_checkpoint_exit_128_plus_their_number_and_the_run_r
     assert f"resumed from {model_dir / 'checkpoints'}/ckpt-{resumed_from} (epoch" in resumed.stdout
     history = json.loads((model_dir / "results.json").read_text())["history"]
     assert [r["epoch"] for r in history] == list(range(1, EPOCHS + 1))
-    _assert_same_final_state(reference, model_dir)
+    assert_same_final_state(reference, model_dir)
 
 
 def test_a_non_finite_cost_exits_3(tmp_path):

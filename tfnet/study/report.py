@@ -93,7 +93,8 @@ def markdown(config, chosen, summary, unchosen):
         lines += ["Every learning rate diverged for: "
                   + ", ".join(f"{p} / {o}" for p, o in unchosen), ""]
     lines.append(f"Of {len(verdicts)} comparisons of ours with its Keras twin, "
-                 f"{sum(verdicts)} differ beyond the seed spread.")
+                 f"{sum(verdicts)} {'differs' if sum(verdicts) == 1 else 'differ'} beyond the "
+                 "seed spread.")
     return "\n".join(lines) + "\n"
 
 
