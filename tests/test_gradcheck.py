@@ -388,6 +388,21 @@ def test_check_function_correct_and_wrong():
     np.testing.assert_allclose([wrong.worst[0].numerical, wrong.worst[0].autodiff], [4.0, 6.0], rtol=1e-8)
 
 
+def test_checking_again_and_again_logs_no_retracing_warning(caplog):
+    # Each check traces its own functions on purpose; TensorFlow's "triggered tf.function
+    # retracing ... define your @tf.function outside of the loop" (from the sixth) is no advice
+    # a user checking after every epoch could follow.
+    model = _he_l2_mlp()
+    x, y = _data()
+    w = tf.Variable([0.3, -1.2, 2.0], dtype=tf.float64)
+    with caplog.at_level("WARNING"):
+        for _ in range(6):
+            gradcheck.check_gradients(model, x, y, _sparse_xent(), mode="sampled")
+            gradcheck.check_function(_quartic, [w], mode="directional")
+            gradcheck.check_jacobian(lambda v: tf.sin(v[0]), [w])
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
 def test_check_function_refuses_random_function():
     with pytest.raises(ValueError, match="not a deterministic"):
         gradcheck.check_function(

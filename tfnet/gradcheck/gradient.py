@@ -18,7 +18,7 @@ the same figures of jvp against dθ_approx and of jvp against dθ join them.
 import numpy as np
 import tensorflow as tf
 
-from tfnet.gradcheck import arguments, numerics, perturb
+from tfnet.gradcheck import arguments, compiled, numerics, perturb
 from tfnet.gradcheck import probes as probes_lib
 from tfnet.gradcheck import report as report_lib
 
@@ -62,7 +62,7 @@ def run_check(
         if batch_size is None:
             batch_size = numerics.default_batch_size(int(offsets[-1]), dtype)
 
-        @tf.function(autograph=False)
+        @compiled.traced_per_check
         def cost_gradient_and_repeat(theta):
             # J and its gradient at θ, then J again at θ with the state the first call left. In
             # a graph, as the perturbed J are and as training runs: eagerly (10 ms against 80 ms

@@ -25,7 +25,7 @@ import types
 import numpy as np
 import tensorflow as tf
 
-from tfnet.gradcheck import arguments, comparison, numerics, perturb
+from tfnet.gradcheck import arguments, comparison, compiled, numerics, perturb
 from tfnet.gradcheck import jacobian_report as report_lib
 
 # Full mode holds a few M × N matrices of float64.
@@ -63,11 +63,11 @@ def run(fn, values, input_names, outputs, *, mode, modes, epsilon, dtype, k_wors
     at.batch_size = batch_size or numerics.default_batch_size(n + m, dtype)
     notes = []
 
-    @tf.function(autograph=False)
+    @compiled.traced_per_check
     def values_twice(theta):
         return fn(evaluator.unflatten(theta)), fn(evaluator.unflatten(theta))
 
-    @tf.function(autograph=False)
+    @compiled.traced_per_check
     def vjps(theta, cotangents):
         # Rows cotangents @ J: the Jacobian of cotangents @ y, one VJP per row (pfor).
         with tf.GradientTape() as tape:

@@ -26,6 +26,8 @@ Directions: a `tf.map_fn` loop (large θ, where each evaluation is already big).
 import numpy as np
 import tensorflow as tf
 
+from tfnet.gradcheck import compiled
+
 # A variable holding at least this fraction of θ starts a new group of perturbed variables.
 _GROUP_FRACTION = 0.1
 # What TensorFlow raises when it cannot derive a rule for an op in one autodiff mode (e.g. an op
@@ -147,7 +149,7 @@ class Evaluator:
     def _component_function(self, kind):
         offsets, shapes = self.offsets, self.shapes
 
-        @tf.function(autograph=False)
+        @compiled.traced_per_check
         def per_group(theta, indices, steps):
             # Per group g: K_g probes (indices within the group's slice of θ) -> (K_g, M), as one
             # vectorised graph in which only the group's variables are batched over K_g.
@@ -190,7 +192,7 @@ class Evaluator:
         return per_group
 
     def _direction_function(self, kind):
-        @tf.function(autograph=False)
+        @compiled.traced_per_check
         def along(theta, moves):
             # A directional check is meant for large θ, where one evaluation is already a
             # full-size forward pass: vectorising would only add K copies of θ, so the K
