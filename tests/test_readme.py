@@ -35,10 +35,10 @@ NOT_RUNNABLE = (
 # Flags appended per script: shorter runs, the same commands.
 SHORTER = {
     "train.py": ["--epochs=2"],
-    "compare_optimizers.py": ["--epochs=2"],
+    "compare_optimizers.py": ["--epochs=2", "--optimizers=adam,keras_adam"],
     "tune.py": ["--epochs=1", "--rounds=1", "--trials_per_round=2"],
     "experiments.py": ["--quick"],
-    "study_optimizers.py": ["--epochs=1", "--lr_points=2", "--seeds=1", "--optimizers=gd,adam"],
+    "study_optimizers.py": ["--epochs=1", "--lr_points=2", "--seeds=1", "--optimizers=adam"],
     "bench_training.py": ["--rounds=1", "--problems=course", "--seconds_per_round=0.05"],
     "bench_optimizers.py": ["--rounds=1", "--steps_per_round=5", "--optimizers=gd",
                             "--jit_compile=off"],
