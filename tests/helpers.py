@@ -1,6 +1,8 @@
-"""Shared test helpers: running the scripts in a subprocess, killing them at chosen moments,
-reading their checkpoints, TensorBoard events and error lines."""
+"""Shared test helpers: running the scripts in a subprocess (or many, forked from one that
+imported TensorFlow once), killing them at chosen moments, reading their checkpoints, TensorBoard
+events and error lines."""
 
+import json
 import os
 import signal
 import subprocess
@@ -44,6 +46,75 @@ def run_script(script, *args, cwd=None, timeout=300, check=True, env=None):
             f"stderr:\n{completed.stderr[-4000:]}"
         )
     return completed
+
+
+# Runs steps one after the other, each in a process of its own forked from this one, which has
+# imported TensorFlow, Keras, TFDS and matplotlib once (what every step would otherwise pay
+# again); stops at the first step whose exit status is not allowed. Nothing here starts
+# TensorFlow's runtime, so each child initialises its own, as a fresh `python` would.
+_FORKING_RUNNER = """
+import json, os, runpy, sys
+from tfnet import flags
+flags.import_tensorflow_quietly()
+import keras, matplotlib, tensorflow, tensorflow_datasets  # noqa: F401
+matplotlib.use("Agg")
+steps = json.load(open(sys.argv[1]))
+for i, step in enumerate(steps):
+    out = os.path.join(sys.argv[2], str(i))
+    pid = os.fork()
+    if pid == 0:
+        with open(out + ".out", "w") as stdout, open(out + ".err", "w") as stderr:
+            os.dup2(stdout.fileno(), 1)
+            os.dup2(stderr.fileno(), 2)
+        code = 0
+        try:
+            if "source" in step:
+                sys.argv = ["-c"]
+                exec(compile(step["source"], "<step>", "exec"), {"__name__": "__main__"})
+            else:
+                sys.argv = step["argv"]
+                runpy.run_path(sys.argv[0], run_name="__main__")
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    with open(out + ".status", "w") as f:
+        f.write(str(code))
+    if "allowed" in step and code not in step["allowed"]:
+        break
+"""
+
+
+def run_forked(steps, cwd, out_dir, env=None, timeout=900):
+    """Runs ``steps`` in order, each as a fresh ``python`` would run it, in ``cwd``.
+
+    Each step is a dict: ``argv`` (a script's path, relative to ``cwd`` or absolute, and its
+    arguments: ``python <argv>``) or ``source`` (``python -c <source>``), and optionally
+    ``allowed``, the exit statuses after which the next step runs (a step after one that exited
+    otherwise never runs; without it, the next always does). Returns, for each step that ran,
+    (exit status, stdout, stderr).
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    plan = os.path.join(out_dir, "steps.json")
+    with open(plan, "w") as f:
+        json.dump(steps, f)
+    subprocess.run([sys.executable, "-c", _FORKING_RUNNER, plan, out_dir], cwd=cwd,
+                   env=env or script_env(), check=True, timeout=timeout)
+    ran = []
+    for i in range(len(steps)):
+        path = os.path.join(out_dir, str(i))
+        if not os.path.exists(path + ".status"):
+            break
+        with open(path + ".status") as status, open(path + ".out") as out, open(path + ".err") as err:
+            ran.append((int(status.read()), out.read(), err.read()))
+    return ran
 
 
 def read_scalars(log_dir):

@@ -8,16 +8,14 @@ main job prints is the one later commands name, the flagfiles, checkpoints and e
 exist — not what they measure. Commands this machine cannot run are listed with the reason.
 """
 
-import json
 import os
 import re
 import shlex
-import subprocess
 import sys
 
 import pytest
 
-from helpers import REPO_ROOT, script_env
+from helpers import REPO_ROOT, run_forked
 
 README = os.path.join(REPO_ROOT, "README.md")
 SHARED = os.path.join(os.path.dirname(REPO_ROOT), "shared")
@@ -110,50 +108,6 @@ def test_the_readme_finds_its_commands():
     assert any(kind == "python" for kind, _ in steps)
 
 
-# Runs the README's steps in order, each in a process of its own forked from this one, which has
-# imported TensorFlow, Keras, TFDS and matplotlib once (what every step would otherwise pay
-# again); it stops at the first step whose exit status is not allowed. Nothing in this process
-# starts TensorFlow's runtime, so each child initialises its own, as a fresh `python` would.
-_ZYGOTE = """
-import json, os, runpy, sys
-from tfnet import flags
-flags.import_tensorflow_quietly()
-import keras, matplotlib, tensorflow, tensorflow_datasets  # noqa: F401
-matplotlib.use("Agg")
-steps = json.load(open(sys.argv[1]))
-for i, step in enumerate(steps):
-    out = os.path.join(sys.argv[2], str(i))
-    pid = os.fork()
-    if pid == 0:
-        with open(out + ".out", "w") as stdout, open(out + ".err", "w") as stderr:
-            os.dup2(stdout.fileno(), 1)
-            os.dup2(stderr.fileno(), 2)
-        code = 0
-        try:
-            if step["kind"] == "python":
-                sys.argv = ["-c"]
-                exec(compile(step["source"], "<README.md>", "exec"), {"__name__": "__main__"})
-            else:
-                sys.argv = step["argv"]
-                runpy.run_path(sys.argv[0], run_name="__main__")
-        except SystemExit as exit:
-            code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
-        except BaseException:
-            import traceback
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    with open(out + ".status", "w") as f:
-        f.write(str(code))
-    if code not in step["allowed"]:
-        break
-"""
-
-
 def test_every_readme_command_works_in_the_order_written(workspace, tmp_path):
     text = open(README).read()
     steps, _ = commands(text)
@@ -161,23 +115,17 @@ def test_every_readme_command_works_in_the_order_written(workspace, tmp_path):
     planned, shown = [], []
     for kind, step in steps:
         if kind == "python":
-            planned.append(dict(kind="python", source=step, allowed=[0]))
+            planned.append(dict(source=step, allowed=[0]))
             shown.append(step.splitlines()[0] + " ...")
         else:
             argv, script = _shortened(step)
-            planned.append(dict(kind="bash", argv=argv[1:],
+            planned.append(dict(argv=argv[1:],
                                 allowed=[0, 1] if script in MAY_MISS_A_GOAL else [0]))
             shown.append(shlex.join(step))
-    plan, out = tmp_path / "steps.json", tmp_path / "out"
-    out.mkdir()
-    plan.write_text(json.dumps(planned))
-    subprocess.run([sys.executable, "-c", _ZYGOTE, str(plan), str(out)], cwd=workspace,
-                   env=script_env(), check=True, timeout=900)
+    ran = run_forked(planned, cwd=workspace, out_dir=str(tmp_path / "out"))
     for i, step in enumerate(planned):
-        status = out / f"{i}.status"
-        assert status.exists(), f"README step {i + 1} never ran: {shown[i]}"
-        code = int(status.read_text())
-        stdout, stderr = (out / f"{i}.out").read_text(), (out / f"{i}.err").read_text()
+        assert i < len(ran), f"README step {i + 1} never ran: {shown[i]}"
+        code, stdout, stderr = ran[i]
         assert code in step["allowed"], (
             f"README step {i + 1} exited {code}: {shown[i]}\n"
             f"stdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}")

@@ -5,12 +5,10 @@ benchmark and study settings)."""
 import dataclasses
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from helpers import REPO_ROOT, script_env
+from helpers import REPO_ROOT, run_forked
 from tfnet import config as config_lib
 
 SCRIPTS = sorted(name for name in os.listdir(os.path.join(REPO_ROOT, "scripts"))
@@ -43,45 +41,17 @@ def _expected_flags(script):
     return expected
 
 
-_ZYGOTE = """
-import os, runpy, sys
-from tfnet import flags
-flags.import_tensorflow_quietly()  # once, for every script below
-import tensorflow, keras, tensorflow_datasets  # noqa: F401  (what the scripts import)
-for script, out, err in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]):
-    pid = os.fork()
-    if pid == 0:  # the script, in a process of its own, as `python scripts/<script> --help`
-        with open(out, "w") as stdout, open(err, "w") as stderr:
-            os.dup2(stdout.fileno(), 1)
-            os.dup2(stderr.fileno(), 2)
-        sys.argv = [os.path.join("scripts", script), "--help"]
-        try:
-            runpy.run_path(os.path.join(os.environ["REPO"], "scripts", script), run_name="__main__")
-        except SystemExit as exit:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(exit.code if isinstance(exit.code, int) else 1)
-        os._exit(99)  # --help must exit
-    _, status = os.waitpid(pid, 0)
-    with open(out + ".status", "w") as f:
-        f.write(str(os.waitstatus_to_exitcode(status)))
-"""
-
-
 @pytest.fixture(scope="module")
 def helps(tmp_path_factory):
     """Every script's --help, each run in a process of its own forked from one that imported
     TensorFlow once (a script's --help only defines its flags and prints them; its TensorFlow
     start-up lines are the bad-flag tests' concern)."""
     cwd = tmp_path_factory.mktemp("help")
-    out = tmp_path_factory.mktemp("help_out")
-    args = [str(a) for script in SCRIPTS for a in (script, out / f"{script}.out", out / f"{script}.err")]
-    subprocess.run([sys.executable, "-c", _ZYGOTE, *args], cwd=cwd, check=True, timeout=300,
-                   env=dict(script_env(), REPO=REPO_ROOT))
+    ran = run_forked([dict(argv=[os.path.join(REPO_ROOT, "scripts", script), "--help"])
+                      for script in SCRIPTS], cwd=cwd, out_dir=str(tmp_path_factory.mktemp("out")),
+                     timeout=300)
     assert os.listdir(cwd) == []  # --help writes nothing
-    return {script: (int((out / f"{script}.out.status").read_text()),
-                     (out / f"{script}.out").read_text(), (out / f"{script}.err").read_text())
-            for script in SCRIPTS}
+    return dict(zip(SCRIPTS, ran, strict=True))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
