@@ -24,9 +24,13 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from tfnet.data_checks import BadDataError, check_examples, check_one_shape  # noqa: F401
+from tfnet import data_checks
+from tfnet.data_checks import check_examples, check_one_shape
 
 EMBEDDED_DATASETS = ("moons", "circles", "flower")
+
+# What loading raises for bad data; here too, beside the loaders that raise it.
+BadDataError = data_checks.BadDataError
 
 # Sizes of the embedded sets: (training examples before the dev split, test examples).
 _EMBEDDED_SIZES = {"moons": (1000, 250), "circles": (1000, 250), "flower": (400, 200)}
