@@ -1,17 +1,18 @@
-"""scripts/gradcheck.py end to end, in a subprocess: fresh weights, a training checkpoint, bad flags.
+"""scripts/gradcheck.py end to end: fresh weights, a training checkpoint, bad flags.
 
-The model flags are train.py's own (tfnet.flags); defaults are the moons MLP, which train.py
-trains in a second with `--epochs=1`.
+Each case is a process of its own, forked from one that imported TensorFlow once
+(``helpers.run_forked``); the case that checks that nothing of TensorFlow's reaches stderr runs
+as a plain ``python`` process, start-up included. The model flags are train.py's own
+(tfnet.flags); defaults are the moons MLP, which train.py trains in a second with `--epochs=1`.
 """
 
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
-from helpers import REPO_ROOT, run_script, script_env
+from helpers import REPO_ROOT, run_forked, run_script, script_env
 
 
 def _cost(stdout):
@@ -29,48 +30,84 @@ def _assert_correct_report(completed):
         assert name in completed.stdout, completed.stdout
 
 
+# Plants a bug through the library before running the script: tfnet's Dense with its L2 cost cut
+# off from the gradient (tf.stop_gradient), so the script's check must say WRONG and exit 1.
+_PLANTED_L2_WITHOUT_GRADIENT = """
+import runpy, sys
+import tensorflow as tf
+from tfnet.layers import dense
+
+def l2_cost_without_gradient(self, m):
+    kernel = tf.stop_gradient(self.kernel)
+    return self.l2 / (2.0 * tf.cast(m, kernel.dtype)) * tf.reduce_sum(tf.square(kernel))
+
+dense.Dense.l2_cost = l2_cost_without_gradient
+sys.argv = [{script!r}, "--l2=0.5"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+SCRIPTS = os.path.join(REPO_ROOT, "scripts")
+# name -> the case's step: gradcheck.py's flags, or another script's argv, or Python source.
+CASES = {
+    "default": [],
+    "train": dict(argv=[os.path.join(SCRIPTS, "train.py"), "--epochs=1", "--model_dir=run",
+                        "--noexport"]),
+    "trained": [f"--checkpoint={os.path.join('run', 'checkpoints')}"],
+    "bad_mode": ["--mode=bogus"],
+    "bad_modes": ["--modes=rev,bwd"],
+    "forward_and_second_order": ["--hidden_units=4", "--modes=fwd,rev", "--order=2",
+                                 "--mode=directional"],
+    "active_dropout": ["--keep_prob=0.5"],
+    "wrong_gradient": dict(source=_PLANTED_L2_WITHOUT_GRADIENT.format(
+        script=os.path.join(SCRIPTS, "gradcheck.py"))),
+    "strategy": ["--strategy=mirrored", "--cpu_devices=2"],
+}
+
+
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    """One run with the default flags, shared: each run starts TensorFlow."""
-    return run_script("gradcheck.py", cwd=tmp_path_factory.mktemp("default"))
+def runs(tmp_path_factory):
+    """name -> CompletedProcess of every case, run in order in one directory (so "trained"
+    finds the checkpoint "train" wrote)."""
+    steps = [case if isinstance(case, dict)
+             else dict(argv=[os.path.join(SCRIPTS, "gradcheck.py"), *case])
+             for case in CASES.values()]
+    ran = run_forked(steps, cwd=tmp_path_factory.mktemp("cases"),
+                     out_dir=str(tmp_path_factory.mktemp("out")))
+    return {name: subprocess.CompletedProcess(step.get("argv"), status, stdout, stderr)
+            for name, step, (status, stdout, stderr) in zip(CASES, steps, ran, strict=True)}
 
 
-def test_default_flags_print_a_correct_report(default_run):
+def test_default_flags_print_a_correct_report(runs):
+    default_run = runs["default"]
     _assert_correct_report(default_run)
     assert "Gradient check (full, float64" in default_run.stdout
 
 
-def test_checkpoint_of_a_short_training_run_is_checked(tmp_path, default_run):
-    model_dir = str(tmp_path / "run")
-    run_script("train.py", "--epochs=1", f"--model_dir={model_dir}", "--noexport", cwd=tmp_path)
-    checkpoints = os.path.join(model_dir, "checkpoints")
-    assert os.path.isdir(checkpoints)
-    trained = run_script("gradcheck.py", f"--checkpoint={checkpoints}", cwd=tmp_path)
+def test_checkpoint_of_a_short_training_run_is_checked(runs):
+    assert runs["train"].returncode == 0, runs["train"].stderr
+    trained = runs["trained"]
     _assert_correct_report(trained)
     # The trained weights were restored: one epoch of training changed J at the same examples.
-    fresh = default_run.stdout
+    fresh = runs["default"].stdout
     assert abs(_cost(trained.stdout) - _cost(fresh)) > 1e-4, (trained.stdout, fresh)
 
 
-def test_bad_flag_exits_non_zero_naming_it(tmp_path):
-    completed = run_script("gradcheck.py", "--mode=bogus", cwd=tmp_path, check=False)
+def test_bad_flag_exits_non_zero_naming_it(runs):
+    completed = runs["bad_mode"]
     assert completed.returncode != 0
     assert "--mode" in completed.stderr and "bogus" in completed.stderr, completed.stderr
 
 
-def test_bad_modes_flag_exits_non_zero_naming_it_and_what_is_allowed(tmp_path):
-    completed = run_script("gradcheck.py", "--modes=rev,bwd", cwd=tmp_path, check=False)
+def test_bad_modes_flag_exits_non_zero_naming_it_and_what_is_allowed(runs):
+    completed = runs["bad_modes"]
     assert completed.returncode != 0
     assert "--modes must be rev or rev,fwd (in any order). Received: modes='rev,bwd'" in (
         completed.stderr
     ), completed.stderr
 
 
-def test_forward_mode_and_second_order_flags(tmp_path):
-    completed = run_script(
-        "gradcheck.py", "--hidden_units=4", "--modes=fwd,rev", "--order=2", "--mode=directional",
-        cwd=tmp_path,
-    )
+def test_forward_mode_and_second_order_flags(runs):
+    completed = runs["forward_and_second_order"]
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert re.search(r"^Gradient check \(directional, float64, .*, reverse and forward mode\)$",
                      completed.stdout, re.MULTILINE), completed.stdout
@@ -88,8 +125,8 @@ def test_forward_mode_and_second_order_flags(tmp_path):
                      re.MULTILINE), completed.stdout
 
 
-def test_active_dropout_exits_1_naming_the_layer_and_the_flag(tmp_path):
-    completed = run_script("gradcheck.py", "--keep_prob=0.5", cwd=tmp_path, check=False)
+def test_active_dropout_exits_1_naming_the_layer_and_the_flag(runs):
+    completed = runs["active_dropout"]
     assert completed.returncode == 1, completed.stdout + completed.stderr
     assert "not a deterministic function" in completed.stderr, completed.stderr
     assert "'dropout_1'" in completed.stderr and "--inference_layers" in completed.stderr
@@ -116,36 +153,15 @@ def test_checkpoint_of_another_model_exits_1_without_the_dropout_hint(tmp_path):
     assert "inference_layers" not in line
 
 
-# Plants a bug through the library before running the script: tfnet's Dense with its L2 cost cut
-# off from the gradient (tf.stop_gradient), so the script's check must say WRONG and exit 1.
-_PLANTED_L2_WITHOUT_GRADIENT = """
-import runpy, sys
-import tensorflow as tf
-from tfnet.layers import dense
-
-def l2_cost_without_gradient(self, m):
-    kernel = tf.stop_gradient(self.kernel)
-    return self.l2 / (2.0 * tf.cast(m, kernel.dtype)) * tf.reduce_sum(tf.square(kernel))
-
-dense.Dense.l2_cost = l2_cost_without_gradient
-sys.argv = sys.argv[1:]  # ["-c", script, flags...] -> [script, flags...]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
-def test_a_wrong_gradient_exits_1(tmp_path):
-    script = os.path.join(REPO_ROOT, "scripts", "gradcheck.py")
-    completed = subprocess.run(
-        [sys.executable, "-c", _PLANTED_L2_WITHOUT_GRADIENT, script, "--l2=0.5"],
-        cwd=tmp_path, env=script_env(), capture_output=True, text=True, timeout=300,
-    )
+def test_a_wrong_gradient_exits_1(runs):
+    completed = runs["wrong_gradient"]
     assert completed.returncode == 1, completed.stdout + completed.stderr
     assert re.search(r"->  WRONG", completed.stdout), completed.stdout
     assert re.search(r"per variable \(worst first\):\n.*\n  \S*kernel", completed.stdout), completed.stdout
 
 
-def test_strategy_flags_run_the_check_on_the_strategy_device(tmp_path):
-    completed = run_script("gradcheck.py", "--strategy=mirrored", "--cpu_devices=2", cwd=tmp_path)
+def test_strategy_flags_run_the_check_on_the_strategy_device(runs):
+    completed = runs["strategy"]
     _assert_correct_report(completed)
     # The header names the device the check ran on (the mirrored strategy's first CPU); with
     # the default strategy it names none.
