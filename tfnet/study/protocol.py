@@ -3,8 +3,9 @@
 Per problem and optimiser (DeepOBS, Schneider et al. 2019):
 
 1. **Tuning**: one trial per learning rate of a log grid of ``lr_points`` values spanning the
-   optimiser record's ``learning_rate_range``, seed 0, other hyperparameters at the course's
-   defaults (β = 0.9, β₁ = 0.9, β₂ = 0.999); these trials never evaluate the test split.
+   optimiser record's ``learning_rate_range``, seed 0, other hyperparameters at the training
+   flags' defaults (β = 0.9, β₁ = 0.9, β₂ = 0.999: the course's for momentum and Adam; RMSprop
+   takes the same β₂, where the course's is 0.9); these trials never evaluate the test split.
 2. **Choice**: the α whose trial ends with the highest dev accuracy (ties: the lower dev loss,
    then the smaller α); a trial that diverged (a non-finite cost) is never chosen.
 3. **Seeds**: the chosen α trained with ``seeds`` seeds (0 is the tuning trial, finished again
