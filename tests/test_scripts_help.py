@@ -68,3 +68,12 @@ def test_help_lists_every_flag_with_its_help_and_exits_0(helps, script):
         text = [line.strip() for line in block.group(1).splitlines() if line.strip()]
         assert [line for line in text if not line.startswith("(")], flag
     assert stdout.splitlines()[0].strip(), "the usage starts with what the script does"
+
+
+def test_experiments_help_states_every_experiments_setup(helps):
+    from tfnet.experiments import setups
+
+    status, stdout, stderr = helps["experiments.py"]
+    assert status == 0, stderr
+    for experiment in setups.EXPERIMENTS.values():
+        assert f"{experiment.name}: {experiment.setup}" in stdout
