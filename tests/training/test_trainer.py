@@ -173,3 +173,22 @@ def test_without_model_dir_other_flags_land_in_another_run_and_the_same_command_
              config_lib.TrainConfig(seed=1), config_lib.TrainConfig(optimizer="momentum")]
     assert {c.run_dir for c in same} == {base.run_dir}
     assert len({c.run_dir for c in other} | {base.run_dir}) == len(other) + 1
+
+
+def test_user_actions_see_every_evaluation_after_its_checkpoint(tmp_path):
+    """Orbit's train_actions: each action is called once per evaluated epoch, in order, with
+    that epoch's record, and a checkpoint due at that step is already on disk."""
+    seen = []
+
+    def action(metrics):
+        checkpoints = tf.train.get_checkpoint_state(str(tmp_path / "run" / "checkpoints"))
+        latest = checkpoints.model_checkpoint_path if checkpoints else ""
+        seen.append((dict(metrics), latest))
+
+    steps_per_epoch = 13  # 800 training moons in mini-batches of 64
+    config = _config(tmp_path, epochs=4, eval_every_epochs=2, export=False,
+                     checkpoint_every_steps=2 * steps_per_epoch, checkpoint_every_seconds=0)
+    result = training.train(config, verbose=0, actions=[action])
+    assert [m for m, _ in seen] == [dict(r, run_dir=config.run_dir) for r in result.history]
+    assert [m["epoch"] for m, _ in seen] == [2, 4]
+    assert [latest.rsplit("-", 1)[-1] for _, latest in seen] == ["26", "52"]

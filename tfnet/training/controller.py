@@ -52,10 +52,15 @@ class Controller:
       outputs: the run's ``outputs.RunOutputs``.
       model, optimizer: for the histograms and the learning rate.
       verbose: 0 silent, 1 a progress bar and a line per evaluated epoch, 2 the lines only.
+      actions: the user's callables, each called as ``action(metrics)`` after every evaluation
+        (and after the checkpoint due at that step, if any), ``metrics`` the evaluated epoch's
+        history record with ``run_dir``.
     """
 
-    def __init__(self, config, state, loop, evaluate, outputs, model, optimizer, verbose):
+    def __init__(self, config, state, loop, evaluate, outputs, model, optimizer, verbose,
+                 actions=()):
         self.config = config
+        self.actions = tuple(actions)
         self.state = state
         self.loop = loop
         self.evaluate = evaluate
@@ -124,13 +129,17 @@ class Controller:
             while self.position < self.total_steps and not self._patience_exhausted():
                 self._run_once()
                 position = self.position
-                if position % self.steps_per_epoch == 0 and self._evaluated_epoch(
-                        position // self.steps_per_epoch):
+                evaluated = position % self.steps_per_epoch == 0 and self._evaluated_epoch(
+                    position // self.steps_per_epoch)
+                if evaluated:
                     self._evaluate_epoch(position // self.steps_per_epoch)
                 if signals.received:
                     self._interrupt(signals)
                 if self._checkpoint_due(position):
                     self.save()
+                if evaluated:
+                    for action in self.actions:
+                        action(dict(state.history[-1], run_dir=self.config.run_dir))
             stopped_early = self._patience_exhausted()
             if stopped_early:
                 self._say(f"early stopping: no dev improvement for "

@@ -124,10 +124,12 @@ class Trainer:
       strategy: a ``tf.distribute`` strategy. Default: the one ``config.strategy`` names.
       verbose: 0 silent, 1 progress bar and a line per evaluated epoch, 2 the lines only.
         Default: 1 on a terminal, else 2.
+      actions: callables run after each evaluation as ``action(metrics)`` (see ``train``).
     """
 
-    def __init__(self, config, strategy=None, verbose=None):
+    def __init__(self, config, strategy=None, verbose=None, actions=()):
         self.config = config_lib.validate(config)
+        self.actions = tuple(actions)
         self.verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
         self.run_dir = config.run_dir
         paths.check_writable_dir(self.run_dir, "model_dir")
@@ -201,7 +203,7 @@ class Trainer:
         restored = self.state.restore_latest()
         position = int(self.state.global_step.numpy())
         controller = Controller(self.config, self.state, self.loop, self.evaluate, self.outputs,
-                                self.model, self.optimizer, self.verbose)
+                                self.model, self.optimizer, self.verbose, self.actions)
         previous = self.outputs.read_results() if restored else None
         if (previous and previous.get("history") == self.state.history and controller.finished()
                 and previous.get("finished_with") == self._finish_settings()):
@@ -278,8 +280,12 @@ class Trainer:
         return result
 
 
-def train(config, strategy=None, verbose=None):
+def train(config, strategy=None, verbose=None, actions=()):
     """Trains, evaluates and exports one model as ``config`` says; returns a ``TrainResult``.
+
+    ``actions`` are callables run after each evaluation as ``action(metrics)`` (the epoch's
+    history record: epoch, step, train and dev loss and accuracy, learning_rate, seconds, and
+    ``run_dir``), after the checkpoint due at that step, if any.
 
     With ``config.deterministic``, TensorFlow's op determinism (a process-wide setting) is
     enabled for the run and restored afterwards.
@@ -289,7 +295,7 @@ def train(config, strategy=None, verbose=None):
 
     determinism_was_enabled = tf_config.is_op_determinism_enabled()
     try:
-        trainer = Trainer(config, strategy=strategy, verbose=verbose)
+        trainer = Trainer(config, strategy=strategy, verbose=verbose, actions=actions)
         try:
             return trainer.run()
         finally:
