@@ -12,22 +12,19 @@ import json
 import os
 
 
-# Fields that may change when a run resumes (more epochs, other outputs, logging, checkpointing,
-# early stopping, strategy); any other difference makes a different run.
-RESUMABLE_FIELDS = frozenset({
-    "epochs", "export", "export_dir", "export_name", "log_every_steps", "histograms",
-    "checkpoint_every_steps", "checkpoint_every_seconds", "keep_checkpoints", "resume",
-    "overwrite", "on_nonfinite", "eval_every_epochs", "steps_per_loop", "jit_compile",
-    "early_stopping_patience", "early_stopping_min_delta", "best_error", "model_dir",
-    "evaluate_test",
-    "strategy", "tpu", "cpu_devices",  # checkpoints restore under any strategy
-})
+def setting(default, help, check=None, *, resumable=False, finish=False):
+    """A config field: its default, its help text (the flag's help), its check (a function
+    ``check(name, value)`` that raises ``ValueError``, see ``fail``, for a value not allowed) and
+    its policy, as field metadata:
 
-
-def setting(default, help, check=None):
-    """A config field: its default, its help text (the flag's help) and its check, a function
-    ``check(name, value)`` that raises ``ValueError`` (see ``fail``) for a value not allowed."""
-    return dataclasses.field(default=default, metadata={"help": help, "check": check})
+    - ``resumable``: the field may change when a run resumes (more epochs, other outputs,
+      logging, checkpointing, early stopping, strategy): it is not part of the run's identity
+      (``TrainConfig.digest``, ``tfnet.training.run_dir``);
+    - ``finish``: the field decides how a trained run is finished (evaluated, exported): a
+      finished run rerun with another value is finished again, not only reported.
+    """
+    return dataclasses.field(default=default, metadata={
+        "help": help, "check": check, "resumable": resumable, "finish": finish})
 
 
 _field = setting
@@ -76,6 +73,16 @@ def _factor(name, value):
 def _beta(name, value):
     if not 0.0 <= value < 1.0:
         fail(name, "in [0, 1)", value)
+
+
+def _beta_or_none(name, value):
+    if value is not None:
+        _beta(name, value)
+
+
+def _non_negative_or_none(name, value):
+    if value is not None:
+        _non_negative(name, value)
 
 
 def _hidden_units(name, value):
@@ -133,7 +140,28 @@ def _augment_names(name, value):
 
 def _dataset(name, value):
     if not value or value != value.strip():
-        fail(name, "an embedded dataset (moons, circles, flower) or a TFDS dataset name", value)
+        fail(name, "an embedded dataset (moons, circles, flower), a TFDS dataset name or the path "
+             "of a .npz file, a .csv file or a folder of images", value)
+
+
+def _model(name, value):
+    if value in ("mlp", "cnn"):
+        return
+    module, _, function = value.partition(":")
+    if not (module and function and all(part.isidentifier() for part in module.split("."))
+            and function.isidentifier()):
+        fail(name, "mlp, cnn or a factory package.module:function", value)
+
+
+def _seed(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        fail(name, "an integer in [0, 2**32)", value)
+
+
+def _image_size(name, value):
+    if value and (len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0
+                                        for v in value)):
+        fail(name, "empty or two positive integers, height,width", ",".join(map(str, value)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,27 +171,61 @@ class TrainConfig:
     # Data.
     dataset: str = _field(
         "moons",
-        "Dataset: an embedded 2-D set that needs no download (moons, circles, flower) or a TFDS "
+        "Dataset: an embedded 2-D set that needs no download (moons, circles, flower), a TFDS "
         "image-classification dataset prepared in --data_dir (mnist, fashion_mnist, cifar10, "
-        "mnist_t10k, ...).",
+        "mnist_t10k, ...), or a path: a .npz file (x_train, y_train and optionally x_test, "
+        "y_test, as keras.datasets ships them), a .csv file with a header (--label_column), or a "
+        "folder of images with one subfolder per class (optionally under train/ and test/).",
         _dataset,
     )
     data_dir: str = _field(
         None, "TFDS data directory holding the prepared dataset (default: ~/tensorflow_datasets). "
         "Nothing is downloaded."
     )
+    label_column: str = _field(
+        "label", "CSV datasets: the column holding the class (integers 0..C-1, or names, "
+        "numbered in sorted order); every other column is a numeric feature."
+    )
+    image_size: tuple = _field(
+        (), "Image-folder datasets: resize every image to height,width (bilinear); empty: the "
+        "images must all have one size.", _image_size,
+    )
     dev_fraction: float = _field(
-        0.2, "Fraction of the training split held out as the dev set, in (0, 1).", _open_unit
+        0.2, "Fraction of the training split held out as the dev set, in (0, 1); a dataset "
+        "without a test split also holds out this fraction as its test set.", _open_unit
     )
     num_examples: int = _field(
         0, "Embedded sets only: examples generated for train + dev (0: the set's default, 1000 "
         "for moons and circles, 400 for flower); the test set keeps its size.", _non_negative_int,
+    )
+    memory_budget_mb: int = _field(
+        0, "A split whose features take more than this many MB as float32 is streamed from disk "
+        "during training and evaluation instead of held in memory; 0: a quarter of the "
+        "machine's physical memory.", _non_negative_int, resumable=True,
+    )
+    cache_dir: str = _field(
+        None, "Where a streamed split that cannot be read by position (a CSV, a TFDS dataset) is "
+        "written once as arrays (default: ~/.cache/tfnet).", resumable=True,
     )
     augment: str = _field(
         "", "Comma-separated augmentations of the training split (never dev or test), e.g. "
         "crop,rotate; empty for none. Images only; saturation needs RGB.", _augment_names,
     )
     # Model.
+    model: str = _field(
+        "mlp", "The network: mlp ([Dense -> BatchNorm -> activation -> dropout] per "
+        "--hidden_units -> logits), cnn ([Conv --kernel_size -> BatchNorm over channels -> "
+        "activation -> 2x2 max pooling] per --conv_filters, then the mlp's hidden layers -> "
+        "logits), or package.module:function, a factory model_fn(info) -> keras.Model whose "
+        "outputs are logits (info: tfnet.data.DatasetInfo, with the training split's "
+        "normalisation statistics); the module is imported from the working directory too.",
+        _model,
+    )
+    conv_filters: tuple = _field(
+        (32, 64), "cnn: filters of each convolution block, comma-separated.", _hidden_units
+    )
+    kernel_size: int = _field(3, "cnn: height and width of every convolution kernel.",
+                              _positive_int)
     hidden_units: tuple = _field(
         (64, 32), "Units of each hidden layer, comma-separated (e.g. 64,32).", _hidden_units
     )
@@ -207,13 +269,17 @@ class TrainConfig:
         None, "Learning rate alpha, > 0. Default: the optimiser's, as Keras' (0.01 for gd, "
         "momentum and their twins; 0.001 for rmsprop, adam and theirs).", _positive_or_none,
     )
-    beta: float = _field(0.9, "Momentum's beta, in [0, 1).", _beta)
-    beta1: float = _field(0.9, "Adam's beta1 (first moment), in [0, 1).", _beta)
+    beta: float = _field(
+        None, "Momentum's beta, in [0, 1). Default: the optimiser's own (0.9).", _beta_or_none)
+    beta1: float = _field(
+        None, "Adam's beta1 (first moment), in [0, 1). Default: the optimiser's own (0.9).",
+        _beta_or_none)
     beta2: float = _field(
-        0.999, "RMSprop's and Adam's beta2 (second moment), in [0, 1). RMSprop's course default "
-        "is 0.9.", _beta
-    )
-    epsilon: float = _field(1e-8, "Epsilon of RMSprop and Adam, >= 0.", _non_negative)
+        None, "RMSprop's and Adam's beta2 (second moment), in [0, 1). Default: the optimiser's "
+        "own (0.9 for rmsprop and keras_rmsprop, 0.999 for adam and keras_adam).", _beta_or_none)
+    epsilon: float = _field(
+        None, "Epsilon of RMSprop and Adam, >= 0. Default: the optimiser's own (1e-8).",
+        _non_negative_or_none)
     bias_correction: bool = _field(
         False, "Momentum: step along v / (1 - beta^t) instead of v."
     )
@@ -245,124 +311,144 @@ class TrainConfig:
         0.5, "step's factor per interval, in (0, 1] (1: no decay).", _factor
     )
     batch_size: int = _field(64, "Mini-batch size b (the global batch).", _positive_int)
-    epochs: int = _field(30, "Number of passes over the training split.", _positive_int)
+    epochs: int = _field(30, "Number of passes over the training split.", _positive_int, resumable=True)
     # Run.
-    seed: int = _field(0, "Seed of the weights' initialisation, dropout and the data order.")
+    seed: int = _field(
+        0, "Seed of the weights' initialisation, dropout and the data order, in [0, 2**32).", _seed)
     deterministic: bool = _field(
         False, "Enable TensorFlow op determinism: with the same --seed, bit-identical weights."
     )
     model_dir: str = _field(
         None, "Run directory for TensorBoard logs, checkpoints, the flagfile and results (default: "
         "runs/<dataset>-<optimizer>-<digest of the flags that change the result>: other flags, "
-        "another directory; the same command, the same run, resumed)."
+        "another directory; the same command, the same run, resumed).", resumable=True
     )
     export_dir: str = _field(
-        "saved_models", "Where SavedModels go, as <export_dir>/<export_name>/<version>/."
+        "saved_models", "Where SavedModels go, as <export_dir>/<export_name>/<version>/.", resumable=True, finish=True
     )
-    export_name: str = _field(None, "Name of the exported model (default: the dataset's name).")
-    export: bool = _field(True, "Export a SavedModel at the end of training.")
+    export_name: str = _field(None, "Name of the exported model (default: the dataset's name).", resumable=True, finish=True)
+    export: bool = _field(True, "Export a SavedModel at the end of training.", resumable=True, finish=True)
     log_every_steps: int = _field(
-        10, "Write the mini-batch cost to TensorBoard every this many steps.", _positive_int
+        10, "Write the mini-batch cost to TensorBoard every this many steps.", _positive_int, resumable=True
     )
     histograms: bool = _field(
-        False, "Write weight histograms to TensorBoard at every evaluated epoch."
+        False, "Write weight histograms to TensorBoard at every evaluated epoch.", resumable=True
     )
     eval_every_epochs: int = _field(
         1, "Evaluate the training and dev splits (and log them, and decide early stopping) every "
-        "this many epochs; the last epoch is always evaluated.", _positive_int,
+        "this many epochs; the last epoch is always evaluated.", _positive_int, resumable=True,
     )
     steps_per_loop: int = _field(
         0, "Training steps per compiled call (a tf.while_loop): 0 (automatic) runs up to the next "
         "evaluation, checkpoint or the end, bounded so that a call lasts about a second; 1 is a "
-        "step per call. Any value gives the same results.", _non_negative_int,
+        "step per call. Any value gives the same results.", _non_negative_int, resumable=True,
     )
     jit_compile: str = _field(
         "auto", "Compile the training loop with XLA: auto (on for a run of 5,000 steps or more on "
         "one device when every augmentation has an XLA kernel: compiling takes seconds and pays "
         "off on long runs), on, off. XLA changes the numbers in the last bits (and the dropout "
         "and augmentation draws); a run is bit-identical to itself with the same setting.",
-        _choice("auto", "on", "off"),
+        _choice("auto", "on", "off"), resumable=True,
     )
     # Distribution.
     strategy: str = _field(
         "default", "tf.distribute strategy: default (one device), mirrored (all local GPUs, or "
         "--cpu_devices logical CPUs), multi_worker (the machines in TF_CONFIG), tpu (--tpu).",
-        _choice("default", "mirrored", "multi_worker", "tpu"),
+        _choice("default", "mirrored", "multi_worker", "tpu"), resumable=True,
     )
-    tpu: str = _field(None, "TPU name or grpc:// address for --strategy=tpu ('' or local on a TPU VM).")
+    tpu: str = _field(None, "TPU name or grpc:// address for --strategy=tpu ('' or local on a TPU VM).", resumable=True)
     cpu_devices: int = _field(
         0, "Split the CPU into this many logical devices (for --strategy=mirrored without a "
-        "GPU); 0 leaves it whole.", _non_negative_int,
+        "GPU); 0 leaves it whole.", _non_negative_int, resumable=True,
     )
     # Reliability.
     checkpoint_every_steps: int = _field(
         0, "Write a checkpoint every this many steps; 0: by time only (--checkpoint_every_seconds)."
-        " A checkpoint is always written at the end and on SIGINT / SIGTERM.", _non_negative_int,
+        " A checkpoint is always written at the end and on SIGINT / SIGTERM.", _non_negative_int, resumable=True,
     )
     checkpoint_every_seconds: float = _field(
         60.0, "Write a checkpoint when this many seconds have passed since the last one (checked "
-        "after each compiled loop call, about every second); 0: by steps only.", _non_negative,
+        "after each compiled loop call, about every second); 0: by steps only.", _non_negative, resumable=True,
     )
-    keep_checkpoints: int = _field(3, "How many recent checkpoints to keep.", _positive_int)
+    keep_checkpoints: int = _field(3, "How many recent checkpoints to keep.", _positive_int, resumable=True)
     resume: bool = _field(
         True, "Resume from the checkpoint in --model_dir when there is one. --noresume starts "
-        "over, and refuses a --model_dir that holds a run unless --overwrite."
+        "over, and refuses a --model_dir that holds a run unless --overwrite.", resumable=True
     )
     overwrite: bool = _field(
-        False, "With --noresume, delete the run already in --model_dir and start over."
+        False, "With --noresume, delete the run already in --model_dir and start over.", resumable=True
     )
     on_nonfinite: str = _field(
         "stop", "What a non-finite cost or gradient does: stop (keep the last good checkpoint "
         "and exit non-zero) or skip_step (drop that update and go on).",
-        _choice("stop", "skip_step"),
+        _choice("stop", "skip_step"), resumable=True,
     )
     early_stopping_patience: int = _field(
         0, "Stop after this many epochs without dev-accuracy improvement and export the best "
-        "weights; 0 turns early stopping off.", _non_negative_int,
+        "weights; 0 turns early stopping off.", _non_negative_int, resumable=True, finish=True,
     )
     early_stopping_min_delta: float = _field(
-        0.0, "Smallest dev-accuracy increase that counts as an improvement.", _non_negative
+        0.0, "Smallest dev-accuracy increase that counts as an improvement.", _non_negative, resumable=True, finish=True
     )
     evaluate_test: bool = _field(
         True, "Evaluate the test split at the end. Runs that choose between settings (a search, "
-        "the optimiser study's tuning) leave it off: the test split is for the chosen ones only."
+        "the optimiser study's tuning) leave it off: the test split is for the chosen ones only.", resumable=True, finish=True
     )
     best_error: float = _field(
         0.0, "Best achievable error rate (human or Bayes) in [0, 1), the reference of the "
         "bias/variance diagnosis printed at the end. The embedded sets are noisy: a few percent.",
-        _beta,
+        _beta, resumable=True, finish=True,
     )
 
     @property
     def run_dir(self):
         """``model_dir``, or ``runs/<dataset>-<optimizer>-<digest>``: the digest is that of every
-        field that changes the result (not those in ``RESUMABLE_FIELDS``), so a command with other
-        such flags never lands in another run's directory, while the same command run again (or
-        with more epochs) resumes its own."""
-        return self.model_dir or os.path.join("runs", f"{self.dataset}-{self.optimizer}-{self.digest}")
+        field that changes the result (not the resumable ones), so a command with other such
+        flags never lands in another run's directory, while the same command run again (or with
+        more epochs) resumes its own."""
+        return self.model_dir or os.path.join(
+            "runs", f"{self.dataset_name}-{self.optimizer}-{self.digest}")
+
+    @property
+    def dataset_name(self):
+        """The dataset's short name: ``dataset``, or the base name of a path without its
+        extension (``data/iris.csv`` gives ``iris``)."""
+        if os.sep in self.dataset or "/" in self.dataset or "." in self.dataset:
+            base = os.path.basename(os.path.normpath(self.dataset))
+            return os.path.splitext(base)[0] or "data"
+        return self.dataset
 
     @property
     def digest(self):
-        """8 hex digits naming the fields that change the result (the effective learning rate
-        for ``learning_rate``, so that naming the default rate changes nothing)."""
-        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
-                  if field.name not in RESUMABLE_FIELDS}
-        values["learning_rate"] = self.effective_learning_rate
+        """8 hex digits naming the fields that change the result, each at its effective value
+        (``effective``), so that naming a default changes nothing."""
+        values = {field.name: self.effective(field.name) for field in dataclasses.fields(self)
+                  if not field.metadata["resumable"]}
         text = json.dumps(values, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def effective(self, name):
+        """The value a run uses for field ``name``: the field's, or for ``learning_rate`` and the
+        optimiser's hyperparameters left at None, the optimiser's own default (None for a
+        hyperparameter the optimiser does not take)."""
+        value = getattr(self, name)
+        if value is not None or name not in OPTIMIZER_DEFAULTED:
+            return value
+        from tfnet import optimizers  # Imported lazily: the registry imports Keras.
+
+        record = optimizers.RECORDS[self.optimizer]
+        if name == "learning_rate":
+            return record.default_learning_rate
+        return record.defaults.get(name)
 
     @property
     def effective_learning_rate(self):
         """α: ``learning_rate``, or the optimiser's default learning rate when it is None."""
-        if self.learning_rate is not None:
-            return self.learning_rate
-        from tfnet import optimizers  # Imported lazily: the registry imports Keras.
-
-        return optimizers.RECORDS[self.optimizer].default_learning_rate
+        return self.effective("learning_rate")
 
     @property
     def model_name(self):
-        return self.export_name or self.dataset
+        return self.export_name or self.dataset_name
 
     def to_flags(self):
         """The config as flagfile lines (``--name=value``) that ``scripts/train.py`` reads back."""
@@ -381,16 +467,28 @@ class TrainConfig:
 
     def hparams(self):
         """The config as a TensorBoard HParams mapping (bool, int, float or str values), with
-        the learning rate the run uses."""
+        the learning rate and hyperparameters the run uses."""
         values = {}
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name == "learning_rate":
-                value = self.effective_learning_rate
+            value = self.effective(field.name)
             if isinstance(value, tuple):
                 value = ",".join(map(str, value))
             values[field.name] = "" if value is None else value
         return values
+
+
+# The fields whose None means "the optimiser's own default" (TrainConfig.effective).
+OPTIMIZER_DEFAULTED = frozenset({"learning_rate", "beta", "beta1", "beta2", "epsilon"})
+
+
+def fields_with(config_class, policy):
+    """The names of ``config_class``'s fields whose metadata sets ``policy`` ("resumable" or
+    "finish")."""
+    return frozenset(f.name for f in dataclasses.fields(config_class) if f.metadata.get(policy))
+
+
+RESUMABLE_FIELDS = fields_with(TrainConfig, "resumable")
+FINISH_FIELDS = fields_with(TrainConfig, "finish")
 
 
 def check(name, value, config_class=TrainConfig):

@@ -16,11 +16,13 @@ reads, so what is checked is what is trained on.
 
 import numpy as np
 
+from tfnet import errors
+
 # What to do about features of several shapes.
 _ONE_SHAPE = "Every split must hold examples of one shape; prepare the dataset's splits alike."
 
 
-class BadDataError(ValueError):
+class BadDataError(errors.TfnetError, ValueError):
     """The data would train a wrong model: a non-finite feature, a label out of range, or
     features whose shape differs between splits."""
 
@@ -37,13 +39,28 @@ def check_examples(dataset, splits, num_classes, input_shape):
         dimension the dataset leaves unknown.
     """
     arrays = {name: (np.asarray(x), np.asarray(y)) for name, (x, y) in splits.items()}
-    first = next(iter(arrays))
-    for name, (features, _) in arrays.items():
-        _check_shape(dataset, name, features.shape[1:], input_shape,
-                     first, arrays[first][0].shape[1:])
+    check_shapes(dataset, {name: x.shape[1:] for name, (x, _) in arrays.items()}, input_shape)
     for name, (features, labels) in arrays.items():
-        _check_finite(dataset, name, features)
-        _check_labels(dataset, name, labels, num_classes)
+        check_chunk(dataset, name, 0, features, labels, num_classes)
+
+
+def check_shapes(dataset, shapes, input_shape):
+    """Raises ``BadDataError`` when a split's examples (``shapes``: split name -> the shape of
+    one example, train first) differ from the model's ``input_shape`` or from the first
+    split's."""
+    if not shapes:
+        return
+    first = next(iter(shapes))
+    for name, shape in shapes.items():
+        _check_shape(dataset, name, tuple(shape), input_shape, first, tuple(shapes[first]))
+
+
+def check_chunk(dataset, split, start, features, labels, num_classes):
+    """Raises ``BadDataError`` for the first non-finite feature or label outside
+    [0, num_classes) of examples ``start, start + 1, ...`` of ``split`` (numpy arrays): the
+    check of a split read chunk by chunk."""
+    _check_finite(dataset, split, features, start)
+    _check_labels(dataset, split, labels, num_classes, start)
 
 
 def check_one_shape(dataset, split, shapes):
@@ -74,7 +91,7 @@ def _check_shape(dataset, split, shape, input_shape, first, first_shape):
           _ONE_SHAPE)
 
 
-def _check_finite(dataset, split, features):
+def _check_finite(dataset, split, features, start=0):
     if not np.issubdtype(features.dtype, np.floating) or not len(features):
         return  # integers (e.g. raw pixels) are finite
     finite = np.isfinite(features.reshape(len(features), -1))
@@ -84,14 +101,15 @@ def _check_finite(dataset, split, features):
         position = int(np.flatnonzero(~finite[index])[0])
         where = np.unravel_index(position, features.shape[1:])
         feature = ", ".join(str(int(i)) for i in where)
-        _fail(dataset, split, index, f"feature [{feature}] is not finite", features[index][where],
+        _fail(dataset, split, start + index, f"feature [{feature}] is not finite",
+              features[index][where],
               "Repair or drop the example: one non-finite input makes every cost after it NaN.")
 
 
-def _check_labels(dataset, split, labels, num_classes):
+def _check_labels(dataset, split, labels, num_classes, start=0):
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:
         index = int(bad[0])
-        _fail(dataset, split, index, f"label outside [0, {num_classes})", labels[index],
+        _fail(dataset, split, start + index, f"label outside [0, {num_classes})", labels[index],
               "Relabel or drop the example (TFDS writes -1 for an unlabelled one), or declare "
               "the dataset's number of classes.")

@@ -22,8 +22,10 @@ import fcntl
 import os
 import socket
 
+from tfnet import errors
 
-class LockHeldError(RuntimeError):
+
+class LockHeldError(errors.TfnetError, RuntimeError):
     """Another process holds the lock.
 
     Attributes:

@@ -4,11 +4,13 @@ import os
 import shutil
 import tempfile
 
+from tfnet import errors
+
 # Free space a run needs at the least (checkpoints, events and an export of a small model).
 MIN_FREE_BYTES = 64 * 2**20
 
 
-class UnusablePathError(ValueError):
+class UnusablePathError(errors.TfnetError, ValueError):
     """A directory the run must write to cannot be used."""
 
 

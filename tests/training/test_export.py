@@ -35,7 +35,7 @@ def test_an_export_that_fails_half_way_leaves_no_version_and_nothing_that_loads(
 
     monkeypatch.setattr(archive_class, "write_out", write_out_then_fail)
     with pytest.raises(OSError, match="No space left"):
-        export.export_model(_model(), str(tmp_path), "broken")
+        export.export_model(_model(), str(tmp_path), "broken", (2,))
     root = tmp_path / "broken"
     assert export.versions(str(root)) == []
     assert os.listdir(root) == []  # the staging directory went with the failure
@@ -53,15 +53,15 @@ def test_the_next_export_removes_killed_exports_staging_and_leaves_live_ones(tmp
     live = tempfile.mkdtemp(prefix=f".tmp-export-{host}-{os.getpid()}-", dir=root)
     other_host = root / f".tmp-export-elsewhere-{int(dead.stdout)}-def456"
     other_host.mkdir()
-    path = export.export_model(_model(), str(tmp_path), "model")
+    path = export.export_model(_model(), str(tmp_path), "model", (2,))
     assert path == str(root / "1") and _loadable(root) == [path]
     assert sorted(os.listdir(root)) == sorted(["1", os.path.basename(live), other_host.name])
 
 
 def test_exports_take_the_next_version_and_never_overwrite(tmp_path):
-    first = export.export_model(_model(), str(tmp_path), "model")
+    first = export.export_model(_model(), str(tmp_path), "model", (2,))
     files = sorted(os.listdir(first))
-    second = export.export_model(_model(), str(tmp_path), "model")
+    second = export.export_model(_model(), str(tmp_path), "model", (2,))
     assert second.endswith(os.path.join("model", "2"))
     assert export.versions(str(tmp_path / "model")) == [1, 2]
     assert sorted(os.listdir(first)) == files

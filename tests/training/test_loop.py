@@ -1,5 +1,6 @@
-"""The K-step loop: it feeds the same mini-batches in the same order for any K, and a run's
-weights, exported outputs and TensorBoard points do not depend on K (``--steps_per_loop``)."""
+"""The K-step loop: it feeds the same mini-batches in the same order for any K, from memory or
+streamed, and a run's weights, exported outputs and TensorBoard points do not depend on K
+(``--steps_per_loop``)."""
 
 import numpy as np
 import pytest
@@ -9,13 +10,23 @@ from helpers import read_scalars
 from tfnet import config as config_lib
 from tfnet import data as data_lib
 from tfnet import training
-from tfnet.training import export
+from tfnet.data.splits import ArraySplit
+from tfnet.training import batches as batches_lib
 from tfnet.training.loop import TrainLoop
 
 M, B = 50, 8  # 7 mini-batches per epoch, the last of 2
+SOURCES = ["memory", "stream"]
 
 
-def _recording_loop(position, log_every_steps=1, **kwargs):
+def _batches(source, seed):
+    """The M examples whose labels are their positions, held in memory or streamed."""
+    if source == "memory":
+        examples = data_lib.Examples(tf.zeros([M, 1]), tf.range(M, dtype=tf.int64))
+        return batches_lib.MemoryBatches(examples, seed, B)
+    return batches_lib.StreamBatches(ArraySplit(np.zeros([M, 1], np.float32), np.arange(M)), seed, B)
+
+
+def _recording_loop(position, log_every_steps=1, source="memory", **kwargs):
     """A loop whose step records the labels of each mini-batch it is given (the labels are the
     examples' positions in the split) and returns their sum as the cost."""
     seen = []
@@ -29,8 +40,7 @@ def _recording_loop(position, log_every_steps=1, **kwargs):
         tf.py_function(record, [labels], tf.float32)
         return tf.cast(tf.reduce_sum(labels), tf.float32), tf.constant(True)
 
-    examples = data_lib.Examples(tf.zeros([M, 1]), tf.range(M, dtype=tf.int64))
-    loop = TrainLoop(train_step, examples, B, seed=9, position=position,
+    loop = TrainLoop(train_step, _batches(source, seed=9), seed=9, position=position,
                      log_every_steps=log_every_steps, **kwargs)
     return loop, seen
 
@@ -45,10 +55,11 @@ def _expected_batches(first_step, steps):
     return batches
 
 
+@pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("calls", [[1] * 17, [17], [3, 11, 2, 1], [7, 7, 3]])
-def test_the_loop_feeds_each_epochs_order_cut_into_mini_batches_for_any_k(calls):
+def test_the_loop_feeds_each_epochs_order_cut_into_mini_batches_for_any_k(calls, source):
     position = tf.Variable(4, dtype=tf.int64)  # resumed mid-epoch 1: 4 of its 7 batches trained
-    loop, seen = _recording_loop(position)
+    loop, seen = _recording_loop(position, source=source)
     logged = []
     for steps in calls:
         output = loop(steps)
@@ -58,6 +69,20 @@ def test_the_loop_feeds_each_epochs_order_cut_into_mini_batches_for_any_k(calls)
     assert seen == _expected_batches(4, 17)
     assert [step for step, _ in logged] == list(range(5, 22))
     assert [cost for _, cost in logged] == [float(sum(batch)) for batch in seen]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_stream_moved_by_the_position_reads_on_from_there(source):
+    """A loop whose position is set back or forward between calls (a restore) reads the
+    mini-batches of the new position, not the next ones of its pipeline."""
+    position = tf.Variable(0, dtype=tf.int64)
+    loop, seen = _recording_loop(position, source=source)
+    loop(5)
+    position.assign(2)
+    loop(3)
+    position.assign(20)
+    loop(2)
+    assert seen == _expected_batches(0, 5) + _expected_batches(2, 3) + _expected_batches(20, 2)
 
 
 def test_logged_costs_are_those_of_the_multiples_of_log_every_steps():
@@ -70,7 +95,7 @@ def test_logged_costs_are_those_of_the_multiples_of_log_every_steps():
         loop(0)
 
 
-def _nonfinite_loop(stop_on_nonfinite):
+def _nonfinite_loop(stop_on_nonfinite, source="memory"):
     """A loop whose step is not finite at global steps 3 and 5 (mini-batches 2 and 4)."""
     applied = tf.Variable(0, dtype=tf.int64)
 
@@ -84,14 +109,14 @@ def _nonfinite_loop(stop_on_nonfinite):
 
     counter = tf.Variable(0, dtype=tf.int64)  # calls of the step
     position = tf.Variable(0, dtype=tf.int64)
-    examples = data_lib.Examples(tf.zeros([M, 1]), tf.range(M, dtype=tf.int64))
-    loop = TrainLoop(train_step, examples, B, seed=0, position=position, log_every_steps=1,
-                     stop_on_nonfinite=stop_on_nonfinite)
+    loop = TrainLoop(train_step, _batches(source, seed=0), seed=0, position=position,
+                     log_every_steps=1, stop_on_nonfinite=stop_on_nonfinite)
     return loop, position, applied
 
 
-def test_a_non_finite_step_stops_the_loop_before_it():
-    loop, position, applied = _nonfinite_loop(stop_on_nonfinite=True)
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_non_finite_step_stops_the_loop_before_it(source):
+    loop, position, applied = _nonfinite_loop(stop_on_nonfinite=True, source=source)
     output = loop(6)
     assert output.stopped and output.steps == 2 and int(position.numpy()) == 2
     assert output.first_nonfinite_step == 3 and np.isnan(output.nonfinite_cost)
@@ -121,7 +146,7 @@ def _assert_same_run(first, second, probe):
     names = [w.path for w in first.model.weights]
     for name, a, b in zip(names, first.model.weights, second.model.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
-    served = [export.serving_model(r.model)([probe], training=False).numpy() for r in (first, second)]
+    served = [r.model(probe, training=False).numpy() for r in (first, second)]
     np.testing.assert_array_equal(*served)
     assert first.history == [dict(r, seconds=f["seconds"]) for r, f in zip(second.history, first.history)]
     for run in ("train", "dev"):  # TensorBoard: the same points, the same values
@@ -142,5 +167,5 @@ def test_mnist_with_batch_norm_dropout_and_crop_is_bit_identical_for_any_k(tmp_p
                      batch_size=250, batch_norm=True, keep_prob=(0.8,), augment="crop",
                      learning_rate=0.001, log_every_steps=5)
     runs = [_run(tmp_path, f"k{k}", steps_per_loop=k, **overrides) for k in (1, 0)]
-    probe = data_lib.in_memory(data_lib.load("mnist_t10k", shared_tfds).test.take(64)).features
+    probe = data_lib.in_memory(data_lib.load("mnist_t10k", shared_tfds).test).features[:64]
     _assert_same_run(*runs, probe)

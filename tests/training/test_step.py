@@ -15,6 +15,7 @@ from tfnet import data as data_lib
 from tfnet import model as model_lib
 from tfnet import optimizers
 from tfnet.training import step as step_lib
+from tfnet.training.batches import MemoryBatches
 from tfnet.training.loop import TrainLoop
 
 M, L2, ALPHA = 16, 0.3, 0.1
@@ -54,8 +55,9 @@ def _one_step(strategy):
         optimizer.build(model.trainable_variables)
     before = [w.numpy() for w in model.trainable_variables]
     position = tf.Variable(0, dtype=tf.int64)
-    loop = TrainLoop(step_lib.make_train_step(model, optimizer, strategy),
-                     data_lib.Examples(tf.constant(x), tf.constant(y)), batch_size=M, seed=0,
+    batches = MemoryBatches(data_lib.Examples(tf.constant(x), tf.constant(y)), seed=0,
+                            batch_size=M, strategy=strategy)
+    loop = TrainLoop(step_lib.make_train_step(model, optimizer, strategy), batches, seed=0,
                      position=position, log_every_steps=1, strategy=strategy)
     output = loop(1)
     after = [w.numpy() for w in model.trainable_variables]

@@ -18,6 +18,7 @@ Keras built-in it is compared with. A new optimiser is one module and one record
 """
 
 import dataclasses
+import inspect
 from typing import Callable
 
 import keras
@@ -76,6 +77,13 @@ class OptimizerRecord:
     default_learning_rate: float
     learning_rate_range: tuple
     twin: str = None
+
+    @property
+    def defaults(self):
+        """The factory's own default of each hyperparameter it takes (what a config leaves at
+        None gets)."""
+        parameters = inspect.signature(self.factory).parameters
+        return {name: parameters[name].default for name in self.hyperparameters}
 
 
 _RECORDS = (

@@ -1,7 +1,7 @@
 """SavedModel export into ``<export_dir>/<name>/<version>/``, complete or absent.
 
 The served model is the trained classifier followed by a softmax: its ``serving_default``
-signature takes raw inputs (normalisation is inside the model) and returns class probabilities;
+signature takes raw inputs of the data's shape (normalisation is inside the model) and returns class probabilities;
 a model of images also takes uint8 pixels (``serving_uint8``). It is written with Keras 3's
 ``keras.export.ExportArchive`` (what ``model.export`` uses) into a temporary directory beside the
 target, and renamed to the
@@ -35,32 +35,29 @@ def versions(model_root):
     return sorted(int(name) for name in os.listdir(model_root) if _VERSION.match(name))
 
 
-def serving_model(model):
-    """The classifier with a softmax on its logits: raw inputs → class probabilities."""
-    probabilities = keras.layers.Softmax(name="probabilities")(model.outputs[0])
-    return keras.Model(model.inputs, probabilities, name=f"{model.name}_serving")
+def write_saved_model(model, path, input_shape):
+    """Writes the classifier ``model`` (raw inputs → logits) as a SavedModel at ``path``.
 
-
-def write_saved_model(model, path):
-    """Writes ``serving_model(model)`` as a SavedModel at ``path``.
-
-    Its ``serving_default`` signature takes ``features``, raw float32 inputs (pixels in [0, 255],
-    not scaled to [0, 1]: the normalisation is inside the model), and returns ``output_0``, the
-    class probabilities. A model of images (inputs of shape (height, width, channels)) also gets
-    ``serving_uint8``, which takes the pixels as uint8, what images are stored as, and returns
-    the same probabilities.
+    Its ``serving_default`` signature takes ``features``, a batch of raw float32 examples of
+    ``input_shape`` (pixels in [0, 255], not scaled to [0, 1]: the normalisation is inside the
+    model), and returns ``output_0``, the class probabilities (a softmax of the logits). A model
+    of images (``input_shape`` (height, width, channels)) also gets ``serving_uint8``, which
+    takes the pixels as uint8, what images are stored as, and returns the same probabilities.
+    Any Keras model works: Sequential, functional or subclassed.
     """
     import tensorflow as tf
 
-    served = serving_model(model)
-    shape = tuple(served.inputs[0].shape)
+    def probabilities(features):
+        return tf.nn.softmax(model(features, training=False), axis=-1)
+
+    shape = (None, *input_shape)
     archive = keras.export.ExportArchive()
-    archive.track(served)
-    archive.add_endpoint("serving_default", lambda features: served(features, training=False),
+    archive.track(model)
+    archive.add_endpoint("serving_default", probabilities,
                          input_signature=[tf.TensorSpec(shape, tf.float32, name="features")])
-    if len(shape) == 4:
+    if len(input_shape) == 3:
         archive.add_endpoint(
-            "serving_uint8", lambda features: served(tf.cast(features, tf.float32), training=False),
+            "serving_uint8", lambda features: probabilities(tf.cast(features, tf.float32)),
             input_signature=[tf.TensorSpec(shape, tf.uint8, name="features")])
     archive.write_out(path, verbose=False)
 
@@ -92,7 +89,7 @@ def remove_stale_staging(model_root):
     return removed
 
 
-def export_model(model, export_dir, name):
+def export_model(model, export_dir, name, input_shape):
     """Exports the model (``write_saved_model``) as the next version of ``name``; returns its path.
 
     Killed exports' staging directories are deleted first (``remove_stale_staging``).
@@ -103,7 +100,7 @@ def export_model(model, export_dir, name):
     prefix = f"{_STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-"
     staging = tempfile.mkdtemp(prefix=prefix, dir=model_root)
     try:
-        write_saved_model(model, os.path.join(staging, "model"))
+        write_saved_model(model, os.path.join(staging, "model"), input_shape)
         while True:
             target = os.path.join(model_root, str((versions(model_root) or [0])[-1] + 1))
             try:

@@ -1,16 +1,14 @@
-"""K training steps per compiled call, the mini-batches cut from the split in memory.
+"""K training steps per compiled call.
 
 One call of a ``TrainLoop`` runs ``num_steps`` steps inside one ``tf.function`` (a
 ``tf.while_loop``, optionally compiled by XLA), like Keras' ``steps_per_execution`` and Orbit's
 ``steps_per_loop``. The loop's position is the run's global step g (a checkpointed variable); step
 g trains mini-batch ``g mod ⌈m/b⌉`` of epoch ``g div ⌈m/b⌉``, so one call may cross several
-epochs. Everything a step needs is computed inside the call from (seed, epoch, mini-batch):
+epochs. Everything a step needs comes from (seed, epoch, mini-batch):
 
-- the epoch's order, ``tfnet.data.epoch_orders`` (the orders of the epochs a call reaches are
-  drawn together just before it, outside the compiled loop, whose sort is slow on the CPU);
-- the mini-batch, gathered from the training split held in a variable (under ``tf.distribute``
-  each replica holds a copy and gathers its part of the global batch itself);
-- the augmentation of that mini-batch, seeded by ``tfnet.data.augmentation_seed``;
+- the mini-batch itself, from the training split's source (``tfnet.training.batches``: held in
+  memory and gathered in the call, or streamed from disk), in the epoch's order;
+- its augmentation, seeded by ``tfnet.data.augmentation_seed``;
 - the step itself, ``tfnet.training.step.make_train_step``: dropout masks come from the layers'
   checkpointed seed generators, the learning rate from the optimiser's step count.
 
@@ -27,11 +25,12 @@ host writes the same TensorBoard points for any K.
 
 import dataclasses
 import logging
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
-from tfnet import data as data_lib
+from tfnet.data import order as order_lib
 
 
 class _PerRunTracingNotice(logging.Filter):
@@ -54,11 +53,34 @@ def quiet_per_run_tracing_notice():
         logger.addFilter(_PerRunTracingNotice())
 
 
+class LoopState(NamedTuple):
+    """The state a call carries from step to step (all tensors).
+
+    Attributes:
+      done: steps by which the position advanced so far (applied or skipped updates).
+      skipped: of those, non-finite steps whose update was dropped.
+      first_nonfinite_step: the global step number (1-based) of the call's first non-finite
+        step, or 0.
+      nonfinite_cost: its cost (NaN when there was none).
+      stopped: a non-finite step ended the call (``stop_on_nonfinite``).
+      costs: the logged mini-batch costs, ``[log_capacity + 1]`` (the last slot is written by
+        the steps that are not logged, and never read).
+    """
+
+    done: tf.Tensor
+    skipped: tf.Tensor
+    first_nonfinite_step: tf.Tensor
+    nonfinite_cost: tf.Tensor
+    stopped: tf.Tensor
+    costs: tf.Tensor
+
+
 @dataclasses.dataclass(frozen=True)
 class LoopOutput:
     """What one call of the loop did.
 
     Attributes:
+      start: the position (global step) before the call.
       steps: steps by which the position advanced (applied or skipped updates).
       skipped: of those, non-finite steps whose update was dropped.
       first_nonfinite_step: the global step number (1-based) of the first non-finite step of
@@ -68,14 +90,22 @@ class LoopOutput:
         the position is the step before it.
       logged: ``[(step, cost), ...]``, the mini-batch cost of each step of the call that is a
         multiple of ``log_every_steps``.
+      seconds: how long the call took (set by the controller that timed it; 0.0 otherwise).
     """
 
+    start: int
     steps: int
     skipped: int
     first_nonfinite_step: int
     nonfinite_cost: float
     stopped: bool
     logged: list
+    seconds: float = 0.0
+
+    @property
+    def end(self):
+        """The position after the call."""
+        return self.start + self.steps
 
 
 class TrainLoop:
@@ -83,9 +113,8 @@ class TrainLoop:
 
     Args:
       train_step: ``take -> (cost, finite)``, from ``tfnet.training.step.make_train_step``.
-      examples: the training split in memory (``tfnet.data.Examples``).
-      batch_size: b, the global mini-batch size.
-      seed: the run's seed, which keys every epoch's order and augmentation.
+      batches: the training split's source of mini-batches (``tfnet.training.batches``).
+      seed: the run's seed, which keys every epoch's augmentation.
       position: the global step, an int64 ``tf.Variable`` the loop reads and advances.
       augment: ``augment(features, seed) -> features`` (``tfnet.augment.build``) applied to each
         training mini-batch, or None. Default None.
@@ -95,10 +124,11 @@ class TrainLoop:
       log_capacity: the most logged costs one call returns; a call runs at most
         ``log_capacity · log_every_steps`` steps. Default 1024.
       strategy: the ``tf.distribute`` strategy the step runs under. Default: the current one.
-      jit_compile: compile the loop with XLA (one device only). Default False.
+      jit_compile: compile with XLA (one device only): the whole loop where the batches allow
+        it (in memory), else each step. Default False.
     """
 
-    def __init__(self, train_step, examples, batch_size, seed, position, *, augment=None,
+    def __init__(self, train_step, batches, seed, position, *, augment=None,
                  stop_on_nonfinite=True, log_every_steps=10, log_capacity=1024, strategy=None,
                  jit_compile=False):
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -107,39 +137,32 @@ class TrainLoop:
                 "jit_compile must be False under a strategy with several replicas (XLA compiles "
                 f"one device's program). Received: jit_compile={jit_compile}"
             )
-        self.num_examples = int(examples.labels.shape[0])
-        self.batch_size = int(batch_size)
-        self.steps_per_epoch = data_lib.steps_per_epoch(self.num_examples, self.batch_size)
+        self.batches = batches
+        self.num_examples = batches.num_examples
+        self.batch_size = batches.batch_size
+        self.steps_per_epoch = batches.steps_per_epoch
         self.log_every_steps = int(log_every_steps)
         self.log_capacity = int(log_capacity)
         self.max_steps_per_call = self.log_capacity * self.log_every_steps
+        batches.reserve(self.max_steps_per_call)
         self.position = position
-        self._train_step = train_step
         self._seed = int(seed)
         self._augment = augment
         self._stop_on_nonfinite = bool(stop_on_nonfinite)
         self.jit_compile = bool(jit_compile)
-        # Examples are held flat, [m, d], and reshaped after the gather: XLA gathers whole rows
-        # of a 2-D array about 1.6× faster than of the image's 4-D one on the CPU.
-        self._example_shape = examples.features.shape[1:]
-        flat = tf.reshape(examples.features, [self.num_examples, -1])
-        with self.strategy.scope():  # one copy per replica, read where the replica runs
-            self._features = tf.Variable(flat, trainable=False, name="train_features")
-            self._labels = tf.Variable(examples.labels, trainable=False, name="train_labels")
-        # The orders of the epochs a call reaches, drawn before it (see __call__).
-        epochs_per_call = -(-self.max_steps_per_call // self.steps_per_epoch) + 1
-        self._orders = tf.Variable(tf.zeros([epochs_per_call, self.num_examples], tf.int32),
-                                   trainable=False, name="epoch_orders")
-        self._draw_orders = tf.function(
-            self._draw_orders_eagerly, autograph=False,
-            input_signature=[tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int32)])
+        whole_loop_xla = self.jit_compile and batches.compiles_with_xla
+        self._train_step = train_step
+        if self.jit_compile and not whole_loop_xla:
+            self._train_step = _compiled_step(train_step)
 
-        def loop(num_steps):  # a function of this loop's own: traced once, never retraced
-            return self._loop(num_steps)
+        def loop(num_steps, *arguments):  # a function of this loop's own: traced once
+            return self._loop(num_steps, arguments)
 
         quiet_per_run_tracing_notice()
-        self._run = tf.function(loop, jit_compile=self.jit_compile, autograph=False,
-                                input_signature=[tf.TensorSpec([], tf.int64, name="num_steps")])
+        self._run = tf.function(
+            loop, jit_compile=whole_loop_xla, autograph=False,
+            input_signature=[tf.TensorSpec([], tf.int64, name="num_steps"),
+                             *batches.argument_specs])
 
     def __call__(self, num_steps):
         """Runs ``num_steps`` steps (at most ``max_steps_per_call``); returns a ``LoopOutput``."""
@@ -147,111 +170,107 @@ class TrainLoop:
             raise ValueError(f"num_steps must be in [1, {self.max_steps_per_call}]. "
                              f"Received: num_steps={num_steps}")
         start = int(self.position.numpy())
-        first_epoch = start // self.steps_per_epoch
-        last_epoch = (start + num_steps - 1) // self.steps_per_epoch
-        self._draw_orders(tf.constant(first_epoch, tf.int64),
-                          tf.constant(last_epoch - first_epoch + 1, tf.int32))
-        result = {name: value.numpy() for name, value in self._run(tf.constant(num_steps, tf.int64)).items()}
-        steps = int(result["steps"])
+        arguments = self.batches.before_call(start, num_steps)
+        result = self._run(tf.constant(num_steps, tf.int64), *arguments)
+        result = {name: value.numpy() for name, value in result.items()}
+        steps, stopped = int(result["steps"]), bool(result["stopped"])
+        self.batches.after_call(start, steps + int(stopped))  # a stopping step read its batch
         every = self.log_every_steps
         logged_steps = range((start // every + 1) * every, start + steps + 1, every)
         logged = [(step, float(cost)) for step, cost in zip(logged_steps, result["costs"])]
-        return LoopOutput(steps=steps, skipped=int(result["skipped"]),
+        return LoopOutput(start=start, steps=steps, skipped=int(result["skipped"]),
                           first_nonfinite_step=int(result["first_nonfinite_step"]),
-                          nonfinite_cost=float(result["nonfinite_cost"]),
-                          stopped=bool(result["stopped"]), logged=logged)
+                          nonfinite_cost=float(result["nonfinite_cost"]), stopped=stopped,
+                          logged=logged)
 
-    def _loop(self, num_steps):
-        """Epochs in an outer ``tf.while_loop``, each epoch's order drawn once at its top, its
-        full mini-batches in an inner one, then its smaller last mini-batch, if any: no
-        per-step branch (and, compiled by XLA, static shapes in every step)."""
+    def _loop(self, num_steps, arguments):
+        """Epochs in an outer ``tf.while_loop``, its full mini-batches in an inner one, then its
+        smaller last mini-batch, if any: no per-step branch (and, compiled by XLA, static
+        shapes in every step)."""
         start = self.position.read_value()
         spe, b = self.steps_per_epoch, self.batch_size
         full_batches = self.num_examples // b
         last_size = self.num_examples - full_batches * b  # 0: every mini-batch is full
 
         def running(state):
-            done, stopped = state[0], state[4]
-            return tf.logical_and(done < num_steps, tf.logical_not(stopped))
+            return tf.logical_and(state.done < num_steps, tf.logical_not(state.stopped))
+
+        def one_step(state, epoch, shared, batch, size):
+            take = self.batches.take(shared, batch, size)
+            cost, finite = self._train_step(self._augmented(take, epoch, batch))
+            return self._record(state, start, cost, finite)
 
         def epoch_body(*state):
-            epoch, first_batch = (start + state[0]) // spe, (start + state[0]) % spe
-            order = self._order(epoch)
-
-            def one_step(state, batch, size):
-                indices = data_lib.batch_indices(order, batch, b, size)
-                cost, finite = self._train_step(self._taker(indices, epoch, batch))
-                return self._record(state, start, cost, finite)
-
-            batch, *state = tf.while_loop(
-                lambda batch, *state: tf.logical_and(batch < full_batches, running(state)),
-                lambda batch, *state: (batch + 1, *one_step(state, batch, b)),
+            state = LoopState(*state)
+            epoch, first_batch = (start + state.done) // spe, (start + state.done) % spe
+            shared = self.batches.epoch(epoch, arguments)  # e.g. the epoch's order, once
+            batch, *inner = tf.while_loop(
+                lambda batch, *s: tf.logical_and(batch < full_batches, running(LoopState(*s))),
+                lambda batch, *s: (batch + 1, *one_step(LoopState(*s), epoch, shared, batch, b)),
                 (first_batch, *state),
             )
+            state = LoopState(*inner)
             if last_size:
-                state = tf.cond(tf.logical_and(batch == full_batches, running(state)),
-                                lambda: one_step(state, full_batches, last_size),
-                                lambda: tuple(state))
+                state = LoopState(*tf.cond(
+                    tf.logical_and(batch == full_batches, running(state)),
+                    lambda: one_step(state, epoch, shared, full_batches, last_size),
+                    lambda: state))
             return tuple(state)
 
         zero = tf.constant(0, tf.int64)
-        initial = (zero, zero, zero, tf.constant(np.nan, tf.float32), tf.constant(False),
-                   tf.zeros([self.log_capacity + 1], tf.float32))
-        steps, skipped, first_bad, bad_cost, stopped, costs = tf.while_loop(
-            lambda *state: running(state), epoch_body, initial)
-        self.position.assign_add(steps)
-        return dict(steps=steps, skipped=skipped, first_nonfinite_step=first_bad,
-                    nonfinite_cost=bad_cost, stopped=stopped, costs=costs[:self.log_capacity])
+        initial = LoopState(zero, zero, zero, tf.constant(np.nan, tf.float32), tf.constant(False),
+                            tf.zeros([self.log_capacity + 1], tf.float32))
+        final = LoopState(*tf.while_loop(lambda *s: running(LoopState(*s)), epoch_body,
+                                         tuple(initial)))
+        self.position.assign_add(final.done)
+        return dict(steps=final.done, skipped=final.skipped,
+                    first_nonfinite_step=final.first_nonfinite_step,
+                    nonfinite_cost=final.nonfinite_cost, stopped=final.stopped,
+                    costs=final.costs[:self.log_capacity])
 
     def _record(self, state, start, cost, finite):
         """The loop's state after the step of index ``start + done``: whether it advanced, the
         non-finite bookkeeping, and its cost in the buffer when its number is logged."""
-        done, skipped, first_bad, bad_cost, stopped, costs = state
-        step = start + done + 1  # the global step number of this step
+        step = start + state.done + 1  # the global step number of this step
         bad = tf.logical_not(finite)
-        first = tf.logical_and(bad, first_bad == 0)
-        first_bad = tf.where(first, step, first_bad)
-        bad_cost = tf.where(first, cost, bad_cost)
+        first = tf.logical_and(bad, state.first_nonfinite_step == 0)
         advance = finite if self._stop_on_nonfinite else tf.constant(True)
-        stopped = tf.logical_and(bad, tf.logical_not(advance))
-        skipped += tf.cast(tf.logical_and(bad, advance), tf.int64)
         # Buffer slot of this step's cost; log_capacity is a slot that nobody reads.
         every = self.log_every_steps
         logged = tf.logical_and(advance, step % every == 0)
         slot = tf.where(logged, step // every - start // every - 1, self.log_capacity)
-        costs = tf.tensor_scatter_nd_update(costs, tf.reshape(slot, [1, 1]), tf.reshape(cost, [1]))
-        return done + tf.cast(advance, tf.int64), skipped, first_bad, bad_cost, stopped, costs
+        return LoopState(
+            done=state.done + tf.cast(advance, tf.int64),
+            skipped=state.skipped + tf.cast(tf.logical_and(bad, advance), tf.int64),
+            first_nonfinite_step=tf.where(first, step, state.first_nonfinite_step),
+            nonfinite_cost=tf.where(first, cost, state.nonfinite_cost),
+            stopped=tf.logical_and(bad, tf.logical_not(advance)),
+            costs=tf.tensor_scatter_nd_update(state.costs, tf.reshape(slot, [1, 1]),
+                                              tf.reshape(cost, [1])),
+        )
 
-    def _draw_orders_eagerly(self, first_epoch, count):
-        """Writes the orders of epochs ``first_epoch … + count − 1`` into ``_orders``' first rows.
+    def _augmented(self, take, epoch, batch):
+        """``take`` with each replica's part of the mini-batch augmented, if augmenting."""
+        if self._augment is None:
+            return take
 
-        Outside the compiled loop on purpose: XLA on the CPU sorts through a comparator called
-        per comparison, about ten times slower than TensorFlow's own kernel, and a sort per epoch
-        inside the loop cost a third of each step of a 2-64-32-2 network on 800 examples.
-        """
-        orders = data_lib.epoch_orders(self.num_examples, self._seed, first_epoch, count)
-        self._orders[:count].assign(orders)
+        def augmented(replica_id, num_replicas):
+            features, labels = take(replica_id, num_replicas)
+            seed = order_lib.augmentation_seed(self._seed, epoch, batch, replica_id)
+            return self._augment(features, seed), labels
 
-    def _order(self, epoch):
-        """The order of ``epoch``, one of the epochs this call reaches (drawn before it)."""
-        first_epoch = self.position.read_value() // self.steps_per_epoch
-        return tf.gather(self._orders, epoch - first_epoch)
+        return augmented
 
-    def _taker(self, indices, epoch, batch):
-        """``take(replica_id, num_replicas)`` for the step: that replica's part of the batch."""
 
-        def take(replica_id, num_replicas):
-            mine = indices
-            if num_replicas > 1:  # replica r takes positions [n·r/R, n·(r+1)/R) of the n
-                n = tf.size(indices, out_type=tf.int64)
-                r = tf.cast(replica_id, tf.int64)
-                mine = tf.gather(indices, tf.range(n * r // num_replicas, n * (r + 1) // num_replicas))
-            features = tf.gather(self._features, mine)
-            features = tf.reshape(features, tf.concat([tf.shape(mine), self._example_shape], 0))
-            labels = tf.gather(self._labels, mine)
-            if self._augment is not None:
-                seed = data_lib.augmentation_seed(self._seed, epoch, batch, replica_id)
-                features = self._augment(features, seed)
-            return features, labels
+def _compiled_step(train_step):
+    """``train_step`` compiled by XLA as a function of one device's mini-batch (for a loop that
+    XLA cannot compile whole: a streamed split's iterator)."""
 
-        return take
+    @tf.function(jit_compile=True, autograph=False)
+    def step(features, labels):
+        return train_step(lambda replica_id, num_replicas: (features, labels))
+
+    def compiled(take):
+        return step(*take(0, 1))
+
+    return compiled

@@ -12,7 +12,6 @@ On resume, the events that a killed run logged after its restored checkpoint are
 (``tfnet.training.events``), so that every step is shown once.
 """
 
-import dataclasses
 import json
 import os
 
@@ -34,8 +33,9 @@ def metrics():
 class RunOutputs:
     """The run directory's files and summary writers (no-ops on non-chief workers)."""
 
-    def __init__(self, config, run_dir, is_chief=True):
+    def __init__(self, config, run_dir, is_chief=True, identity=None):
         self.config = config
+        self.identity = identity
         self.run_dir = run_dir
         self.is_chief = is_chief
         self.train_writer = self.dev_writer = tf.summary.create_noop_writer()
@@ -51,8 +51,10 @@ class RunOutputs:
         with open(os.path.join(self.run_dir, "flags.txt"), "w") as f:
             f.write(self.config.to_flags())
         if fresh:
+            from tfnet.training import run_dir as run_dir_lib
+
             with open(os.path.join(self.run_dir, "config.json"), "w") as f:
-                json.dump(dataclasses.asdict(self.config), f, indent=2)
+                json.dump(run_dir_lib.saved_record(self.config, self.identity), f, indent=2)
         for name in ("train", "dev"):
             events.prune_events(os.path.join(self.run_dir, name), restored_step)
         self.train_writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "train"))

@@ -28,6 +28,8 @@ import sys
 
 import tensorflow as tf
 
+from tfnet import errors
+
 DAMAGED_DIR = "damaged"
 STATE_FILE = "checkpoint"  # The manager's state file (tf.train.get_checkpoint_state).
 
@@ -40,7 +42,7 @@ FILE_ERRORS = (tf.errors.OpError, IndexError)
 MODEL_ERRORS = (ValueError, AssertionError, tf.errors.OpError)
 
 
-class NoReadableCheckpointError(RuntimeError):
+class NoReadableCheckpointError(errors.TfnetError, RuntimeError):
     """A directory lists checkpoints, and none of them can be restored."""
 
 

@@ -18,24 +18,27 @@ import os
 import shutil
 
 from tfnet import config as config_lib
+from tfnet import errors
 from tfnet import locks
 
 # The lock file a run holds in its model_dir.
 LOCK_FILE = "run.lock"
 
 
-class RunDirError(ValueError):
+class RunDirError(errors.TfnetError, ValueError):
     """``model_dir`` holds a run that this configuration must not mix with, or another run is
     writing it."""
 
 
-def prepare(config, chief=True):
+def prepare(config, chief=True, identity=None):
     """Locks ``config.run_dir`` (on the chief), then applies the policy; returns the lock.
 
     Args:
       config: the run's ``TrainConfig``.
       chief: whether this process writes the run directory: it takes the lock and deletes an
         overwritten run (False on the other workers of a multi-worker run).
+      identity: what names a user's model and data beside the config
+        (``trainer.run_identity``), compared as the config's fields are; None for none.
 
     Returns:
       The held ``locks.DirectoryLock``, to be released when the run ends (or left to the end
@@ -47,7 +50,7 @@ def prepare(config, chief=True):
     """
     lock = _lock(config.run_dir) if chief else None
     try:
-        _apply_policy(config, delete=chief)
+        _apply_policy(config, identity, delete=chief)
     except BaseException:
         if lock is not None:
             lock.release()
@@ -65,7 +68,17 @@ def _lock(run_dir):
         ) from None
 
 
-def _apply_policy(config, delete):
+def saved_record(config, identity):
+    """What ``config.json`` holds: the config's fields, their effective values (the optimiser's
+    defaults filled in) and the identity of a user's model and data."""
+    record = json.loads(json.dumps(dataclasses.asdict(config)))
+    record["effective"] = json.loads(json.dumps(
+        {name: config.effective(name) for name in record}, default=list))
+    record["identity"] = json.loads(json.dumps(identity, default=str))
+    return record
+
+
+def _apply_policy(config, identity, delete):
     run_dir = config.run_dir
     saved = os.path.join(run_dir, "config.json")
     if not os.path.exists(saved):
@@ -81,13 +94,15 @@ def _apply_policy(config, delete):
         return
     with open(saved) as f:
         previous = json.load(f)
-    current = json.loads(json.dumps(dataclasses.asdict(config)))
+    record = saved_record(config, identity)
+    current = dict(record["effective"], identity=record["identity"])
+    before = dict(previous.get("effective", previous), identity=previous.get("identity"))
     changed = sorted(
         name for name in current
-        if name not in config_lib.RESUMABLE_FIELDS and previous.get(name) != current[name]
+        if name not in config_lib.RESUMABLE_FIELDS and before.get(name) != current[name]
     )
     if changed:
-        details = ", ".join(f"{n}: {previous.get(n)!r} -> {current[n]!r}" for n in changed)
+        details = ", ".join(f"{n}: {before.get(n)!r} -> {current[n]!r}" for n in changed)
         raise RunDirError(
             f"model_dir {run_dir} holds a different run ({details}); resume it with its own "
             f"flags (--flagfile={os.path.join(run_dir, 'flags.txt')}), or start over with "

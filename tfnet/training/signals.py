@@ -7,13 +7,19 @@ it finishes the call, writes a checkpoint and raises ``TrainingInterrupted``.
 import signal
 import threading
 
+from tfnet import errors
 
-class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM stopped the run after a checkpoint; ``signal_number`` says which."""
+
+class TrainingInterrupted(errors.TfnetError):
+    """SIGINT or SIGTERM stopped the run after a checkpoint; ``signal_number`` says which, and
+    the exit status is 128 + that number, as a shell reports a process the signal ended."""
+
+    label = "interrupted"
 
     def __init__(self, message, signal_number):
         super().__init__(message)
         self.signal_number = signal_number
+        self.exit_code = 128 + signal_number
 
 
 class StopSignals:

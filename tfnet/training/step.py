@@ -2,13 +2,15 @@
 
 The cost of one mini-batch of m examples (docs/methods.md §3, §11):
 
-    J = (1/m) Σ_i CE(y_i, z_i) + Σ_l (λ/2m) ‖W[l]‖²_F,   CE(y, z) = −z_y + log Σ_j exp(z_j)
+    J = (1/m) Σ_i CE(y_i, z_i) + Σ_l (λ/2m) ‖W[l]‖²_F + Σ_k R_k(w_k),   CE(y, z) = −z_y + log Σ_j exp(z_j)
 
-with z the logits of the model in training mode. Under ``tf.distribute`` with R replicas each
+with z the logits of the model in training mode, the L2 terms those of tfnet's layers and the
+R_k the Keras regularizers a user's layers carry (``kernel_regularizer``;
+``tfnet.model.regularization_cost``). Under ``tf.distribute`` with R replicas each
 replica computes its share, ``Σ_{i in its examples} CE / m + (λ/2m) Σ‖W‖² / R`` with m the
-*global* batch size (all-reduced, so a smaller last batch is averaged right); the optimiser sums
-the replicas' gradients, which is the gradient of J. The L2 term is ``tfnet.model.l2_cost`` of
-the kernels, not ``model.losses``: Keras keeps each layer's added losses in one list that the
+*global* batch size (all-reduced, so a smaller last batch is averaged right), and the
+regularisation divided by R; the optimiser sums the replicas' gradients, which is the gradient
+of J. The regularisation is computed from the weights, not read from ``model.losses``: Keras keeps each layer's added losses in one list that the
 replica threads share, and synchronized BatchNorm's all-reduce interleaves the threads in the
 middle of the forward pass, so one replica could read another's terms.
 
@@ -29,14 +31,15 @@ def cross_entropy(labels, logits):
 
 
 def replica_cost(model, features, labels, global_batch_size, num_replicas=1):
-    """One replica's share of J: ``Σ CE / m + (λ/2m) Σ‖W‖² / R`` with m = ``global_batch_size``.
+    """One replica's share of J: ``Σ CE / m + (regularisation) / R`` with m =
+    ``global_batch_size``.
 
     With one replica this is J itself. ``global_batch_size`` is a float tensor (the examples of
     the whole global mini-batch, on every replica); ``num_replicas`` is R.
     """
     logits = model(features, training=True)
     loss = tf.reduce_sum(cross_entropy(labels, logits)) / global_batch_size
-    return loss + model_lib.l2_cost(model, global_batch_size) / num_replicas
+    return loss + model_lib.regularization_cost(model, global_batch_size) / num_replicas
 
 
 def make_train_step(model, optimizer, strategy=None):
@@ -104,12 +107,8 @@ def make_evaluate(model, chunk_size=1024):
 
         def body(start, loss, correct):
             stop = tf.minimum(start + chunk_size, count)
-            logits = model(features[start:stop], training=False)
-            chunk_labels = labels[start:stop]
-            chunk_loss = tf.reduce_sum(cross_entropy(chunk_labels, logits))
-            hits = tf.equal(tf.argmax(logits, axis=-1, output_type=chunk_labels.dtype), chunk_labels)
-            return (stop, loss + tf.cast(chunk_loss, tf.float64),
-                    correct + tf.reduce_sum(tf.cast(hits, tf.float64)))
+            chunk_loss, hits = _sums(model, features[start:stop], labels[start:stop])
+            return stop, loss + chunk_loss, correct + hits
 
         zero = tf.constant(0.0, tf.float64)
         _, loss, correct = tf.while_loop(
@@ -119,3 +118,29 @@ def make_evaluate(model, chunk_size=1024):
         return loss / total, correct / total
 
     return evaluate
+
+
+def make_evaluate_stream(model):
+    """``evaluate(batches) -> (mean loss, accuracy)`` over a ``tf.data.Dataset`` of
+    ``(features, labels)`` batches (a split streamed from disk), in one compiled call, as
+    ``make_evaluate`` computes it for a split in memory."""
+
+    @tf.function(reduce_retracing=True)
+    def evaluate(batches):
+        zero = tf.constant(0.0, tf.float64)
+        loss, correct, count = zero, zero, zero
+        for features, labels in batches:
+            chunk_loss, hits = _sums(model, features, labels)
+            loss, correct = loss + chunk_loss, correct + hits
+            count += tf.cast(tf.shape(labels)[0], tf.float64)
+        return loss / count, correct / count
+
+    return evaluate
+
+
+def _sums(model, features, labels):
+    """Σ CE and the number of correct predictions of one chunk, in inference mode, as float64."""
+    logits = model(features, training=False)
+    loss = tf.reduce_sum(cross_entropy(labels, logits))
+    hits = tf.equal(tf.argmax(logits, axis=-1, output_type=labels.dtype), labels)
+    return tf.cast(loss, tf.float64), tf.reduce_sum(tf.cast(hits, tf.float64))

@@ -1,13 +1,18 @@
-"""One training run, assembled: run directory, strategy, data, model, step, loop, controller.
+"""One training run, assembled: run directory, strategy, data, model, step, loop, actions.
 
-``Trainer(config).run()`` builds everything a ``TrainConfig`` describes, resumes from the
-checkpoint in ``config.run_dir`` if there is one, trains with a ``Controller`` driving a
-``TrainLoop`` of the one ``train_step``, then evaluates the test split once, diagnoses bias and
-variance (docs/methods.md §1) and exports a SavedModel. With early stopping on, the best dev
-weights are restored before the test evaluation, the diagnosis and the export.
+``Trainer(config, model=None, data=None).run()`` builds what the config describes (through
+``tfnet.build``, the one path from a config to objects) or takes the user's model and data,
+resumes from the checkpoint in the run directory if there is one, trains with a ``Controller``
+driving a ``TrainLoop`` of the one ``train_step`` and calling the run's actions between calls,
+then evaluates the test split once, diagnoses bias and variance (docs/methods.md §1) and exports
+a SavedModel. With early stopping on, the best dev weights are restored before the test
+evaluation, the diagnosis and the export.
 """
 
 import dataclasses
+import hashlib
+import json
+import os
 import shutil
 import sys
 import tempfile
@@ -15,19 +20,17 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from tfnet import build
 from tfnet import config as config_lib
 from tfnet import data as data_lib
-from tfnet import diagnosis
-from tfnet import distribute
-from tfnet import model as model_lib
-from tfnet import optimizers
-from tfnet import paths
-from tfnet import schedules
+from tfnet import diagnosis, distribute, paths
+from tfnet.training import actions as actions_lib
+from tfnet.training import batches as batches_lib
 from tfnet.training import checkpointing
 from tfnet.training import export as export_lib
 from tfnet.training import run_dir as run_dir_lib
 from tfnet.training import step as step_lib
-from tfnet.training.controller import Controller
+from tfnet.training.controller import Controller, StepsPerCall
 from tfnet.training.loop import TrainLoop
 from tfnet.training.outputs import RunOutputs
 
@@ -59,39 +62,6 @@ class TrainResult:
     model: keras.Model = dataclasses.field(default=None, repr=False)
 
 
-def make_learning_rate(config, steps_per_epoch):
-    """α: a float, or the schedule ``config.lr_schedule`` with the decay arguments it takes;
-    α₀ is ``config.learning_rate``, or the optimiser's default learning rate when it is None."""
-    decay = {name: getattr(config, name) for name in schedules.SCHEDULE_ARGUMENTS[config.lr_schedule]}
-    if not decay.get("decay_interval", 1):
-        del decay["decay_interval"]  # 0: inverse_time decays every step; step must be told.
-    return schedules.get(config.lr_schedule, config.effective_learning_rate, steps_per_epoch,
-                         **decay)
-
-
-def make_optimizer(config, steps_per_epoch):
-    """The optimiser ``config.optimizer`` with the course hyperparameters it takes."""
-    accepted = optimizers.RECORDS[config.optimizer].hyperparameters
-    hyperparameters = {name: getattr(config, name) for name in accepted}
-    learning_rate = make_learning_rate(config, steps_per_epoch)
-    return optimizers.get(config.optimizer, learning_rate, **hyperparameters)
-
-
-def build_model(config, info, mean, variance):
-    """The classifier ``config`` describes, for data described by ``info``."""
-    return model_lib.build_model(
-        info.input_shape, info.num_classes, config.hidden_units, mean, variance,
-        activation=config.activation, initializer=config.initializer,
-        batch_norm=config.batch_norm, bn_momentum=config.bn_momentum,
-        bn_bias_correction=config.bn_bias_correction, bn_synchronized=config.bn_synchronized,
-        keep_prob=config.keep_prob, l2=config.l2, seed=config.seed,
-    )
-
-
-# The settings of how a trained run is finished (see Trainer.run).
-FINISH_SETTINGS = ("export", "export_dir", "export_name", "early_stopping_patience",
-                   "early_stopping_min_delta", "best_error", "evaluate_test")
-
 # With --jit_compile=auto, XLA compiles the loop of runs of at least this many steps: compiling
 # costs 1-5 s on this project's 2-core CPU and saves 0.1-0.6 ms per step on its networks, so a
 # shorter run finishes sooner without it.
@@ -113,6 +83,34 @@ def use_xla(config, strategy, total_steps):
             and (not config.augment or augment_lib.compiles_with_xla(config.augment)))
 
 
+def run_identity(model, data):
+    """What names a user's model and data beside the config (None for the config's own): the
+    model's class and weight shapes, or its factory's name; the data's name, sizes and shape."""
+    if model is None and data is None:
+        return None
+    identity = {}
+    if isinstance(model, keras.Model):
+        identity["model"] = [type(model).__qualname__,
+                             [list(w.shape) for w in model.weights] if model.built else None]
+    elif model is not None:
+        identity["model"] = f"{getattr(model, '__module__', '')}.{getattr(model, '__qualname__', model)}"
+    if data is not None:
+        info = data.info
+        identity["data"] = [info.name, info.num_classes, list(info.input_shape), info.num_train,
+                            info.num_dev, info.num_test, list(info.class_names)]
+    return identity
+
+
+def run_dir_of(config, identity):
+    """``config.model_dir``, or ``runs/<dataset>-<optimizer>-<digest>`` of the config's result
+    fields and the user's model and data (``run_identity``)."""
+    if config.model_dir or identity is None:
+        return config.run_dir
+    name = identity.get("data", [config.dataset_name])[0]
+    digest = hashlib.sha256(json.dumps([config.digest, identity], default=str).encode())
+    return os.path.join("runs", f"{name}-{config.optimizer}-{digest.hexdigest()[:8]}")
+
+
 class Trainer:
     """Holds one run's model, optimiser, data, state and outputs; ``run()`` trains and exports.
 
@@ -121,17 +119,32 @@ class Trainer:
 
     Args:
       config: a ``TrainConfig``.
+      model: the user's model instead of the one ``config.model`` names: a ``keras.Model``
+        whose outputs are the logits, or a factory ``model_fn(info) -> keras.Model`` (``info`` a
+        ``tfnet.data.DatasetInfo`` with the training split's statistics), called inside the
+        strategy's scope. Default: ``config.model``.
+      data: the user's data instead of the dataset ``config.dataset`` names: ``tfnet.data.Splits``
+        (``tfnet.data.from_arrays``, ``from_datasets``, ``load``). Default: ``config.dataset``.
       strategy: a ``tf.distribute`` strategy. Default: the one ``config.strategy`` names.
       verbose: 0 silent, 1 progress bar and a line per evaluated epoch, 2 the lines only.
         Default: 1 on a terminal, else 2.
       actions: callables run after each evaluation as ``action(metrics)`` (see ``train``).
     """
 
-    def __init__(self, config, strategy=None, verbose=None, actions=()):
-        self.config = config_lib.validate(config)
-        self.actions = tuple(actions)
+    def __init__(self, config, model=None, data=None, strategy=None, verbose=None, actions=()):
+        config = config_lib.validate(config)
+        if data is not None and not isinstance(data, data_lib.Splits):
+            raise TypeError(f"data must be tfnet.data.Splits (tfnet.data.from_arrays, "
+                            f"from_datasets or load). Received: {type(data).__name__}")
+        if model is not None and not (isinstance(model, keras.Model) or callable(model)):
+            raise TypeError(f"model must be a keras.Model or a function model_fn(info) returning "
+                            f"one. Received: {type(model).__name__}")
+        self._identity = identity = run_identity(model, data)
+        self.run_dir = run_dir_of(config, identity)
+        self.config = config = dataclasses.replace(config, model_dir=self.run_dir)
         self.verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
-        self.run_dir = config.run_dir
+        self.actions = tuple(actions)
+        self._user_model, self._user_data = model, data
         paths.check_writable_dir(self.run_dir, "model_dir")
         if config.export:
             paths.check_writable_dir(config.export_dir, "export_dir")
@@ -144,7 +157,7 @@ class Trainer:
         self._scratch_dir = None if self.is_chief else tempfile.mkdtemp(prefix="tfnet-worker-")
         if not self.is_chief:
             self.verbose = 0
-        self._run_lock = run_dir_lib.prepare(config, chief=self.is_chief)  # held to close()
+        self._run_lock = run_dir_lib.prepare(config, chief=self.is_chief, identity=identity)
         try:
             self._build(config)
         except BaseException:
@@ -156,85 +169,140 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
-
-        splits = data_lib.load(config.dataset, config.data_dir, config.dev_fraction,
-                               num_examples=config.num_examples)
-        train = splits.train.cache()
-        # In memory and checked (BadDataError) before anything is computed from them.
-        self.examples = data_lib.in_memory_splits(
-            {"train": train, "dev": splits.dev, "test": splits.test}, splits.info)
-        mean, variance = data_lib.normalization_statistics(train)
-        self.steps_per_epoch = data_lib.steps_per_epoch(splits.info.num_train, config.batch_size)
+        splits = self._user_data if self._user_data is not None else build.data(config)
+        # Placed in memory or streamed, and checked (BadDataError), before anything is computed.
+        self.data = build.prepared_data(config, splits)
+        self.info = info = self.data.info
+        for line in (self.data.summary, *info.notes):
+            self._say(line)
+        self.steps_per_epoch = data_lib.steps_per_epoch(info.num_train, config.batch_size)
         augment = None
         if config.augment:
             from tfnet import augment as augment_lib
 
-            augment = augment_lib.build(config.augment, splits.info.input_shape)
+            augment = augment_lib.build(config.augment, info.input_shape)
         with self.strategy.scope():
-            self.model = build_model(config, splits.info, mean, variance)
-            self.optimizer = make_optimizer(config, self.steps_per_epoch)
+            if self._user_model is None:
+                self.model = build.model(config, info)
+            else:
+                self.model = build.user_model(self._user_model, info)
+                from tfnet import model as model_lib
+
+                model_lib.check_classifier(self.model, info.input_shape, info.num_classes)
+            self.optimizer = build.optimizer(config, self.steps_per_epoch)
             self.optimizer.build(self.model.trainable_variables)
+        self.early_stopping = actions_lib.EarlyStopping(
+            self.model, self.run_dir, config.early_stopping_patience,
+            config.early_stopping_min_delta, save_dir=self._scratch_dir)
         # The run's position is per-process bookkeeping, not mirrored (and multi-worker
         # strategies cannot broadcast its string history).
         self.state = checkpointing.RunState(
             self.model, self.optimizer, self.run_dir, config.keep_checkpoints,
-            save_dir=self._scratch_dir,
+            save_dir=self._scratch_dir, tracked=self.early_stopping.trackables,
         )
         self.jit_compile = use_xla(config, self.strategy, config.epochs * self.steps_per_epoch)
         self.loop = TrainLoop(
             step_lib.make_train_step(self.model, self.optimizer, self.strategy),
-            self.examples["train"], config.batch_size, config.seed, self.state.global_step,
+            self._batches(config), config.seed, self.state.global_step,
             augment=augment, stop_on_nonfinite=config.on_nonfinite == "stop",
             log_every_steps=config.log_every_steps, strategy=self.strategy,
             jit_compile=self.jit_compile,
         )
-        self._evaluate = step_lib.make_evaluate(self.model)
-        self.outputs = RunOutputs(config, self.run_dir, self.is_chief)
+        self._evaluate_examples = step_lib.make_evaluate(self.model)
+        self._evaluate_stream = step_lib.make_evaluate_stream(self.model)
+        self.outputs = RunOutputs(config, self.run_dir, self.is_chief, self._identity)
+
+    def _batches(self, config):
+        train = self.data.splits["train"]
+        if self.data.in_memory("train"):
+            return batches_lib.MemoryBatches(train, config.seed, config.batch_size, self.strategy)
+        return batches_lib.StreamBatches(train, config.seed, config.batch_size)
 
     def evaluate(self, split):
         """(loss, accuracy) of the model in inference mode on "train", "dev" or "test"."""
-        loss, accuracy = self._evaluate(*self.examples[split])
+        held = self.data.splits[split]
+        if self.data.in_memory(split):
+            loss, accuracy = self._evaluate_examples(*held)
+        else:
+            loss, accuracy = self._evaluate_stream(held.batches().prefetch(2))
         return float(loss), float(accuracy)
+
+    def _say(self, text):
+        if self.verbose:
+            print(text, flush=True)
+
+    def finished(self):
+        """Whether nothing is left to train: every epoch done, or early stopping's patience used."""
+        return (int(self.state.global_step.numpy()) >= self.config.epochs * self.steps_per_epoch
+                or self.early_stopping.exhausted())
+
+    def _controller(self):
+        """The controller and the run's actions, in the order they run after each call."""
+        config = self.config
+        total_steps = config.epochs * self.steps_per_epoch
+        progress = actions_lib.Progress(self.verbose, None)
+        evaluation = actions_lib.Evaluation(
+            lambda: {"train": self.evaluate("train"), "dev": self.evaluate("dev")},
+            self.state, self.outputs, self.model, self.optimizer, config.epochs,
+            config.eval_every_epochs, self.steps_per_epoch, progress.say,
+            listeners=[self.early_stopping])
+        progress.next_evaluation_step = evaluation.next_evaluation_step
+        checkpoints = actions_lib.Checkpoints(self.state, self.outputs,
+                                              config.checkpoint_every_steps,
+                                              config.checkpoint_every_seconds)
+        self.steps_per_call = StepsPerCall(total_steps, evaluation, config.checkpoint_every_steps,
+                                           config.steps_per_loop, self.loop.max_steps_per_call)
+        actions = [
+            self.steps_per_call.action,
+            actions_lib.NonFiniteGuard(config.on_nonfinite, self.steps_per_epoch,
+                                       lambda: self.state.latest, self.outputs.flush, progress.say),
+            actions_lib.BatchCostSummaries(self.outputs),
+            progress,
+            evaluation,
+            actions_lib.StopOnSignal(checkpoints, self.steps_per_epoch, self.run_dir),
+            checkpoints,
+            actions_lib.UserActions(evaluation, self.actions, self.run_dir),
+        ]
+        return Controller(self.loop, total_steps, self.steps_per_call, actions,
+                          stop_when=self.early_stopping.exhausted)
 
     def run(self):
         """Trains (resuming if ``run_dir`` holds a checkpoint), then finishes; returns a
         ``TrainResult``. A run that had finished (its results written for the checkpointed
         state, nothing left to train) is only reported: nothing is trained, written or exported."""
+        self.early_stopping.remove_unfinished_writes()
         restored = self.state.restore_latest()
         position = int(self.state.global_step.numpy())
-        controller = Controller(self.config, self.state, self.loop, self.evaluate, self.outputs,
-                                self.model, self.optimizer, self.verbose, self.actions)
         previous = self.outputs.read_results() if restored else None
-        if (previous and previous.get("history") == self.state.history and controller.finished()
+        if (previous and previous.get("history") == self.state.history and self.finished()
                 and previous.get("finished_with") == self._finish_settings()):
             return self._report_finished(previous)
         self.outputs.open(restored_step=position, fresh=restored is None)
-        if restored and self.verbose:
+        if restored:
             epoch, batch = divmod(position, self.steps_per_epoch)
-            print(f"resumed from {restored} (epoch {epoch + 1}, step {batch} of "
-                  f"{self.steps_per_epoch})", flush=True)
+            self._say(f"resumed from {restored} (epoch {epoch + 1}, step {batch} of "
+                      f"{self.steps_per_epoch})")
+        controller = self._controller()
         try:
-            stopped_early = controller.train()
+            stopped_early = controller.run()
         finally:
             self.outputs.flush()
-        seconds_per_step = (controller.timed_seconds / controller.timed_steps
-                            if controller.timed_steps else None)
-        return self._finish(stopped_early, seconds_per_step)
+        if stopped_early:
+            self._say(self.early_stopping.message())
+        return self._finish(stopped_early, self.steps_per_call.steady_seconds_per_step)
 
     def _finish_settings(self):
         """The settings that decide how a trained run is finished (evaluated, exported): a run
         rerun with other ones is finished again, not only reported."""
-        return {name: getattr(self.config, name) for name in FINISH_SETTINGS}
+        return {name: getattr(self.config, name) for name in sorted(config_lib.FINISH_FIELDS)}
 
     def _report_finished(self, results):
-        if self.verbose:
-            print(f"already finished: {self.run_dir} (epoch {results['epoch']}/{self.config.epochs}"
+        self._say(f"already finished: {self.run_dir} (epoch {results['epoch']}/{self.config.epochs}"
                   f"{', stopped early' if results['stopped_early'] else ''}); nothing trained, "
-                  "written or exported", flush=True)
-            if results["test_accuracy"] is not None:
-                print(f"test loss {results['test_loss']:.4f} acc {results['test_accuracy']:.4f}",
-                      flush=True)
-            print(f"diagnosis: {results['diagnosis']}", flush=True)
+                  "written or exported")
+        if results["test_accuracy"] is not None:
+            self._say(f"test loss {results['test_loss']:.4f} acc {results['test_accuracy']:.4f}")
+        self._say(f"diagnosis: {results['diagnosis']}")
         return TrainResult(results["history"], results["test_loss"], results["test_accuracy"],
                            self.run_dir, results["export_path"], results["diagnosis"], None,
                            self.model)
@@ -249,7 +317,7 @@ class Trainer:
         last = history[-1]
         if config.early_stopping_patience:
             # The exported model is the best one: its errors are evaluated again, not looked up.
-            self.state.restore_best()
+            self.early_stopping.restore_best()
             _, train_accuracy = self.evaluate("train")
             final_dev_loss, final_dev_accuracy = self.evaluate("dev")
         else:
@@ -264,28 +332,33 @@ class Trainer:
             return result
         if config.export:
             result.export_path = export_lib.export_model(self.model, config.export_dir,
-                                                         config.model_name)
+                                                         config.model_name, self.info.input_shape)
         self.outputs.write_results(dict(
             last, epochs=len(history), test_loss=test_loss, test_accuracy=test_accuracy,
-            # The state's best (the weights in best/), which min_delta decides: not max(history).
-            best_dev_accuracy=float(self.state.best_dev_accuracy.numpy()), diagnosis=verdict,
-            export_path=result.export_path, stopped_early=stopped_early,
+            # The best kept (the weights in best/), which min_delta decides: not max(history).
+            best_dev_accuracy=float(self.early_stopping.best_dev_accuracy.numpy()),
+            diagnosis=verdict, export_path=result.export_path, stopped_early=stopped_early,
             exported_dev_loss=final_dev_loss, exported_dev_accuracy=final_dev_accuracy,
             jit_compile=self.jit_compile, finished_with=self._finish_settings(), history=history,
         ))
-        if self.verbose:
-            if config.evaluate_test:
-                print(f"test loss {test_loss:.4f} acc {test_accuracy:.4f}", flush=True)
-            print(f"diagnosis: {verdict}", flush=True)
+        if config.evaluate_test:
+            self._say(f"test loss {test_loss:.4f} acc {test_accuracy:.4f}")
+        self._say(f"diagnosis: {verdict}")
         return result
 
 
-def train(config, strategy=None, verbose=None, actions=()):
+def train(config, model=None, data=None, strategy=None, verbose=None, actions=()):
     """Trains, evaluates and exports one model as ``config`` says; returns a ``TrainResult``.
 
-    ``actions`` are callables run after each evaluation as ``action(metrics)`` (the epoch's
-    history record: epoch, step, train and dev loss and accuracy, learning_rate, seconds, and
-    ``run_dir``), after the checkpoint due at that step, if any.
+    Args:
+      config: a ``tfnet.config.TrainConfig``.
+      model: a user's ``keras.Model`` (outputs: logits) or factory ``model_fn(info)``; default
+        the model ``config.model`` names (see ``Trainer``).
+      data: a user's ``tfnet.data.Splits``; default the dataset ``config.dataset`` names.
+      strategy, verbose: see ``Trainer``.
+      actions: callables run after each evaluation as ``action(metrics)`` (the epoch's history
+        record: epoch, step, train and dev loss and accuracy, learning_rate, seconds, and
+        ``run_dir``), after the checkpoint due at that step, if any.
 
     With ``config.deterministic``, TensorFlow's op determinism (a process-wide setting) is
     enabled for the run and restored afterwards.
@@ -295,7 +368,8 @@ def train(config, strategy=None, verbose=None, actions=()):
 
     determinism_was_enabled = tf_config.is_op_determinism_enabled()
     try:
-        trainer = Trainer(config, strategy=strategy, verbose=verbose, actions=actions)
+        trainer = Trainer(config, model=model, data=data, strategy=strategy, verbose=verbose,
+                          actions=actions)
         try:
             return trainer.run()
         finally:
