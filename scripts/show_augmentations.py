@@ -43,7 +43,7 @@ def main(argv):
     if augment_fn is None:
         print("--augment must name at least one augmentation", file=sys.stderr)
         return 1
-    images, _ = splits.train.take(FLAGS.num_images).batch(FLAGS.num_images).get_single_element()
+    images, _ = splits.train.batches(FLAGS.num_images).take(1).get_single_element()
     versions = augment_preview.augmented_versions(images, augment_fn, FLAGS.num_versions,
                                                   FLAGS.seed)
     title = f"{FLAGS.dataset}: {', '.join(FLAGS.augment)} (seed {FLAGS.seed})"

@@ -12,7 +12,7 @@ import json
 import os
 
 
-def setting(default, help, check=None, *, resumable=False, finish=False):
+def setting(default, help, check=None, *, resumable=False, finish=False, element=None):
     """A config field: its default, its help text (the flag's help), its check (a function
     ``check(name, value)`` that raises ``ValueError``, see ``fail``, for a value not allowed) and
     its policy, as field metadata:
@@ -21,10 +21,14 @@ def setting(default, help, check=None, *, resumable=False, finish=False):
       logging, checkpointing, early stopping, strategy): it is not part of the run's identity
       (``TrainConfig.digest``, ``tfnet.training.run_dir``);
     - ``finish``: the field decides how a trained run is finished (evaluated, exported): a
-      finished run rerun with another value is finished again, not only reported.
+      finished run rerun with another value is finished again, not only reported;
+    - ``element``: the type of a tuple field's values (default: that of the default's first).
     """
+    if element is None and isinstance(default, tuple) and default:
+        element = type(default[0])
     return dataclasses.field(default=default, metadata={
-        "help": help, "check": check, "resumable": resumable, "finish": finish})
+        "help": help, "check": check, "resumable": resumable, "finish": finish,
+        "element": element})
 
 
 _field = setting
@@ -188,7 +192,7 @@ class TrainConfig:
     )
     image_size: tuple = _field(
         (), "Image-folder datasets: resize every image to height,width (bilinear); empty: the "
-        "images must all have one size.", _image_size,
+        "images must all have one size.", _image_size, element=int,
     )
     dev_fraction: float = _field(
         0.2, "Fraction of the training split held out as the dev set, in (0, 1); a dataset "

@@ -123,10 +123,11 @@ def define_train_flags(flag_values=flags.FLAGS, names=None):
     """
     import_tensorflow_quietly()
     define_config_flags(config_lib.TrainConfig, flag_values, names)
-    if all(name in flag_values for name in ("dataset", "data_dir", "augment")):
+    data_flags = [name for name in ("dataset", "data_dir", "augment", "label_column",
+                                    "image_size", "model") if name in flag_values]
+    if all(name in data_flags for name in ("dataset", "data_dir", "augment")):
         flags.register_multi_flags_validator(
-            ["dataset", "data_dir", "augment"], _dataset_available, message="invalid --dataset",
-            flag_values=flag_values,
+            data_flags, _dataset_available, message="invalid --dataset", flag_values=flag_values,
         )
     for names, cross_check in config_lib.CROSS_CHECKS:
         if all(name in flag_values for name in names):
@@ -150,13 +151,22 @@ def _cross_validator(names, cross_check):
 
 
 def _dataset_available(values):
-    """The dataset is there, and the augmentations fit its examples (from its metadata)."""
+    """The dataset is there (its metadata, a file's header or first image: nothing else is
+    read), the augmentations fit its examples, and --model=cnn gets images."""
     from tfnet import augment, data  # Imported lazily: they import TensorFlow.
 
+    fields = config_lib.TrainConfig.__dataclass_fields__
     try:
-        shape = data.input_shape(values["dataset"], values["data_dir"])
-    except data.DatasetNotFoundError as error:
+        shape = data.input_shape(values["dataset"], values["data_dir"],
+                                 label_column=values.get("label_column", "label"),
+                                 image_size=_convert(fields["image_size"],
+                                                     values.get("image_size") or []))
+    except (data.DatasetNotFoundError, data.BadDataError) as error:
         raise flags.ValidationError(f"--dataset={values['dataset']}: {error}") from None
+    if values.get("model") == "cnn" and len(shape) != 3:
+        raise flags.ValidationError(
+            f"--model=cnn needs images (height, width, channels); --dataset={values['dataset']} "
+            f"has examples of shape {shape}: use --model=mlp")
     if values["augment"]:
         try:
             augment.build(values["augment"], shape)
@@ -210,7 +220,7 @@ def _convert(field, value):
     """A parsed flag value as the field's type (lists of strings become tuples of numbers of
     the default's element type)."""
     if isinstance(field.default, tuple):
-        element = type(field.default[0]) if field.default else str
+        element = field.metadata.get("element") or str
         try:
             return tuple(element(v) for v in value)
         except ValueError:

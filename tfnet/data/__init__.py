@@ -14,13 +14,13 @@ Dev is carved from the training split (at random for files and arrays, the tail 
 ``tf.data``, docs/methods.md §1); a source without a test split has one held out too, and says
 so (``DatasetInfo.notes``). Features are float32 (raw pixel values in [0, 255] for images);
 normalisation is not applied here: its statistics come from the training split
-(``prepare.normalization_statistics``) and live inside the model, so an exported model takes raw
+(``preparation.normalization_statistics``) and live inside the model, so an exported model takes raw
 inputs. ``prepare`` places each split in memory or streams it from disk (``stream``), checks it
 and computes those statistics. Each epoch's order is a pure function of (seed, epoch)
 (``order``), for the in-memory and the streamed path alike.
 """
 
-from tfnet.data import prepare as prepare_lib
+from tfnet.data import preparation
 from tfnet.data import sources
 from tfnet.data.embedded import EMBEDDED_DATASETS, make_embedded
 from tfnet.data.order import (
@@ -32,7 +32,7 @@ from tfnet.data.order import (
     replica_rows,
     steps_per_epoch,
 )
-from tfnet.data.prepare import Examples, PreparedData, in_memory, normalization_statistics, prepare
+from tfnet.data.preparation import Examples, PreparedData, in_memory, normalization_statistics, prepare
 from tfnet.data.sources import from_arrays, from_datasets, input_shape, is_path, load
 from tfnet.data.splits import DatasetInfo, Split, Splits
 from tfnet.data.tfds_source import DatasetNotFoundError, check_available

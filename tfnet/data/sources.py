@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tfnet.data import embedded, files, images, tables, tfds_source
 from tfnet.data.splits import ArraySplit, DatasetInfo, DatasetSplit, Splits, splits_from
+from tfnet import data_checks
 from tfnet.data_checks import BadDataError
 
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "tfnet")
@@ -33,7 +34,7 @@ def load(name, data_dir=None, dev_fraction=0.2, seed=0, num_examples=0, label_co
       label_column: a CSV's label column. Default "label".
       image_size: an image folder's (height, width) to resize to; empty: as stored.
       memory_budget: bytes a CSV's features may take in memory before they are copied to
-        ``cache_dir`` instead. Default: automatic (``tfnet.data.prepare.automatic_budget``).
+        ``cache_dir`` instead. Default: automatic (``tfnet.data.preparation.automatic_budget``).
       cache_dir: where such copies go. Default ``~/.cache/tfnet``.
 
     Raises:
@@ -57,11 +58,11 @@ def load(name, data_dir=None, dev_fraction=0.2, seed=0, num_examples=0, label_co
         return images.load_image_folder(name, dev_fraction, short, image_size)
     if name.endswith(".npz"):
         return files.load_npz(name, dev_fraction, short)
-    from tfnet.data import prepare  # the automatic budget
+    from tfnet.data import preparation  # the automatic budget
 
     cache = os.path.expanduser(cache_dir or DEFAULT_CACHE_DIR)
     return tables.load_csv(name, label_column, dev_fraction, short,
-                           memory_budget or prepare.automatic_budget(), cache)
+                           memory_budget or preparation.automatic_budget(), cache)
 
 
 def check_path(path):
@@ -128,7 +129,7 @@ def from_datasets(train, test=None, dev=None, num_classes=None, name="data", dev
         raise ValueError("train must be a tf.data.Dataset of single (features, label) examples "
                          f"whose features have a fixed shape. Received: element_spec={spec}")
     shape = tuple(spec[0].shape)
-    counts = {part: _count(d, num_classes is None) for part, d in
+    counts = {part: _count(d, num_classes is None, name, part) for part, d in
               (("train", train), ("dev", dev), ("test", test)) if d is not None}
     if num_classes is None:
         num_classes = max(top for _, top in counts.values()) + 1
@@ -154,13 +155,19 @@ def from_datasets(train, test=None, dev=None, num_classes=None, name="data", dev
                   info=info)
 
 
-def _count(dataset, labels_needed):
+def _count(dataset, labels_needed, name, part):
     """``(examples, largest label)`` of a dataset (one pass; the label only when needed)."""
+    from tfnet.data import preparation
+
     count, top = 0, -1
-    for _, y in dataset.batch(4096).as_numpy_iterator():
-        count += len(y)
-        if labels_needed:
-            top = max(top, int(np.max(y)))
+    try:
+        for _, y in dataset.batch(4096).as_numpy_iterator():
+            count += len(y)
+            if labels_needed:
+                top = max(top, int(np.max(y)))
+    except tf.errors.OpError:  # an example that cannot be read: named, one by one
+        data_checks.check_one_shape(name, part, preparation.shapes(dataset, name, part))
+        raise
     if not count:
         raise BadDataError("a dataset given to tfnet must have at least one example")
     return count, top
@@ -189,8 +196,4 @@ def input_shape(name, data_dir=None, label_column="label", image_size=()):
             rows = files.RowFile.of_npz_member(name, "x_train")
             shape = rows.shape[1:] if rows is not None else archive["x_train"].shape[1:]
         return tuple(shape) + ((1,) if len(shape) == 2 else ())
-    import csv
-
-    with open(name, newline="") as f:
-        header = next(csv.reader(f), [])
-    return (max(len(header) - 1, 0),)
+    return (len(tables.feature_columns(name, label_column)),)

@@ -115,6 +115,7 @@ class ArraySplit(Split):
     """Examples held as numpy arrays (or ``np.memmap``s, read by position)."""
 
     readable = True
+    source = "arrays"
 
     def __init__(self, features, labels):
         self.features = features
@@ -162,6 +163,9 @@ class Subset(Split):
 
     def read_rows(self, indices):
         return self.base.read_rows(tf.gather(tf.constant(self.indices), indices))
+
+    def subset(self, indices):
+        return Subset(self.base, self.indices[indices])  # one level: positions in the base
 
 
 class DatasetSplit(Split):

@@ -35,6 +35,28 @@ def load_csv(path, label_column, dev_fraction, name, memory_budget, cache_dir):
       BadDataError: no such label column, no feature column, no rows, a field that is not a
         number (named by line and column), or lines of another number of fields.
     """
+    header, label_index, feature_index = _columns(path, label_column)
+    copy_dir = os.path.join(cache_dir, files.cache_key("csv", files.file_identity(path), label_column))
+    if os.path.exists(os.path.join(copy_dir, "meta.json")):
+        split, class_names = files.open_copy(copy_dir)  # reused: nothing is parsed again
+    else:
+        split, class_names = _parse(path, header, label_index, feature_index, memory_budget,
+                                    copy_dir)
+    if not split.num_examples:
+        raise BadDataError(f"dataset must have at least one example. Received: dataset={path!r}, "
+                           "which has a header only")
+    num_classes = len(class_names) or int(split.labels.max()) + 1
+    return splits_from(name, split, None, num_classes, dev_fraction, class_names)
+
+
+def feature_columns(path, label_column):
+    """The names of the feature columns of the CSV file ``path`` (its header only is read)."""
+    header, _, feature_index = _columns(path, label_column)
+    return [header[i] for i in feature_index]
+
+
+def _columns(path, label_column):
+    """``(header, label column index, feature column indices)`` from the file's first line."""
     with open(path, newline="") as f:
         header = next(csv.reader(f), None)
     if not header:
@@ -49,17 +71,7 @@ def load_csv(path, label_column, dev_fraction, name, memory_budget, cache_dir):
     if not feature_index:
         raise BadDataError(f"dataset must have a feature column besides label_column="
                            f"{label_column!r}. Received: dataset={path!r}")
-    copy_dir = os.path.join(cache_dir, files.cache_key("csv", files.file_identity(path), label_column))
-    if os.path.exists(os.path.join(copy_dir, "meta.json")):
-        split, class_names = files.open_copy(copy_dir)  # reused: nothing is parsed again
-    else:
-        split, class_names = _parse(path, header, label_index, feature_index, memory_budget,
-                                    copy_dir)
-    if not split.num_examples:
-        raise BadDataError(f"dataset must have at least one example. Received: dataset={path!r}, "
-                           "which has a header only")
-    num_classes = len(class_names) or int(split.labels.max()) + 1
-    return splits_from(name, split, None, num_classes, dev_fraction, class_names)
+    return header, label_index, feature_index
 
 
 def _parse(path, header, label_index, feature_index, memory_budget, copy_dir):

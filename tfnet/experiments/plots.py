@@ -18,7 +18,7 @@ def plot_cost_curves(rows, path, title=None):
 def _training_points(config):
     splits = data_lib.load(config.dataset, config.data_dir, config.dev_fraction,
                            num_examples=config.num_examples)
-    x, y = next(iter(splits.train.batch(splits.info.num_train)))
+    x, y = data_lib.in_memory(splits.train)
     return x.numpy(), y.numpy()
 
 

@@ -1,8 +1,9 @@
 """Gradient check of the classifier that `scripts/train.py` trains, optionally after training.
 
-The model is built exactly as `tfnet.training.Trainer` builds it (same seed, data statistics and
-`tfnet.model.build_model` arguments from a `TrainConfig`), optionally restored from a training
-checkpoint, and checked on the first `examples` training examples with training's cost
+The model is built exactly as `tfnet.training.Trainer` builds it, through the same path from a
+`TrainConfig` to objects (`tfnet.build`: the same seed, data and statistics, model), optionally
+restored from a training checkpoint, and checked on the first `examples` training examples with
+training's cost
 
     J = mean over the batch of cross_entropy(labels, logits) + sum(model.losses).
 """
@@ -10,26 +11,17 @@ checkpoint, and checked on the first `examples` training examples with training'
 import keras
 import tensorflow as tf
 
+from tfnet import build, training
 from tfnet import data as data_lib
-from tfnet import model as model_lib
-from tfnet import training
 from tfnet.gradcheck import check_gradients
 
 
 def build_training_model(config):
-    """The model `tfnet.training.Trainer(config)` starts from, and the training split."""
+    """The model `tfnet.training.Trainer(config)` starts from, and the training split (a
+    `tfnet.data.Split`)."""
     keras.utils.set_random_seed(config.seed)
-    splits = data_lib.load(config.dataset, config.data_dir, config.dev_fraction)
-    train = splits.train.cache()
-    mean, variance = data_lib.normalization_statistics(train)
-    model = model_lib.build_model(
-        splits.info.input_shape, splits.info.num_classes, config.hidden_units, mean, variance,
-        activation=config.activation, initializer=config.initializer,
-        batch_norm=config.batch_norm, bn_momentum=config.bn_momentum,
-        bn_bias_correction=config.bn_bias_correction, bn_synchronized=config.bn_synchronized,
-        keep_prob=config.keep_prob, l2=config.l2, seed=config.seed,
-    )
-    return model, train
+    prepared = build.prepared_data(config, build.data(config))
+    return build.model(config, prepared.info), prepared.splits["train"]
 
 
 def restore(model, checkpoint):
@@ -60,8 +52,8 @@ def check_training_model(config, *, checkpoint=None, examples=32, **check_kwargs
 
     Args:
         config: a `tfnet.config.TrainConfig` (its data fields, seed and every
-            `build_model` argument: hidden_units, activation, initializer, batch_norm, bn_*,
-            keep_prob, l2).
+            model field: model, hidden_units, conv_filters, activation, initializer,
+            batch_norm, bn_*, keep_prob, l2).
         checkpoint: a checkpoint prefix or directory written by training. Defaults to None: the
             freshly initialised model.
         examples: how many training examples the cost J is computed on. Defaults to 32.
@@ -72,5 +64,8 @@ def check_training_model(config, *, checkpoint=None, examples=32, **check_kwargs
     model, train = build_training_model(config)
     if checkpoint:
         restore(model, checkpoint)
-    x, y = next(iter(train.batch(examples)))
+    if isinstance(train, data_lib.Examples):
+        x, y = train.features[:examples], train.labels[:examples]
+    else:  # streamed: its first examples, read from disk
+        x, y = next(iter(train.batches(examples)))
     return check_gradients(model, x, y, training.cross_entropy, **check_kwargs)

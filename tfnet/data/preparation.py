@@ -81,7 +81,7 @@ def prepare(splits, memory_budget, cache_dir, statistics=True):
     left, placed = budget, {}
     for name, split in splits.items():
         if split.nbytes <= left:
-            placed[name] = in_memory(split)
+            placed[name] = _in_memory_one_shape(split, splits.info.name, name)
             left -= split.nbytes
         elif name == "train" and not split.readable:
             placed[name] = files.write_copy(split, os.path.join(cache_dir, _copy_key(split)))
@@ -96,6 +96,33 @@ def prepare(splits, memory_budget, cache_dir, statistics=True):
         mean, variance = normalization_statistics(batches)
         info = dataclasses.replace(info, mean=mean, variance=variance)
     return PreparedData(info, placed, _summary(splits, placed, budget))
+
+
+def _in_memory_one_shape(split, dataset, name):
+    """``in_memory(split)``; a pipeline whose examples differ in shape is named at the first odd
+    one (``data_checks.check_one_shape``)."""
+    try:
+        return in_memory(split)
+    except tf.errors.InvalidArgumentError:  # examples of several shapes cannot be batched
+        if isinstance(split, DatasetSplit):
+            data_checks.check_one_shape(dataset, name, shapes(split.dataset, dataset, name))
+        raise
+
+
+def shapes(examples, dataset, name):
+    """The shape of each example of a ``tf.data`` pipeline, one by one; one that cannot be read
+    (e.g. a generator yielding another shape than it declares) is named."""
+    iterator = iter(examples)
+    for index in range(2**62):
+        try:
+            features, _ = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as error:
+            raise data_checks.BadDataError(
+                f"dataset {dataset}, split {name}, example {index}: cannot be read "
+                f"({error.message.splitlines()[0]})") from None
+        yield tuple(features.shape)
 
 
 def _copy_key(split):

@@ -1,4 +1,4 @@
-"""tfnet.data: splits, embedded sets, normalisation statistics and mini-batch order."""
+"""tfnet.data: embedded sets, TFDS splits, normalisation statistics and mini-batch order."""
 
 import hashlib
 
@@ -9,9 +9,8 @@ import tensorflow as tf
 from tfnet import data
 
 
-def _arrays(dataset):
-    xs, ys = zip(*dataset.as_numpy_iterator())
-    return np.stack(xs), np.array(ys)
+def _arrays(split):
+    return tuple(t.numpy() for t in data.in_memory(split))
 
 
 def _fingerprints(x):
@@ -58,7 +57,7 @@ def test_mnist_t10k_splits_from_tfds_slicing(shared_tfds):
 
 def test_normalization_statistics_come_from_train_only():
     splits = data.load("circles")
-    mean, variance = data.normalization_statistics(splits.train)
+    mean, variance = data.normalization_statistics(splits.train.batches(100))
     x_train, _ = _arrays(splits.train)
     x_all = np.concatenate([x_train, _arrays(splits.dev)[0], _arrays(splits.test)[0]])
     # Expected: population mean and variance of the training features (docs/methods.md §1), float64.
@@ -71,7 +70,7 @@ def test_normalization_floors_constant_features():
     x = np.zeros((64, 3), np.float32)
     x[:, 0] = np.arange(64)
     x[:, 1] = 7.0  # a constant feature, like MNIST's black border pixels
-    dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros(64, np.int64)))
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros(64, np.int64))).batch(16)
     _, variance = data.normalization_statistics(dataset)
     assert variance[1] == pytest.approx(1e-3 * x[:, 0].var(), rel=1e-4)
 
