@@ -115,6 +115,9 @@ def test_config_round_trip():
     assert Dense.from_config(config).get_config() == config
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert isinstance(restored, Dense) and restored.get_config() == config
+    # The values travelled (a key missing on both sides would pass the lines above).
+    travelled = (restored.initializer, restored.l2, restored.seed, restored.use_bias)
+    assert travelled == ("xavier", 0.3, 2, False)
 
 
 @pytest.mark.parametrize(
