@@ -17,6 +17,9 @@ import tensorflow as tf
 
 from tfnet.layers import BatchNorm
 
+# A sibling module: pytest puts this directory on sys.path (tests/ is not a package).
+from batch_norm_reference import input_gamma_beta_gradients, numpy_batch_norm, random_batches
+
 # (input shape, axis): Dense activations and NHWC images, channel axis last or not.
 CASES = {
     "dense_last": ((16, 5), -1),
@@ -31,27 +34,12 @@ TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 MOMENTA = {"momentum0.9": 0.9, "momentum0.99": 0.99}
 
 
-def _batches(shape, steps, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    return [(rng.standard_normal(shape) * 3.0 + 5.0).astype(dtype) for _ in range(steps)]
-
-
-def _input_gamma_beta_gradients(layer, x, upstream, training):
-    x = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x, training=training)
-        # A weighted sum, so that the gradients are not the trivial ones of sum(y).
-        loss = tf.reduce_sum(y * upstream)
-    return (y, *tape.gradient(loss, [x, layer.gamma, layer.beta]))
-
-
 def _compare_with_keras(shape, axis, dtype, momentum):
     # dtype given explicitly: Keras caches its global dtype policy at the first layer built, so
     # the float64 fixture (set_floatx) alone does not reach layers made later in the session.
     ours = BatchNorm(axis=axis, momentum=momentum, epsilon=1e-3, dtype=dtype)
     theirs = keras.layers.BatchNormalization(axis=axis, momentum=momentum, epsilon=1e-3, dtype=dtype)
-    batches = _batches(shape, 50, dtype)
+    batches = random_batches(shape, 50, dtype)
     upstream = tf.constant(np.random.default_rng(1).standard_normal(shape).astype(dtype))
     ours.build(shape)
     theirs.build(shape)
@@ -70,8 +58,8 @@ def _compare_with_keras(shape, axis, dtype, momentum):
             )
             continue
         for training in (True, False):
-            got = _input_gamma_beta_gradients(ours, x, upstream, training)
-            want = _input_gamma_beta_gradients(theirs, x, upstream, training)
+            got = input_gamma_beta_gradients(ours, x, upstream, training)
+            want = input_gamma_beta_gradients(theirs, x, upstream, training)
             for g, w in zip(got, want):
                 np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=tol, atol=tol)
     np.testing.assert_allclose(ours.moving_mean.numpy(), theirs.moving_mean.numpy(), rtol=tol)
@@ -95,13 +83,6 @@ def test_matches_keras_float64(shape, axis, momentum, float64):
     _compare_with_keras(shape, axis, "float64", momentum)
 
 
-def _numpy_batch_norm(z, axis, gamma, beta, mean, variance, epsilon):
-    shape = [1] * z.ndim
-    shape[axis] = -1
-    mean, variance = mean.reshape(shape), variance.reshape(shape)
-    return gamma.reshape(shape) * (z - mean) / np.sqrt(variance + epsilon) + beta.reshape(shape)
-
-
 @pytest.mark.parametrize("bias_correction", [False, True])
 @pytest.mark.parametrize("shape,axis", CASES.values(), ids=CASES.keys())
 def test_matches_numpy_equations(shape, axis, bias_correction, float64):
@@ -117,14 +98,14 @@ def test_matches_numpy_equations(shape, axis, bias_correction, float64):
     reduce = tuple(i for i in range(len(shape)) if i != axis % len(shape))
     moving_mean = np.zeros(shape[axis])
     moving_variance = np.zeros(shape[axis]) if bias_correction else np.ones(shape[axis])
-    for t, z in enumerate(_batches(shape, 5, "float64"), start=1):
+    for t, z in enumerate(random_batches(shape, 5, "float64"), start=1):
         mu, sigma2 = z.mean(axis=reduce), z.var(axis=reduce)
-        want = _numpy_batch_norm(z, axis, gamma, beta, mu, sigma2, epsilon)
+        want = numpy_batch_norm(z, axis, gamma, beta, mu, sigma2, epsilon)
         np.testing.assert_allclose(layer(z, training=True).numpy(), want, rtol=1e-12, atol=1e-12)
         moving_mean = momentum * moving_mean + (1 - momentum) * mu
         moving_variance = momentum * moving_variance + (1 - momentum) * sigma2
         correction = 1 - momentum**t if bias_correction else 1.0
-        want = _numpy_batch_norm(
+        want = numpy_batch_norm(
             z, axis, gamma, beta, moving_mean / correction, moving_variance / correction, epsilon
         )
         np.testing.assert_allclose(layer(z, training=False).numpy(), want, rtol=1e-12, atol=1e-12)
@@ -132,7 +113,7 @@ def test_matches_numpy_equations(shape, axis, bias_correction, float64):
 
 def test_training_none_and_frozen_layer_use_running_averages():
     """training=None means inference, and trainable=False freezes the layer into inference."""
-    x = _batches((16, 4), 1, "float32")[0]
+    x = random_batches((16, 4), 1, "float32")[0]
     layer = BatchNorm(momentum=0.5)
     layer(x, training=True)
     before = layer.moving_mean.numpy()
@@ -230,15 +211,27 @@ def test_low_precision_inputs_normalised_in_float32(dtype):
         np.testing.assert_allclose(z_norm, reference, **output_tolerance)
 
 
+def _masks(shape, steps):
+    """(N, H, W) masks over (N, H, W, C) batches: about half the pixels of examples 0-3, and
+    in the first step none of examples 4-7 (replica 1 then holds no unmasked value at all)."""
+    rng = np.random.default_rng(2)
+    masks = [rng.uniform(size=shape[:-1]) < 0.5 for _ in range(steps)]
+    masks[0][4:] = False
+    return masks
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
 @pytest.mark.parametrize("bias_correction", [False, True])
-def test_synchronized_matches_single_device_on_full_batch(two_cpu_strategy, bias_correction):
+def test_synchronized_matches_single_device_on_full_batch(two_cpu_strategy, bias_correction, masked):
     """Two replicas with synchronized=True = one device on the concatenated batch.
 
     Outputs, running averages, and the gradients of the summed replica losses with respect to
-    the inputs and γ are compared; the unsynchronized layer is a planted failure.
+    the inputs and γ are compared; with a mask, the global weighted statistics (the same two
+    rounds on the masked sums and counts). The unsynchronized layer is a planted failure.
     """
     shape, steps = (8, 3, 3, 4), 3
-    batches = _batches(shape, steps, "float32")
+    batches = random_batches(shape, steps, "float32")
+    masks = _masks(shape, steps) if masked else [None] * steps
     upstream = np.random.default_rng(1).standard_normal(shape).astype("float32")
 
     def replicated(synchronized):
@@ -246,23 +239,25 @@ def test_synchronized_matches_single_device_on_full_batch(two_cpu_strategy, bias
             layer = BatchNorm(momentum=0.9, bias_correction=bias_correction, synchronized=synchronized)
             layer.build(shape)
 
-        def replica_step(x, w):
+        def replica_step(x, w, mask):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                y = layer(x, training=True)
+                y = layer(x, training=True, mask=mask if masked else None)
                 loss = tf.reduce_sum(y * w)
             dx, dgamma = tape.gradient(loss, [x, layer.gamma])
             # Sum γ's gradient over replicas, as an optimiser under the strategy would.
             dgamma = tf.distribute.get_replica_context().all_reduce("sum", dgamma)
             return y, dx, dgamma
 
-        step = tf.function(lambda x, w: two_cpu_strategy.run(replica_step, (x, w)))
+        step = tf.function(lambda *args: two_cpu_strategy.run(replica_step, args))
         results = []
-        for x in batches:
-            # Replica r gets examples 4r .. 4r+3 of the batch and of the upstream gradient.
-            def halves(ctx, x=x):
+        for x, mask in zip(batches, masks):
+            mask = np.ones(shape[:-1], bool) if mask is None else mask  # unused when unmasked
+
+            # Replica r gets examples 4r .. 4r+3 of the batch, the upstream gradient and mask.
+            def halves(ctx, x=x, mask=mask):
                 r = ctx.replica_id_in_sync_group
-                return tf.constant(x[4 * r:4 * r + 4]), tf.constant(upstream[4 * r:4 * r + 4])
+                return tuple(tf.constant(a[4 * r:4 * r + 4]) for a in (x, upstream, mask))
 
             per_replica = two_cpu_strategy.experimental_distribute_values_from_function(halves)
             y, dx, dgamma = step(*per_replica)
@@ -277,8 +272,9 @@ def test_synchronized_matches_single_device_on_full_batch(two_cpu_strategy, bias
     single = BatchNorm(momentum=0.9, bias_correction=bias_correction)
     single.build(shape)
     expected = []
-    for x in batches:
-        expected.append(_input_gamma_beta_gradients(single, x, tf.constant(upstream), True)[:3])
+    for x, mask in zip(batches, masks):
+        expected.append(
+            input_gamma_beta_gradients(single, x, tf.constant(upstream), True, mask)[:3])
 
     layer, results = replicated(synchronized=True)
     for (y, dx, dgamma), (want_y, want_dx, want_dgamma) in zip(results, expected):

@@ -45,7 +45,9 @@ class Adam(keras.optimizers.Optimizer):
       beta2: β₂ in [0, 1), the averaging coefficient of ``s``. Defaults to 0.999.
       epsilon: ε >= 0, keeps the division finite. Defaults to 1e-8.
       epsilon_hat: use Keras' constant ε̂ in place of the course's ε. Defaults to False.
-      name: defaults to ``"adam"``.
+      name: None (default) takes a unique name from the class name, as Keras names its own
+        optimisers: ``"adam"``, then ``"adam_1"``, ... (one counter with Keras'
+        ``Adam``, named alike), so two optimisers in one model never share variable paths.
       **kwargs: any ``keras.optimizers.Optimizer`` argument (``clipnorm``, ``weight_decay``,
         ``use_ema``, ``gradient_accumulation_steps``, ``loss_scale_factor``, ...).
 
@@ -64,7 +66,7 @@ class Adam(keras.optimizers.Optimizer):
         beta2=0.999,
         epsilon=1e-8,
         epsilon_hat=False,
-        name="adam",
+        name=None,
         **kwargs,
     ):
         check_learning_rate(learning_rate)

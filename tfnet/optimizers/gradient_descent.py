@@ -16,7 +16,9 @@ class GradientDescent(keras.optimizers.Optimizer):
 
     Args:
       learning_rate: α, a float > 0, a ``LearningRateSchedule`` or a callable. Defaults to 0.01.
-      name: defaults to ``"gradient_descent"``.
+      name: None (default) takes a unique name from the class name, as Keras names its own
+        optimisers: ``"gradient_descent"``, then ``"gradient_descent_1"``, ..., so two
+        optimisers in one model never share variable paths.
       **kwargs: any ``keras.optimizers.Optimizer`` argument (``clipnorm``, ``clipvalue``,
         ``global_clipnorm``, ``weight_decay``, ``use_ema``, ``gradient_accumulation_steps``,
         ``loss_scale_factor``, ...).
@@ -25,7 +27,7 @@ class GradientDescent(keras.optimizers.Optimizer):
       ValueError: if a numeric ``learning_rate`` is <= 0.
     """
 
-    def __init__(self, learning_rate=0.01, name="gradient_descent", **kwargs):
+    def __init__(self, learning_rate=0.01, name=None, **kwargs):
         check_learning_rate(learning_rate)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
 

@@ -38,7 +38,9 @@ class Momentum(keras.optimizers.Optimizer):
       beta: β in [0, 1), the averaging coefficient (about the last ``1/(1 − β)`` gradients).
         Defaults to 0.9.
       bias_correction: whether the step uses ``v / (1 − β^t)``. Defaults to False.
-      name: defaults to ``"momentum"``.
+      name: None (default) takes a unique name from the class name, as Keras names its own
+        optimisers: ``"momentum"``, then ``"momentum_1"``, ..., so two optimisers in one
+        model never share variable paths.
       **kwargs: any ``keras.optimizers.Optimizer`` argument (``clipnorm``, ``weight_decay``,
         ``use_ema``, ``gradient_accumulation_steps``, ``loss_scale_factor``, ...).
 
@@ -46,7 +48,7 @@ class Momentum(keras.optimizers.Optimizer):
       ValueError: if a numeric ``learning_rate`` is <= 0 or ``beta`` is outside [0, 1).
     """
 
-    def __init__(self, learning_rate=0.01, beta=0.9, bias_correction=False, name="momentum", **kwargs):
+    def __init__(self, learning_rate=0.01, beta=0.9, bias_correction=False, name=None, **kwargs):
         check_learning_rate(learning_rate)
         check_decay("beta", beta)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)

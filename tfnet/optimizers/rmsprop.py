@@ -32,7 +32,9 @@ class RMSprop(keras.optimizers.Optimizer):
       beta2: β₂ in [0, 1), the averaging coefficient of ``s``. Defaults to 0.9.
       epsilon: ε >= 0, keeps the division finite. Defaults to 1e-8.
       epsilon_inside_sqrt: divide by ``√(s + ε)`` instead of ``√s + ε``. Defaults to False.
-      name: defaults to ``"rmsprop"``.
+      name: None (default) takes a unique name from the class name, as Keras names its own
+        optimisers: ``"rm_sprop"``, then ``"rm_sprop_1"``, ... (one counter with Keras'
+        ``RMSprop``, named alike), so two optimisers in one model never share variable paths.
       **kwargs: any ``keras.optimizers.Optimizer`` argument (``clipnorm``, ``weight_decay``,
         ``use_ema``, ``gradient_accumulation_steps``, ``loss_scale_factor``, ...).
 
@@ -49,7 +51,7 @@ class RMSprop(keras.optimizers.Optimizer):
         beta2=0.9,
         epsilon=1e-8,
         epsilon_inside_sqrt=False,
-        name="rmsprop",
+        name=None,
         **kwargs,
     ):
         check_learning_rate(learning_rate)
