@@ -179,6 +179,7 @@ def test_no_names_means_no_augmentation():
 
 def _loop_batches(examples, seed, augment_fn, steps=4):
     """The (features, labels) of the first ``steps`` mini-batches the training loop feeds."""
+    from tfnet.training.batches import MemoryBatches
     from tfnet.training.loop import TrainLoop
 
     seen = []
@@ -191,15 +192,15 @@ def _loop_batches(examples, seed, augment_fn, steps=4):
         features, labels = take(tf.constant(0), 1)
         return tf.reshape(tf.py_function(record, [features, labels], tf.float32), []), tf.constant(True)
 
-    loop = TrainLoop(train_step, examples, 64, seed=seed, position=tf.Variable(0, dtype=tf.int64),
-                     augment=augment_fn)
+    loop = TrainLoop(train_step, MemoryBatches(examples, seed, 64), seed=seed,
+                     position=tf.Variable(0, dtype=tf.int64), augment=augment_fn)
     loop(steps)
     return seen
 
 
 def test_the_loop_augments_images_keeps_labels_and_repeats_with_the_seed(shared_tfds):
     splits = data.load("mnist_t10k", data_dir=shared_tfds)
-    train = data.in_memory(splits.train.take(256))
+    train = data.Examples(*(t[:256] for t in data.in_memory(splits.train)))
     fn = augment.build("crop,rotate", splits.info.input_shape)
     plain, first, again = (_loop_batches(train, 1, None), _loop_batches(train, 1, fn),
                            _loop_batches(train, 1, fn))

@@ -9,7 +9,7 @@ from absl import flags as absl_flags
 
 from tfnet import config as config_lib
 from tfnet import flags as tfnet_flags
-from tfnet import optimizers, schedules, training
+from tfnet import build, optimizers, schedules
 from tfnet.config import TrainConfig
 
 
@@ -36,14 +36,14 @@ def test_step_schedule_without_decay_interval_is_refused():
 
 def test_step_schedule_with_decay_interval_decays_on_it():
     config = config_lib.validate(TrainConfig(lr_schedule="step", decay_interval=3.0, decay_factor=0.5))
-    schedule = training.make_learning_rate(config, steps_per_epoch=10)
+    schedule = build.learning_rate(config, steps_per_epoch=10)
     assert float(schedule(29)) == pytest.approx(config.effective_learning_rate, rel=1e-6)
     assert float(schedule(30)) == pytest.approx(config.effective_learning_rate / 2, rel=1e-6)
 
 
 def test_inverse_time_without_decay_interval_still_decays_every_step():
     config = config_lib.validate(TrainConfig(lr_schedule="inverse_time", decay_rate=1.0))
-    schedule = training.make_learning_rate(config, steps_per_epoch=10)
+    schedule = build.learning_rate(config, steps_per_epoch=10)
     assert float(schedule(5)) == pytest.approx(config.effective_learning_rate / 1.5, rel=1e-6)
 
 
@@ -78,7 +78,7 @@ def test_decay_factor_range_agrees_with_the_schedule(name, schedule, value):
 
 def test_decay_base_of_one_is_a_constant_rate():
     config = config_lib.validate(TrainConfig(lr_schedule="exponential", decay_base=1.0))
-    schedule = training.make_learning_rate(config, steps_per_epoch=10)
+    schedule = build.learning_rate(config, steps_per_epoch=10)
     assert float(schedule(1000)) == pytest.approx(config.effective_learning_rate, rel=1e-6)
 
 

@@ -436,9 +436,9 @@ def test_bad_embedded_data_stops_the_trainer_before_the_model_is_built(monkeypat
         x, y = make_embedded(name, num_examples, seed, noise)
         return spoil(x, y, test=num_examples is not None)  # the test split is asked by size
 
-    monkeypatch.setattr(data, "make_embedded", spoiled)
+    monkeypatch.setattr("tfnet.data.embedded.make_embedded", spoiled)
     built = []
-    monkeypatch.setattr("tfnet.training.trainer.build_model", lambda *args: built.append(args))
+    monkeypatch.setattr("tfnet.build.model", lambda *args: built.append(args))
     with pytest.raises(data.BadDataError) as raised:
         training.Trainer(_config(tmp_path / "run", deterministic=False), verbose=0)
     assert str(raised.value).startswith(message) and not built

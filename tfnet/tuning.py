@@ -69,7 +69,7 @@ _RESULT_KEYS = ("dev_accuracy", "dev_loss", "best_dev_accuracy", "train_accuracy
 
 # TrainConfig's tuple fields (hidden_units, keep_prob) -> their element type: train.py logs them
 # to hp.hparams as comma-joined strings ("16,8", "1.0"), whatever type a search samples them as.
-_LOGGED_AS_STRING = {field.name: type(field.default[0])
+_LOGGED_AS_STRING = {field.name: field.metadata["element"]
                      for field in dataclasses.fields(config_lib.TrainConfig)
                      if isinstance(field.default, tuple)}
 

@@ -113,6 +113,11 @@ def to_arrays(split):
     """Every example of ``split`` in memory: ``(features float32 [m, ...], labels int64 [m])``."""
     if isinstance(split, ArraySplit) and not isinstance(split.features, np.memmap):
         return split.features.astype(np.float32, copy=False), split.labels
+    if any(d is None for d in split.example_shape):  # a dimension known only from the data
+        chunks = list(split.batches(CHUNK).as_numpy_iterator())
+        features = np.concatenate([x for x, _ in chunks]) if chunks else np.zeros([0])
+        labels = np.concatenate([y for _, y in chunks]) if chunks else np.zeros([0], np.int64)
+        return features.astype(np.float32, copy=False), labels
     features = np.empty((split.num_examples, *split.example_shape), np.float32)
     labels = np.empty(split.num_examples, np.int64)
     start = 0

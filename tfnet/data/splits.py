@@ -82,7 +82,11 @@ class Split:
 
     @property
     def nbytes(self):
-        """The features' size as float32 in memory."""
+        """The features' size as float32 in memory; 0 where the shape leaves a dimension unknown
+        (a TFDS feature of varying size: such a split is read into memory, as it cannot be
+        streamed in mini-batches of one shape)."""
+        if any(d is None for d in self.example_shape):
+            return 0
         return 4 * self.num_examples * int(np.prod(self.example_shape, dtype=np.int64))
 
     def batches(self, batch_size=CHUNK):
