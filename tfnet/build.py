@@ -22,7 +22,7 @@ from tfnet import optimizers, schedules
 def memory_budget(config):
     """Bytes of float32 features that may be held in memory (``memory_budget_mb``, or the
     automatic budget when it is 0)."""
-    return config.memory_budget_mb * 2**20 or data_lib.preparation.automatic_budget()
+    return int(config.memory_budget_mb * 2**20) or data_lib.preparation.automatic_budget()
 
 
 def cache_dir(config):

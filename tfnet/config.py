@@ -202,10 +202,11 @@ class TrainConfig:
         0, "Embedded sets only: examples generated for train + dev (0: the set's default, 1000 "
         "for moons and circles, 400 for flower); the test set keeps its size.", _non_negative_int,
     )
-    memory_budget_mb: int = _field(
-        0, "A split whose features take more than this many MB as float32 is streamed from disk "
-        "during training and evaluation instead of held in memory; 0: a quarter of the "
-        "machine's physical memory.", _non_negative_int, resumable=True,
+    memory_budget_mb: float = _field(
+        0.0, "Splits are held in memory, train first, while their features (as float32) fit in "
+        "this many MB; a split that does not fit is streamed from disk during training and "
+        "evaluation. 0: a quarter of the machine's physical memory.", _non_negative,
+        resumable=True,
     )
     cache_dir: str = _field(
         None, "Where a streamed split that cannot be read by position (a CSV, a TFDS dataset) is "

@@ -147,13 +147,23 @@ def check_classifier(model, input_shape, num_classes):
     try:
         outputs = model(tf.zeros((1, *input_shape)), training=False)
     except Exception as error:  # noqa: BLE001 — any failure here is the model's or the data's
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(f"model {model.name!r} must take the data's examples of shape "
-                         f"{tuple(input_shape)}: calling it on one failed ({first})") from None
+                         f"{tuple(input_shape)}: calling it on one failed "
+                         f"({error_summary(error)})") from None
     if not hasattr(outputs, "shape") or tuple(outputs.shape) != (1, num_classes):
         shape = tuple(outputs.shape) if hasattr(outputs, "shape") else type(outputs).__name__
         raise ModelError(f"model {model.name!r} must output one logit per class, shape (batch, "
                          f"{num_classes}). Received: outputs of shape {shape} for a batch of one")
+
+
+def error_summary(error):
+    """The line of an exception's message that says what went wrong (Keras wraps a layer's error
+    in "Exception encountered when calling ..." and lists the arguments after it)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    told = [line for line in lines if not line.startswith(
+        ("Exception encountered", "Arguments received", "•", "Call arguments received"))]
+    summary = (told or lines or [type(error).__name__])[0]
+    return f"{type(error).__name__}: {summary[:300]}"
 
 
 def l2_cost(model, m):

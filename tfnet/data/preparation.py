@@ -103,9 +103,10 @@ def _in_memory_one_shape(split, dataset, name):
     one (``data_checks.check_one_shape``)."""
     try:
         return in_memory(split)
-    except tf.errors.InvalidArgumentError:  # examples of several shapes cannot be batched
+    except tf.errors.OpError as error:  # examples of several shapes, a file that cannot be read
         if isinstance(split, DatasetSplit):
             data_checks.check_one_shape(dataset, name, shapes(split.dataset, dataset, name))
+        _name_unreadable(split, dataset, name, 0, split.num_examples, error)
         raise
 
 
@@ -151,13 +152,26 @@ def _check_streamed(info, name, split):
         except StopIteration:
             return
         except tf.errors.OpError as error:  # an image that cannot be decoded, or of another size
-            found = getattr(split, "first_unreadable", lambda *_: None)(start, CHUNK)
-            path, reason = found or (f"example {start}..{start + CHUNK - 1}", error.message)
-            raise data_checks.BadDataError(
-                f"dataset {info.name}, split {name}: {path} must be an image of shape "
-                f"{split.example_shape} ({reason.splitlines()[0]})") from None
+            _name_unreadable(split, info.name, name, start, CHUNK, error)
+            raise
         data_checks.check_chunk(info.name, name, start, features, labels, info.num_classes)
         start += len(labels)
+
+
+def _name_unreadable(split, dataset, name, start, count, error):
+    """Raises ``BadDataError`` naming the first file of examples ``start … start + count − 1``
+    of an image split that cannot be decoded to the split's shape; returns for other splits."""
+    if not hasattr(split, "first_unreadable"):
+        return
+    for first in range(start, min(start + count, split.num_examples), CHUNK):
+        found = split.first_unreadable(first, CHUNK)
+        if found:
+            path, reason = found
+            raise data_checks.BadDataError(
+                f"dataset {dataset}, split {name}: {path} must be an image of shape "
+                f"{split.example_shape} ({reason.splitlines()[0]})") from None
+    raise data_checks.BadDataError(f"dataset {dataset}, split {name}: examples {start}.."
+                                   f"{start + count - 1} cannot be read ({error.message.splitlines()[0]})")
 
 
 def _summary(splits, placed, budget):

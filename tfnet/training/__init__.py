@@ -23,15 +23,19 @@ Factored like TF Model Garden's Orbit:
     result = training.train(config.TrainConfig(epochs=10), model=my_model, data=my_splits)
 """
 
+from tfnet.model import ModelError
 from tfnet.training.actions import NonFiniteError, TrainingInterrupted
+from tfnet.training.loop import XlaUnavailableError
 from tfnet.training.step import cross_entropy
 from tfnet.training.trainer import TrainResult, Trainer, train
 
 __all__ = [
+    "ModelError",
     "NonFiniteError",
     "TrainResult",
     "Trainer",
     "TrainingInterrupted",
+    "XlaUnavailableError",
     "cross_entropy",
     "train",
 ]

@@ -156,8 +156,11 @@ class StreamBatches:
         return arguments[0]
 
     def take(self, iterator, batch, size):
-        del batch, size  # the iterator is at this step already
+        del batch  # the iterator is at this step already
         features, labels = iterator.get_next()
+        # Its static shape, as the in-memory gather has: the same kernels run on it.
+        features = tf.ensure_shape(features, (size, *self.split.example_shape))
+        labels = tf.ensure_shape(labels, (size,))
 
         def take(replica_id, num_replicas):
             if num_replicas == 1:

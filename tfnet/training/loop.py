@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from tfnet import errors
 from tfnet.data import order as order_lib
 
 
@@ -51,6 +52,11 @@ def quiet_per_run_tracing_notice():
     logger = tf.get_logger()
     if not any(isinstance(f, _PerRunTracingNotice) for f in logger.filters):
         logger.addFilter(_PerRunTracingNotice())
+
+
+class XlaUnavailableError(errors.TfnetError):
+    """``jit_compile=on`` for a step that XLA cannot compile (e.g. MaxPool's gradient under op
+    determinism, which has no deterministic XLA kernel)."""
 
 
 class LoopState(NamedTuple):
@@ -126,11 +132,15 @@ class TrainLoop:
       strategy: the ``tf.distribute`` strategy the step runs under. Default: the current one.
       jit_compile: compile with XLA (one device only): the whole loop where the batches allow
         it (in memory), else each step. Default False.
+      xla_fallback: where XLA cannot compile the step (an op without a deterministic XLA kernel
+        under op determinism, such as MaxPool's gradient): None raises
+        ``XlaUnavailableError``; a callable ``xla_fallback(reason)`` is told and the loop runs
+        without XLA. Default None.
     """
 
     def __init__(self, train_step, batches, seed, position, *, augment=None,
                  stop_on_nonfinite=True, log_every_steps=10, log_capacity=1024, strategy=None,
-                 jit_compile=False):
+                 jit_compile=False, xla_fallback=None):
         self.strategy = strategy or tf.distribute.get_strategy()
         if jit_compile and self.strategy.num_replicas_in_sync > 1:
             raise ValueError(
@@ -149,20 +159,28 @@ class TrainLoop:
         self._seed = int(seed)
         self._augment = augment
         self._stop_on_nonfinite = bool(stop_on_nonfinite)
-        self.jit_compile = bool(jit_compile)
-        whole_loop_xla = self.jit_compile and batches.compiles_with_xla
-        self._train_step = train_step
-        if self.jit_compile and not whole_loop_xla:
-            self._train_step = _compiled_step(train_step)
+        self._plain_step = train_step
+        self._xla_fallback = xla_fallback
+        self._compiled_once = False
+        quiet_per_run_tracing_notice()
+        self._build(bool(jit_compile))
+
+    def _build(self, jit_compile):
+        """The compiled call: XLA over the whole loop where the batches allow it, over each step
+        where they do not (a stream's iterator), or none."""
+        self.jit_compile = jit_compile
+        whole_loop_xla = jit_compile and self.batches.compiles_with_xla
+        self._train_step = self._plain_step
+        if jit_compile and not whole_loop_xla:
+            self._train_step = _compiled_step(self._plain_step)
 
         def loop(num_steps, *arguments):  # a function of this loop's own: traced once
             return self._loop(num_steps, arguments)
 
-        quiet_per_run_tracing_notice()
         self._run = tf.function(
             loop, jit_compile=whole_loop_xla, autograph=False,
             input_signature=[tf.TensorSpec([], tf.int64, name="num_steps"),
-                             *batches.argument_specs])
+                             *self.batches.argument_specs])
 
     def __call__(self, num_steps):
         """Runs ``num_steps`` steps (at most ``max_steps_per_call``); returns a ``LoopOutput``."""
@@ -171,7 +189,8 @@ class TrainLoop:
                              f"Received: num_steps={num_steps}")
         start = int(self.position.numpy())
         arguments = self.batches.before_call(start, num_steps)
-        result = self._run(tf.constant(num_steps, tf.int64), *arguments)
+        result = self._first_run(num_steps, arguments) if not self._compiled_once else self._run(
+            tf.constant(num_steps, tf.int64), *arguments)
         result = {name: value.numpy() for name, value in result.items()}
         steps, stopped = int(result["steps"]), bool(result["stopped"])
         self.batches.after_call(start, steps + int(stopped))  # a stopping step read its batch
@@ -182,6 +201,29 @@ class TrainLoop:
                           first_nonfinite_step=int(result["first_nonfinite_step"]),
                           nonfinite_cost=float(result["nonfinite_cost"]), stopped=stopped,
                           logged=logged)
+
+    def _first_run(self, num_steps, arguments):
+        """The first call, which compiles: where XLA has no kernel for an op of the step, an
+        ``XlaUnavailableError`` (nothing has run: compiling fails before), or with an
+        ``xla_fallback`` the same call without XLA (the same for every run of this config, so
+        runs stay bit-identical to each other)."""
+        try:
+            result = self._run(tf.constant(num_steps, tf.int64), *arguments)
+        except tf.errors.UnimplementedError as error:
+            if not self.jit_compile:
+                raise
+            reason = next((line.strip() for line in error.message.splitlines()
+                           if "XLA" in line or "xla" in line), error.message.splitlines()[0])
+            if self._xla_fallback is None:
+                raise XlaUnavailableError(
+                    f"jit_compile must be off or auto for this run: XLA cannot compile its "
+                    f"training step ({reason}). Received: jit_compile=on") from None
+            self._xla_fallback(reason)
+            self._build(False)
+            arguments = self.batches.before_call(int(self.position.numpy()), num_steps)
+            result = self._run(tf.constant(num_steps, tf.int64), *arguments)
+        self._compiled_once = True
+        return result
 
     def _loop(self, num_steps, arguments):
         """Epochs in an outer ``tf.while_loop``, its full mini-batches in an inner one, then its

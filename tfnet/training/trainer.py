@@ -24,6 +24,7 @@ from tfnet import build
 from tfnet import config as config_lib
 from tfnet import data as data_lib
 from tfnet import diagnosis, distribute, paths
+from tfnet import model as model_lib
 from tfnet.training import actions as actions_lib
 from tfnet.training import batches as batches_lib
 from tfnet.training import checkpointing
@@ -111,6 +112,17 @@ def run_dir_of(config, identity):
     return os.path.join("runs", f"{name}-{config.optimizer}-{digest.hexdigest()[:8]}")
 
 
+def _check_mirrored(model, strategy):
+    """Raises ``ModelError`` when a user's model built outside ``strategy``'s scope is to be
+    trained on several replicas (its variables would not be mirrored)."""
+    if strategy.num_replicas_in_sync > 1 and any(
+            not isinstance(w.value, tf.distribute.DistributedValues) for w in model.weights):
+        raise model_lib.ModelError(
+            f"model must be built inside the strategy's scope to train on "
+            f"{strategy.num_replicas_in_sync} replicas: pass a function model_fn(info) that builds "
+            f"it (tfnet calls it there). Received: the built model {model.name!r}")
+
+
 class Trainer:
     """Holds one run's model, optimiser, data, state and outputs; ``run()`` trains and exports.
 
@@ -186,8 +198,7 @@ class Trainer:
                 self.model = build.model(config, info)
             else:
                 self.model = build.user_model(self._user_model, info)
-                from tfnet import model as model_lib
-
+                _check_mirrored(self.model, self.strategy)
                 model_lib.check_classifier(self.model, info.input_shape, info.num_classes)
             self.optimizer = build.optimizer(config, self.steps_per_epoch)
             self.optimizer.build(self.model.trainable_variables)
@@ -206,7 +217,9 @@ class Trainer:
             self._batches(config), config.seed, self.state.global_step,
             augment=augment, stop_on_nonfinite=config.on_nonfinite == "stop",
             log_every_steps=config.log_every_steps, strategy=self.strategy,
-            jit_compile=self.jit_compile,
+            jit_compile=self.jit_compile, xla_fallback=None if config.jit_compile == "on" else (
+                lambda reason: self._say(f"XLA cannot compile this run's training step ({reason}):"
+                                         " training without it")),
         )
         self._evaluate_examples = step_lib.make_evaluate(self.model)
         self._evaluate_stream = step_lib.make_evaluate_stream(self.model)
@@ -339,7 +352,8 @@ class Trainer:
             best_dev_accuracy=float(self.early_stopping.best_dev_accuracy.numpy()),
             diagnosis=verdict, export_path=result.export_path, stopped_early=stopped_early,
             exported_dev_loss=final_dev_loss, exported_dev_accuracy=final_dev_accuracy,
-            jit_compile=self.jit_compile, finished_with=self._finish_settings(), history=history,
+            jit_compile=self.loop.jit_compile, finished_with=self._finish_settings(),
+            history=history,
         ))
         if config.evaluate_test:
             self._say(f"test loss {test_loss:.4f} acc {test_accuracy:.4f}")
