@@ -16,8 +16,6 @@ non-finite cost or gradient (the last good checkpoint is kept); 128 + N when sig
 130, SIGTERM 143) stopped training after a checkpoint: run the same command to resume.
 """
 
-import sys
-
 from absl import app, flags, logging
 
 from tfnet import flags as tfnet_flags
@@ -31,12 +29,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = tfnet_flags.train_config_from_flags(FLAGS)
     logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel writer logs every file.
-    from tfnet import errors, training  # After validation: TensorFlow loads only for real work.
+    from tfnet import training  # After validation: TensorFlow loads only for real work.
 
-    try:
-        result = training.train(config)
-    except errors.TfnetError as error:
-        return errors.report(error, sys.stderr)
+    result = training.train(config)  # a TfnetError is one line and its exit status (tfnet.flags.run)
     print(f"TensorBoard logs: {result.run_dir}  (open with: tensorboard --logdir {result.run_dir})")
     print(f"Flags of this run: {result.run_dir}/flags.txt  (reproduce with --flagfile=...)")
     if result.export_path:

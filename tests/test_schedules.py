@@ -93,16 +93,16 @@ def test_drives_ours_and_keras_optimisers(make_optimizer):
 
 
 ERROR_CASES = [
-    ("constant", {"learning_rate": 0.0}, "`learning_rate` must be > 0. Received: learning_rate=0.0"),
-    ("exponential", {"steps_per_epoch": 0}, "`steps_per_epoch` must be an integer > 0. Received: steps_per_epoch=0"),
-    ("step", {"steps_per_epoch": 2.5}, "`steps_per_epoch` must be an integer > 0. Received: steps_per_epoch=2.5"),
-    ("inverse_time", {"decay_rate": -1.0}, "`decay_rate` must be >= 0. Received: decay_rate=-1.0"),
-    ("inverse_time", {"decay_interval": 0}, "`decay_interval` must be > 0. Received: decay_interval=0"),
-    ("step", {"decay_interval": -2}, "`decay_interval` must be > 0. Received: decay_interval=-2"),
-    ("exponential", {"decay_base": 1.5}, "`decay_base` must be in (0, 1]. Received: decay_base=1.5"),
-    ("exponential", {"decay_base": 0.0}, "`decay_base` must be in (0, 1]. Received: decay_base=0.0"),
-    ("inverse_sqrt", {"decay_k": 0.0}, "`decay_k` must be > 0. Received: decay_k=0.0"),
-    ("step", {"decay_factor": 2.0}, "`decay_factor` must be in (0, 1]. Received: decay_factor=2.0"),
+    ("constant", {"learning_rate": 0.0}, "learning_rate must be > 0. Received: learning_rate=0.0"),
+    ("exponential", {"steps_per_epoch": 0}, "steps_per_epoch must be a positive integer. Received: steps_per_epoch=0"),
+    ("step", {"steps_per_epoch": 2.5}, "steps_per_epoch must be a positive integer. Received: steps_per_epoch=2.5"),
+    ("inverse_time", {"decay_rate": -1.0}, "decay_rate must be >= 0. Received: decay_rate=-1.0"),
+    ("inverse_time", {"decay_interval": 0}, "decay_interval must be > 0. Received: decay_interval=0"),
+    ("step", {"decay_interval": -2}, "decay_interval must be > 0. Received: decay_interval=-2"),
+    ("exponential", {"decay_base": 1.5}, "decay_base must be in (0, 1]. Received: decay_base=1.5"),
+    ("exponential", {"decay_base": 0.0}, "decay_base must be in (0, 1]. Received: decay_base=0.0"),
+    ("inverse_sqrt", {"decay_k": 0.0}, "decay_k must be > 0. Received: decay_k=0.0"),
+    ("step", {"decay_factor": 2.0}, "decay_factor must be in (0, 1]. Received: decay_factor=2.0"),
     ("exponential", {"decay_rate": 0.5},
      "`decay_rate` is not an argument of the 'exponential' schedule, which takes ('decay_base',). "
      "Received: decay_rate=0.5"),

@@ -32,11 +32,12 @@ class CompareConfig:
         "defaults, 0.01 for gd, momentum and their twins and 0.001 for rmsprop, adam and theirs, "
         "are for long runs: 30 epochs of moons want steps ten times as large).",
         config_lib.positive)
-    dataset: str = config_lib.setting(
-        "moons", "An embedded 2-D set, split as scripts/train.py splits it.",
-        config_lib.choice("moons", "circles", "flower"))
-    hidden_units: tuple = config_lib.setting((16, 16), "Units of each hidden layer.",
-                                             config_lib.positive_ints)
+    dataset: str = config_lib.shared("dataset")
+    data_dir: str = config_lib.shared("data_dir")
+    label_column: str = config_lib.shared("label_column")
+    model: str = config_lib.shared("model")
+    conv_filters: tuple = config_lib.shared("conv_filters")
+    hidden_units: tuple = config_lib.shared("hidden_units", (16, 16))
     batch_size: int = config_lib.setting(64, "Mini-batch size b.", config_lib.positive_int)
     epochs: int = config_lib.setting(30, "Passes over the training split.", config_lib.positive_int)
     target_loss: float = config_lib.setting(
@@ -61,7 +62,9 @@ def train_config(config, name, run_dir):
     """The ``TrainConfig`` of optimiser ``name``'s run: only the optimiser and α differ."""
     alpha = optimizers.RECORDS[name].default_learning_rate * config.learning_rate_factor
     return config_lib.TrainConfig(
-        dataset=config.dataset, hidden_units=tuple(config.hidden_units),
+        dataset=config.dataset, data_dir=config.data_dir, label_column=config.label_column,
+        model=config.model, conv_filters=tuple(config.conv_filters),
+        hidden_units=tuple(config.hidden_units),
         batch_size=config.batch_size, epochs=config.epochs, seed=config.seed, optimizer=name,
         learning_rate=alpha, model_dir=run_dir, export=False, resume=False, overwrite=True,
         checkpoint_every_seconds=0.0,

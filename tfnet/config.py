@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 
+from tfnet import _checks as checks
+
 
 def setting(default, help, check=None, *, resumable=False, finish=False, element=None):
     """A config field: its default, its help text (the flag's help), its check (a function
@@ -34,64 +36,11 @@ def setting(default, help, check=None, *, resumable=False, finish=False, element
 _field = setting
 
 
-def fail(name, rule, value):
-    raise ValueError(f"{name} must be {rule}. Received: {name}={value!r}")
-
-
-def _positive(name, value):
-    if not value > 0:
-        fail(name, "> 0", value)
-
-
-def _positive_or_none(name, value):
-    if value is not None:
-        _positive(name, value)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        fail(name, "a positive integer", value)
-
-
-def _non_negative_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        fail(name, "a non-negative integer", value)
-
-
-def _non_negative(name, value):
-    if not value >= 0:
-        fail(name, ">= 0", value)
-
-
-def _open_unit(name, value):
-    if not 0.0 < value < 1.0:
-        fail(name, "in (0, 1)", value)
-
-
-def _factor(name, value):
-    # (0, 1] as the schedules' own check: 1 is the no-decay limit, like decay_rate = 0.
-    if not 0.0 < value <= 1.0:
-        fail(name, "in (0, 1]", value)
-
-
-def _beta(name, value):
-    if not 0.0 <= value < 1.0:
-        fail(name, "in [0, 1)", value)
-
-
-def _beta_or_none(name, value):
-    if value is not None:
-        _beta(name, value)
-
-
-def _non_negative_or_none(name, value):
-    if value is not None:
-        _non_negative(name, value)
-
-
-def _hidden_units(name, value):
-    if not value or any(isinstance(u, bool) or not isinstance(u, int) or u <= 0 for u in value):
-        fail(name, "a non-empty comma-separated list of positive integers", ",".join(map(str, value)))
+fail = checks.fail
+# The rules of fields elsewhere (tfnet.compare, tfnet.study) that these modules name.
+positive, positive_int, positive_ints = (checks.check_positive, checks.check_positive_integer,
+                                         checks.check_positive_integers)
+choice, names_among = checks.choice, checks.names_among
 
 
 def _keep_prob(name, value):
@@ -99,38 +48,10 @@ def _keep_prob(name, value):
         fail(name, "one value or one per hidden layer, each in (0, 1]", ",".join(map(str, value)))
 
 
-def _choice(*allowed):
-    def check(name, value):
-        if value not in allowed:
-            fail(name, f"one of {', '.join(allowed)}", value)
-
-    return check
-
-
-def choice(*allowed):
-    """The check of a field whose value is one of ``allowed``."""
-    return _choice(*allowed)
-
-
-def names_among(*allowed):
-    """The check of a tuple field whose values are each one of ``allowed`` (at least one)."""
-
-    def check(name, value):
-        if not value or any(v not in allowed for v in value):
-            fail(name, f"a comma-separated list of {', '.join(allowed)}", ",".join(map(str, value)))
-
-    return check
-
-
-positive, positive_int, non_negative, non_negative_int, positive_ints = (
-    _positive, _positive_int, _non_negative, _non_negative_int, _hidden_units)
-
-
 def _optimizer(name, value):
     from tfnet import optimizers  # Imported lazily: the registry imports Keras.
 
-    if value not in optimizers.NAMES:
-        fail(name, f"one of {', '.join(optimizers.NAMES)}", value)
+    checks.choice(*optimizers.NAMES)(name, value)
 
 
 def _augment_names(name, value):
@@ -196,16 +117,17 @@ class TrainConfig:
     )
     dev_fraction: float = _field(
         0.2, "Fraction of the training split held out as the dev set, in (0, 1); a dataset "
-        "without a test split also holds out this fraction as its test set.", _open_unit
+        "without a test split also holds out this fraction as its test set.", checks.check_open_unit
     )
     num_examples: int = _field(
         0, "Embedded sets only: examples generated for train + dev (0: the set's default, 1000 "
-        "for moons and circles, 400 for flower); the test set keeps its size.", _non_negative_int,
+        "for moons and circles, 400 for flower); the test set keeps its size.",
+        checks.check_non_negative_integer,
     )
     memory_budget_mb: float = _field(
         0.0, "Splits are held in memory, train first, while their features (as float32) fit in "
         "this many MB; a split that does not fit is streamed from disk during training and "
-        "evaluation. 0: a quarter of the machine's physical memory.", _non_negative,
+        "evaluation. 0: a quarter of the machine's physical memory.", checks.check_non_negative,
         resumable=True,
     )
     cache_dir: str = _field(
@@ -227,27 +149,29 @@ class TrainConfig:
         _model,
     )
     conv_filters: tuple = _field(
-        (32, 64), "cnn: filters of each convolution block, comma-separated.", _hidden_units
+        (32, 64), "cnn: filters of each convolution block, comma-separated.",
+        checks.check_positive_integers
     )
     kernel_size: int = _field(3, "cnn: height and width of every convolution kernel.",
-                              _positive_int)
+                              checks.check_positive_integer)
     hidden_units: tuple = _field(
-        (64, 32), "Units of each hidden layer, comma-separated (e.g. 64,32).", _hidden_units
+        (64, 32), "Units of each hidden layer, comma-separated (e.g. 64,32).",
+        checks.check_positive_integers
     )
     activation: str = _field(
-        "relu", "Hidden-layer activation.", _choice("relu", "tanh", "sigmoid", "elu", "gelu")
+        "relu", "Hidden-layer activation.", checks.choice("relu", "tanh", "sigmoid", "elu", "gelu")
     )
     initializer: str = _field(
         "he", "Weight initialisation: he (randn*sqrt(2/n_in), for ReLU), xavier "
         "(randn*sqrt(1/n_in), for tanh), zeros or random_large (randn*10; demonstrations of "
-        "failure).", _choice("he", "xavier", "zeros", "random_large"),
+        "failure).", checks.choice("he", "xavier", "zeros", "random_large"),
     )
     batch_norm: bool = _field(
         False, "BatchNorm after each hidden Dense layer (which then has no bias), before the "
         "activation."
     )
     bn_momentum: float = _field(
-        0.99, "Momentum of BatchNorm's running averages, in [0, 1).", _beta
+        0.99, "Momentum of BatchNorm's running averages, in [0, 1).", checks.check_decay
     )
     bn_bias_correction: bool = _field(
         False, "Divide BatchNorm's running averages by 1 - momentum^t (they start at 0), so "
@@ -263,7 +187,7 @@ class TrainConfig:
     )
     l2: float = _field(
         0.0, "L2 strength lambda: adds (lambda/2m) * sum ||W||_F^2 over the kernels to the cost.",
-        _non_negative,
+        checks.check_non_negative,
     )
     # Optimisation.
     optimizer: str = _field(
@@ -272,19 +196,22 @@ class TrainConfig:
     )
     learning_rate: float = _field(
         None, "Learning rate alpha, > 0. Default: the optimiser's, as Keras' (0.01 for gd, "
-        "momentum and their twins; 0.001 for rmsprop, adam and theirs).", _positive_or_none,
+        "momentum and their twins; 0.001 for rmsprop, adam and theirs).",
+        checks.or_none(checks.check_positive),
     )
     beta: float = _field(
-        None, "Momentum's beta, in [0, 1). Default: the optimiser's own (0.9).", _beta_or_none)
+        None, "Momentum's beta, in [0, 1). Default: the optimiser's own (0.9).",
+        checks.or_none(checks.check_decay))
     beta1: float = _field(
         None, "Adam's beta1 (first moment), in [0, 1). Default: the optimiser's own (0.9).",
-        _beta_or_none)
+        checks.or_none(checks.check_decay))
     beta2: float = _field(
         None, "RMSprop's and Adam's beta2 (second moment), in [0, 1). Default: the optimiser's "
-        "own (0.9 for rmsprop and keras_rmsprop, 0.999 for adam and keras_adam).", _beta_or_none)
+        "own (0.9 for rmsprop and keras_rmsprop, 0.999 for adam and keras_adam).",
+        checks.or_none(checks.check_decay))
     epsilon: float = _field(
         None, "Epsilon of RMSprop and Adam, >= 0. Default: the optimiser's own (1e-8).",
-        _non_negative_or_none)
+        checks.or_none(checks.check_non_negative))
     bias_correction: bool = _field(
         False, "Momentum: step along v / (1 - beta^t) instead of v."
     )
@@ -301,22 +228,24 @@ class TrainConfig:
         "a0/(1 + decay_rate*floor(e/interval)); exponential decay_base^e * a0; inverse_sqrt "
         "decay_k * a0/sqrt(1 + e) (the course's k/sqrt(epoch) with epochs counted from 1); step: "
         "times decay_factor every --decay_interval epochs.",
-        _choice("constant", "inverse_time", "exponential", "inverse_sqrt", "step"),
+        checks.choice("constant", "inverse_time", "exponential", "inverse_sqrt", "step"),
     )
-    decay_rate: float = _field(1.0, "inverse_time's decay rate, >= 0.", _non_negative)
+    decay_rate: float = _field(1.0, "inverse_time's decay rate, >= 0.", checks.check_non_negative)
     decay_interval: float = _field(
         0.0, "Epochs between decays for inverse_time (0: every step) and step (required).",
-        _non_negative,
+        checks.check_non_negative,
     )
     decay_base: float = _field(
-        0.95, "exponential's base per epoch, in (0, 1] (1: no decay).", _factor
+        0.95, "exponential's base per epoch, in (0, 1] (1: no decay).", checks.check_factor
     )
-    decay_k: float = _field(1.0, "inverse_sqrt's k, > 0.", _positive)
+    decay_k: float = _field(1.0, "inverse_sqrt's k, > 0.", checks.check_positive)
     decay_factor: float = _field(
-        0.5, "step's factor per interval, in (0, 1] (1: no decay).", _factor
+        0.5, "step's factor per interval, in (0, 1] (1: no decay).", checks.check_factor
     )
-    batch_size: int = _field(64, "Mini-batch size b (the global batch).", _positive_int)
-    epochs: int = _field(30, "Number of passes over the training split.", _positive_int, resumable=True)
+    batch_size: int = _field(64, "Mini-batch size b (the global batch).",
+                         checks.check_positive_integer)
+    epochs: int = _field(30, "Number of passes over the training split.",
+                         checks.check_positive_integer, resumable=True)
     # Run.
     seed: int = _field(
         0, "Seed of the weights' initialisation, dropout and the data order, in [0, 2**32).", _seed)
@@ -329,80 +258,94 @@ class TrainConfig:
         "another directory; the same command, the same run, resumed).", resumable=True
     )
     export_dir: str = _field(
-        "saved_models", "Where SavedModels go, as <export_dir>/<export_name>/<version>/.", resumable=True, finish=True
+        "saved_models", "Where SavedModels go, as <export_dir>/<export_name>/<version>/.",
+            resumable=True, finish=True
     )
-    export_name: str = _field(None, "Name of the exported model (default: the dataset's name).", resumable=True, finish=True)
-    export: bool = _field(True, "Export a SavedModel at the end of training.", resumable=True, finish=True)
+    export_name: str = _field(None, "Name of the exported model (default: the dataset's name).",
+        resumable=True, finish=True)
+    export: bool = _field(True, "Export a SavedModel at the end of training.", resumable=True,
+        finish=True)
     log_every_steps: int = _field(
-        10, "Write the mini-batch cost to TensorBoard every this many steps.", _positive_int, resumable=True
+        10, "Write the mini-batch cost to TensorBoard every this many steps.",
+        checks.check_positive_integer, resumable=True
     )
     histograms: bool = _field(
         False, "Write weight histograms to TensorBoard at every evaluated epoch.", resumable=True
     )
     eval_every_epochs: int = _field(
         1, "Evaluate the training and dev splits (and log them, and decide early stopping) every "
-        "this many epochs; the last epoch is always evaluated.", _positive_int, resumable=True,
+        "this many epochs; the last epoch is always evaluated.", checks.check_positive_integer,
+            resumable=True,
     )
     steps_per_loop: int = _field(
         0, "Training steps per compiled call (a tf.while_loop): 0 (automatic) runs up to the next "
         "evaluation, checkpoint or the end, bounded so that a call lasts about a second; 1 is a "
-        "step per call. Any value gives the same results.", _non_negative_int, resumable=True,
+        "step per call. Any value gives the same results.", checks.check_non_negative_integer,
+            resumable=True,
     )
     jit_compile: str = _field(
         "auto", "Compile the training loop with XLA: auto (on for a run of 5,000 steps or more on "
         "one device when every augmentation has an XLA kernel: compiling takes seconds and pays "
         "off on long runs), on, off. XLA changes the numbers in the last bits (and the dropout "
         "and augmentation draws); a run is bit-identical to itself with the same setting.",
-        _choice("auto", "on", "off"), resumable=True,
+        checks.choice("auto", "on", "off"), resumable=True,
     )
     # Distribution.
     strategy: str = _field(
         "default", "tf.distribute strategy: default (one device), mirrored (all local GPUs, or "
         "--cpu_devices logical CPUs), multi_worker (the machines in TF_CONFIG), tpu (--tpu).",
-        _choice("default", "mirrored", "multi_worker", "tpu"), resumable=True,
+        checks.choice("default", "mirrored", "multi_worker", "tpu"), resumable=True,
     )
-    tpu: str = _field(None, "TPU name or grpc:// address for --strategy=tpu ('' or local on a TPU VM).", resumable=True)
+    tpu: str = _field(None,
+        "TPU name or grpc:// address for --strategy=tpu ('' or local on a TPU VM).", resumable=True)
     cpu_devices: int = _field(
         0, "Split the CPU into this many logical devices (for --strategy=mirrored without a "
-        "GPU); 0 leaves it whole.", _non_negative_int, resumable=True,
+        "GPU); 0 leaves it whole.", checks.check_non_negative_integer, resumable=True,
     )
     # Reliability.
     checkpoint_every_steps: int = _field(
         0, "Write a checkpoint every this many steps; 0: by time only (--checkpoint_every_seconds)."
-        " A checkpoint is always written at the end and on SIGINT / SIGTERM.", _non_negative_int, resumable=True,
+        " A checkpoint is always written at the end and on SIGINT / SIGTERM.",
+        checks.check_non_negative_integer, resumable=True,
     )
     checkpoint_every_seconds: float = _field(
         60.0, "Write a checkpoint when this many seconds have passed since the last one (checked "
-        "after each compiled loop call, about every second); 0: by steps only.", _non_negative, resumable=True,
+        "after each compiled loop call, about every second); 0: by steps only.",
+        checks.check_non_negative, resumable=True,
     )
-    keep_checkpoints: int = _field(3, "How many recent checkpoints to keep.", _positive_int, resumable=True)
+    keep_checkpoints: int = _field(3, "How many recent checkpoints to keep.",
+                         checks.check_positive_integer, resumable=True)
     resume: bool = _field(
         True, "Resume from the checkpoint in --model_dir when there is one. --noresume starts "
         "over, and refuses a --model_dir that holds a run unless --overwrite.", resumable=True
     )
     overwrite: bool = _field(
-        False, "With --noresume, delete the run already in --model_dir and start over.", resumable=True
+        False, "With --noresume, delete the run already in --model_dir and start over.",
+            resumable=True
     )
     on_nonfinite: str = _field(
         "stop", "What a non-finite cost or gradient does: stop (keep the last good checkpoint "
         "and exit non-zero) or skip_step (drop that update and go on).",
-        _choice("stop", "skip_step"), resumable=True,
+        checks.choice("stop", "skip_step"), resumable=True,
     )
     early_stopping_patience: int = _field(
         0, "Stop after this many epochs without dev-accuracy improvement and export the best "
-        "weights; 0 turns early stopping off.", _non_negative_int, resumable=True, finish=True,
+        "weights; 0 turns early stopping off.", checks.check_non_negative_integer, resumable=True,
+            finish=True,
     )
     early_stopping_min_delta: float = _field(
-        0.0, "Smallest dev-accuracy increase that counts as an improvement.", _non_negative, resumable=True, finish=True
+        0.0, "Smallest dev-accuracy increase that counts as an improvement.",
+        checks.check_non_negative, resumable=True, finish=True
     )
     evaluate_test: bool = _field(
         True, "Evaluate the test split at the end. Runs that choose between settings (a search, "
-        "the optimiser study's tuning) leave it off: the test split is for the chosen ones only.", resumable=True, finish=True
+        "the optimiser study's tuning) leave it off: the test split is for the chosen ones only.",
+            resumable=True, finish=True
     )
     best_error: float = _field(
         0.0, "Best achievable error rate (human or Bayes) in [0, 1), the reference of the "
         "bias/variance diagnosis printed at the end. The embedded sets are noisy: a few percent.",
-        _beta, resumable=True, finish=True,
+        checks.check_decay, resumable=True, finish=True,
     )
 
     @property
@@ -480,6 +423,15 @@ class TrainConfig:
                 value = ",".join(map(str, value))
             values[field.name] = "" if value is None else value
         return values
+
+
+def shared(name, default=dataclasses.MISSING, help=None):
+    """A field of another config with ``TrainConfig``'s field ``name``'s help, check and policy
+    (its default too unless given), so that a setting that means the same is written once."""
+    field = TrainConfig.__dataclass_fields__[name]
+    metadata = dict(field.metadata, help=help or field.metadata["help"])
+    value = field.default if default is dataclasses.MISSING else default
+    return dataclasses.field(default=value, metadata=metadata)
 
 
 # The fields whose None means "the optimiser's own default" (TrainConfig.effective).

@@ -243,7 +243,8 @@ def run(main, flag_values=flags.FLAGS):
     The usage is the script's docstring and every flag it takes, with its help: the flags this
     module defined for it (the training and benchmark settings) are made key flags of the
     script, beside those it defines itself. (absl's own ``--help`` exits with status 1 and lists
-    only the latter.) Python logging is at WARNING unless ``--verbosity`` is given.
+    only the latter.) Python logging is at WARNING unless ``--verbosity`` is given. A
+    ``tfnet.errors.TfnetError`` that ``main`` raises is one line on stderr and its exit status.
     """
     script = sys.argv[0]
     for flag in flag_values.get_flags_for_module(__name__):
@@ -256,6 +257,11 @@ def run(main, flag_values=flags.FLAGS):
         # SavedModel writer's every file); --verbosity still sets it.
         if not flag_values["verbosity"].present:
             absl_logging.set_verbosity(absl_logging.WARNING)
-        return main(argv)
+        from tfnet import errors
+
+        try:
+            return main(argv)
+        except errors.TfnetError as error:  # the user's to act on: one line, its exit status
+            return errors.report(error, sys.stderr)
 
     app.run(quiet_main)

@@ -88,9 +88,9 @@ def test_hyperparameter_of_another_optimiser_is_rejected():
 
 
 def test_invalid_value_is_rejected_through_the_registry():
-    with pytest.raises(ValueError, match=r"^`beta1` must be in \[0, 1\). Received: beta1=1.0$"):
+    with pytest.raises(ValueError, match=r"^beta1 must be in \[0, 1\). Received: beta1=1.0$"):
         optimizers.get("adam", 0.01, beta1=1.0)
-    with pytest.raises(ValueError, match=r"^`learning_rate` must be > 0. Received: learning_rate=0.0$"):
+    with pytest.raises(ValueError, match=r"^learning_rate must be > 0. Received: learning_rate=0.0$"):
         optimizers.get("rmsprop", 0.0)
 
 

@@ -314,17 +314,17 @@ def test_config_round_trips_through_keras_serialization(name):
 
 
 ERROR_CASES = [
-    (GradientDescent, {"learning_rate": 0.0}, "`learning_rate` must be > 0. Received: learning_rate=0.0"),
-    (Momentum, {"learning_rate": -0.1}, "`learning_rate` must be > 0. Received: learning_rate=-0.1"),
-    (Momentum, {"beta": 1.0}, "`beta` must be in [0, 1). Received: beta=1.0"),
-    (Momentum, {"beta": -0.1}, "`beta` must be in [0, 1). Received: beta=-0.1"),
-    (RMSprop, {"learning_rate": 0}, "`learning_rate` must be > 0. Received: learning_rate=0"),
-    (RMSprop, {"beta2": 1.5}, "`beta2` must be in [0, 1). Received: beta2=1.5"),
-    (RMSprop, {"epsilon": -1e-8}, "`epsilon` must be >= 0. Received: epsilon=-1e-08"),
-    (Adam, {"learning_rate": -1}, "`learning_rate` must be > 0. Received: learning_rate=-1"),
-    (Adam, {"beta1": 1}, "`beta1` must be in [0, 1). Received: beta1=1"),
-    (Adam, {"beta2": -0.5}, "`beta2` must be in [0, 1). Received: beta2=-0.5"),
-    (Adam, {"epsilon": -1.0}, "`epsilon` must be >= 0. Received: epsilon=-1.0"),
+    (GradientDescent, {"learning_rate": 0.0}, "learning_rate must be > 0. Received: learning_rate=0.0"),
+    (Momentum, {"learning_rate": -0.1}, "learning_rate must be > 0. Received: learning_rate=-0.1"),
+    (Momentum, {"beta": 1.0}, "beta must be in [0, 1). Received: beta=1.0"),
+    (Momentum, {"beta": -0.1}, "beta must be in [0, 1). Received: beta=-0.1"),
+    (RMSprop, {"learning_rate": 0}, "learning_rate must be > 0. Received: learning_rate=0"),
+    (RMSprop, {"beta2": 1.5}, "beta2 must be in [0, 1). Received: beta2=1.5"),
+    (RMSprop, {"epsilon": -1e-8}, "epsilon must be >= 0. Received: epsilon=-1e-08"),
+    (Adam, {"learning_rate": -1}, "learning_rate must be > 0. Received: learning_rate=-1"),
+    (Adam, {"beta1": 1}, "beta1 must be in [0, 1). Received: beta1=1"),
+    (Adam, {"beta2": -0.5}, "beta2 must be in [0, 1). Received: beta2=-0.5"),
+    (Adam, {"epsilon": -1.0}, "epsilon must be >= 0. Received: epsilon=-1.0"),
 ]
 
 
