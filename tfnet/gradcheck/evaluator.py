@@ -26,13 +26,25 @@ Directions: a `tf.map_fn` loop (large θ, where each evaluation is already big).
 import numpy as np
 import tensorflow as tf
 
-from tfnet.gradcheck import compiled
-
 # A variable holding at least this fraction of θ starts a new group of perturbed variables.
 _GROUP_FRACTION = 0.1
 # What TensorFlow raises when it cannot derive a rule for an op in one autodiff mode (e.g. an op
 # without a registered gradient inside a tf.custom_gradient, in forward mode).
 AUTODIFF_ERRORS = (LookupError, NotImplementedError)
+
+
+def traced_per_check(fn):
+    """``tf.function(fn, autograph=False)``, without TensorFlow's frequent-retracing warning.
+
+    Each check builds its own float twin and traces its own functions of it, so a user who checks
+    a model after every epoch traces them once per check, on purpose. From the sixth retracing of
+    the same Python code TensorFlow logs "triggered tf.function retracing ... define your
+    @tf.function outside of the loop", advice the user cannot follow; TensorFlow's own restored
+    SavedModel functions opt out of it the same way (``function_deserialization``).
+    """
+    compiled = tf.function(fn, autograph=False)
+    compiled._omit_frequent_tracing_warning = True  # no public switch (TF 2.21)
+    return compiled
 
 
 def describe_error(error):
@@ -149,7 +161,7 @@ class Evaluator:
     def _component_function(self, kind):
         offsets, shapes = self.offsets, self.shapes
 
-        @compiled.traced_per_check
+        @traced_per_check
         def per_group(theta, indices, steps):
             # Per group g: K_g probes (indices within the group's slice of θ) -> (K_g, M), as one
             # vectorised graph in which only the group's variables are batched over K_g.
@@ -192,7 +204,7 @@ class Evaluator:
         return per_group
 
     def _direction_function(self, kind):
-        @compiled.traced_per_check
+        @traced_per_check
         def along(theta, moves):
             # A directional check is meant for large θ, where one evaluation is already a
             # full-size forward pass: vectorising would only add K copies of θ, so the K
