@@ -6,32 +6,24 @@
     assert_gradients_correct(model, x, y, loss)       # raises AssertionError with the table
     print(report)
 
-One engine (`tfnet.gradcheck.engine`) checks them all, as JAX's check_grads applies one comparison
-to every mode and order: a gradient is a 1 × N Jacobian whose blocks are the variables, the
-Hessian (`order=2`) the Jacobian of the gradient. Each entry is checked in the autodiff modes
-asked for (`modes`): "rev" (tf.GradientTape: for a `tf.custom_gradient`, its hand-written VJP)
-and "fwd" (tf.autodiff.ForwardAccumulator JVPs, which TensorFlow derives from the forward ops, so
-a wrong VJP shows up as forward and reverse mode disagreeing), against the differences and each
-other, overall and per block, into one `Report` (`tfnet.gradcheck.report`): figures, a verdict,
-the worst entries and the kinks. The options are one `CheckOptions` record
-(`tfnet.gradcheck.options`): `mode` "full", "sampled" or "directional", `modes`, `order`,
-`epsilon`, `dtype`, `k_worst`, `samples_per_variable`, `num_directions`, `batch_size`, `device`,
-`seed`.
+One engine (`engine`) checks them all, as JAX's check_grads applies one comparison to every mode
+and order: a gradient is a 1 × N Jacobian whose blocks are the variables, the Hessian (`order=2`)
+the Jacobian of the gradient. Each entry is computed in the autodiff modes asked for, "rev"
+(tf.GradientTape: a `tf.custom_gradient`'s hand-written VJP) and "fwd" (ForwardAccumulator JVPs,
+derived from the forward ops), compared with two-sided differences and each other, overall and
+per block, into one `Report` (`report`): figures, a verdict, the worst entries, the kinks. The
+options are one `CheckOptions` record (`options`).
 
-The cost `check_gradients` checks is exactly what training minimises,
+`check_gradients` checks exactly what training minimises,
 
     J(θ) = mean over the batch of loss(y, model(x, training=True)) + sum(model.losses),
 
-the model's regularisation losses (L2 terms, activity regularisers, add_loss) included. It runs
-in float64 on a twin of the model (`tfnet.gradcheck.twin`: every layer cloned from its config with
-a float64 dtype policy, convolutions and pooling included, the weights passed in), so the user's
-model is never modified; where float64 is unavailable (TPU) it runs in float32 with a larger step
-and rescaled thresholds, and the report says so. BatchNorm runs in training mode (batch
-statistics); no moving average is written. J must be a deterministic function of θ: J is
-evaluated twice at the same θ (with the layers' state, e.g. dropout seeds, advanced in between)
-and the check refuses to run if the two differ, naming the stochastic layers
-(`NondeterministicCostError`, a ValueError), unless `inference_layers` tells it to run them in
-inference mode.
+on a float64 twin of the model (`twin`: every layer, convolutions and pooling included, cloned
+from its config; the user's model is never modified), or in float32 with rescaled thresholds
+where float64 is unavailable (TPU). BatchNorm runs in training mode; no moving average is
+written. J must be a deterministic function of θ: evaluated twice, it must not change, or the
+check refuses to run naming the stochastic layers (`NondeterministicCostError`, a ValueError),
+unless `inference_layers` runs them in inference mode.
 """
 
 from tfnet.gradcheck.checks import (
