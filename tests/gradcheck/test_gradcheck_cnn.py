@@ -217,3 +217,37 @@ def test_a_custom_conv_layer_cloned_from_its_config_keeps_its_l2_cost():
     kernel = _cnn("average", with_l2(L2)).get_layer("conv_2").kernel.numpy().astype(np.float64)
     np.testing.assert_allclose(report.cost - without.cost,
                                L2 / (2 * len(y)) * np.sum(kernel**2), rtol=1e-10)
+
+
+class ConvBlock(keras.layers.Layer):
+    """Conv2D → BatchNorm → ReLU as one layer that makes its two layers itself, without a dtype."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.conv = keras.layers.Conv2D(filters, 3, name="conv")
+        self.norm = layers.BatchNorm(name="norm")
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        self.norm.build(self.conv.compute_output_shape(input_shape))
+
+    def call(self, inputs, training=None):
+        return tf.nn.relu(self.norm(self.conv(inputs), training=training))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+def test_the_layers_a_custom_layer_makes_itself_are_twinned_in_float64():
+    # Left in float32, the block's convolution puts float32 round-off into J: the check then
+    # called these right gradients "wrong" (2.7e-2).
+    x, y = _data(side=6)
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input(x.shape[1:])
+    block = ConvBlock(3, name="block")(inputs)
+    model = keras.Model(inputs, layers.Dense(CLASSES, name="logits")(keras.layers.Flatten()(block)))
+    report = gradcheck.check_gradients(model, x, y, _xent())
+    assert report.verdict == "correct", report
+    assert {"block/conv/kernel", "block/norm/gamma"} <= {b.name for b in report.blocks}, report
+    assert model.get_layer("block").conv.kernel.dtype == "float32"  # the model's own: unchanged

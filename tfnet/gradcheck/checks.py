@@ -74,10 +74,15 @@ def check_gradients(model, x, y, loss, *, inference_layers=False, **options):
         else "no layer with a random seed generator was found: look for layers that draw random "
         "numbers (tf.random) in training mode"
     )
-    return _check(
-        cost, [v.value for v in model.trainable_variables],
-        [v.path for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables], options,
+
+    def flat_cost(values, state):
+        j, new_state = cost(values, state)
+        return tf.reshape(j, [1]), new_state
+
+    values = [v.value for v in model.trainable_variables]
+    return _run(
+        flat_cost, values, [v.path for v in model.trainable_variables], [("J", ())],
+        [v.value for v in model.non_trainable_variables], options, _gradient_of_j(values),
         lambda j1, j2: (
             f"J is not a deterministic function of the weights of model {model.name!r}: two "
             f"evaluations at the same weights gave J={float(j1[0])!r} and J={float(j2[0])!r}, "
@@ -94,74 +99,21 @@ def check_function(fn, variables, **options):
     themselves (their values are only the point θ at which the check is made). `options` are
     those of `check_gradients`. Returns a `Report`.
     """
-    check_function_and_values(fn, variables, "variables")
-    options = CheckOptions(kind="gradient", **options)
-    return _check(
-        lambda values, state: (fn(values), state),
-        [tf.convert_to_tensor(v) for v in variables],
-        [variable_name(v, i, "variables") for i, v in enumerate(variables)], [], options,
-        lambda j1, j2: (
-            f"`fn` is not a deterministic function of `variables`: two evaluations at the same "
-            f"values gave J={float(j1[0])!r} and J={float(j2[0])!r}, so finite differences "
-            "cannot check its gradient."
-        ),
-    )
+    return _check_fn(fn, variables, "variables", CheckOptions(kind="gradient", **options))
 
 
 def check_jacobian(fn, inputs, **options):
     """Checks every entry of the Jacobian of `fn` in reverse and forward mode against differences.
 
     The tool for a `tf.custom_gradient`, a registered gradient or a hand-written backward pass:
-    reverse mode calls them, forward mode and the differences do not.
-
-    Args:
-        fn: `fn(values)` receives a list of tensors of the inputs' shapes, in `dtype`, and returns
-            a floating tensor or a list of them; it must be traceable by tf.function and
-            tf.vectorized_map and must not read the inputs themselves (their values are only
-            the point x at which the check is made).
-        inputs: a non-empty list of arrays, tensors or variables.
-        **options: as in `check_gradients`, except that `mode` is "full" (every entry; at most
-            4,194,304 of them) or "directional" (uᵀJv for `num_directions` random unit u, v per
-            output and input), and `modes` any non-empty tuple of "rev" and "fwd" (default both).
-
-    Returns:
-        A `Report`; `print(report)` shows the table.
+    reverse mode calls them, forward mode and the differences do not. `fn(values)` is as in
+    `check_function` but returns a floating tensor or a list of them; `inputs` a non-empty list
+    of floating arrays, tensors or variables; `options` those of `check_gradients`, except that
+    `mode` is "full" (every entry; at most 4,194,304 of them) or "directional" (uᵀJv for random
+    unit u, v per output and input), and `modes` any non-empty tuple of "rev" and "fwd" (default
+    both). Returns a `Report`.
     """
-    check_function_and_values(fn, inputs, "inputs")
-    options = CheckOptions(kind="jacobian", **options)
-    names = [variable_name(x, i, "inputs") for i, x in enumerate(inputs)]
-    with placement(options.device):
-        values = [tf.convert_to_tensor(x) for x in inputs]
-        for name, value in zip(names, values):
-            if not value.dtype.is_floating:
-                raise ValueError(
-                    f"`inputs` must be floating-point arrays, tensors or variables. Received: "
-                    f"{name} of dtype {value.dtype.name}"
-                )
-        values = [tf.cast(value, options.dtype) for value in values]
-        structure = fn(values)
-    single = not isinstance(structure, (list, tuple))
-    results = [structure] if single else list(structure)
-    if not all(tf.as_dtype(r.dtype).is_floating for r in results):
-        raise ValueError(
-            f"`fn` must return a floating tensor or a list of them. Received: fn returning "
-            f"{[tf.as_dtype(r.dtype).name for r in results]}"
-        )
-    outputs = [("output" if single else f"outputs[{q}]", tuple(r.shape))
-               for q, r in enumerate(results)]
-
-    def flat_fn(values, state):
-        result = fn(values)
-        return tf.concat([tf.reshape(r, [-1]) for r in ([result] if single else result)], 0), state
-
-    m = sum(int(np.prod(s)) for _, s in outputs)
-    n = sum(int(np.prod(v.shape)) for v in values)
-    return _with_second_order(
-        engine.run(flat_fn, values, names, outputs, [], options, gradient=False,
-                   checked=f"the Jacobian of fn ({m} outputs x {n} inputs)",
-                   describe_randomness=_not_deterministic("`fn`", "`inputs`")),
-        flat_fn, values, names, outputs, [], options,
-    )
+    return _check_fn(fn, inputs, "inputs", CheckOptions(kind="jacobian", **options))
 
 
 def assert_gradients_correct(model, x, y, loss, **kwargs):
@@ -173,28 +125,50 @@ def assert_gradients_correct(model, x, y, loss, **kwargs):
     return report
 
 
-def _check(cost, values, names, state, options, describe_randomness):
-    """The gradient of the scalar `cost(values, state) -> (J, new_state)`, and its Hessian."""
+def _check_fn(fn, inputs, argument, options):
+    """`check_function` (options.kind "gradient") or `check_jacobian` of `fn` at `inputs`."""
+    check_function_and_values(fn, inputs, argument)
+    names = [variable_name(x, i, argument) for i, x in enumerate(inputs)]
+    with placement(options.device):
+        values = [tf.convert_to_tensor(x) for x in inputs]
+        for name, value in zip(names, values):
+            if not value.dtype.is_floating:
+                raise ValueError(f"`{argument}` must be floating-point arrays, tensors or "
+                                 f"variables. Received: {name} of dtype {value.dtype.name}")
+        values = [tf.cast(value, options.dtype) for value in values]
+        structure = fn(values)
+    single = not isinstance(structure, (list, tuple))
+    results = [structure] if single else list(structure)
+    if not all(tf.as_dtype(r.dtype).is_floating for r in results):
+        raise ValueError(f"`fn` must return a floating tensor or a list of them. Received: fn "
+                         f"returning {[tf.as_dtype(r.dtype).name for r in results]}")
+    gradient = options.kind == "gradient"
+    if gradient and not (single and structure.shape.rank == 0):
+        raise ValueError(f"`fn` must return a scalar J. Received: fn returning "
+                         f"{[tuple(r.shape) for r in results]}")
+    outputs = [("J" if gradient else "output" if single else f"outputs[{q}]", tuple(r.shape))
+               for q, r in enumerate(results)]
 
-    def flat_cost(values, state):
-        j, new_state = cost(values, state)
-        return tf.reshape(j, [1]), new_state
+    def flat_fn(values, state):
+        result = fn(values)
+        return tf.concat([tf.reshape(r, [-1]) for r in ([result] if single else result)], 0), state
 
-    first = engine.run(
-        flat_cost, values, names, [("J", ())], state, options, gradient=True,
-        checked=f"the gradient of J ({len(values)} variables, "
-        f"{sum(int(np.prod(v.shape)) for v in values):,} components)",
-        describe_randomness=describe_randomness,
+    return _run(
+        flat_fn, values, names, outputs, [], options,
+        _gradient_of_j(values) if gradient else f"the Jacobian of fn "
+        f"({_size(s for _, s in outputs)} outputs x {_size(v.shape for v in values)} inputs)",
+        _not_deterministic("`fn`", f"`{argument}`"),
     )
-    return _with_second_order(first, flat_cost, values, names, [("J", ())], state, options)
 
 
-def _with_second_order(report, fn, values, names, outputs, state, options):
-    """`report`, or with order=2 the same with `second_order`, the report of the Jacobian of
-    g(x) = (∂f/∂x)ᵀw (see the module docstring), and the worse verdict of the two."""
+def _run(fn, values, names, outputs, state, options, checked, describe_randomness):
+    """`engine.run`, and with order=2 the same for the Jacobian of g(x) = (∂f/∂x)ᵀw (see the
+    module docstring) in `second_order`, the verdict the worse of the two."""
+    report = engine.run(fn, values, names, outputs, state, options, checked=checked,
+                        describe_randomness=describe_randomness)
     if options.order == 1:
         return report
-    m = int(sum(np.prod(s) for _, s in outputs))
+    m = _size(s for _, s in outputs)
     w = np.ones(1) if m == 1 else np.random.default_rng([options.seed, 2]).standard_normal(m)
     w /= np.linalg.norm(w)
 
@@ -206,18 +180,18 @@ def _with_second_order(report, fn, values, names, outputs, state, options):
                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return tf.concat([tf.reshape(t, [-1]) for t in g], 0), state
 
-    n = sum(int(np.prod(v.shape)) for v in values)
-    full = options.mode == "full" and n * n <= engine.MAX_FULL_ENTRIES
     # Sampled entries of a Hessian would not compare rows from reverse mode with columns.
-    what = (f"the Hessian of {outputs[0][0]}, g = d{outputs[0][0]}/dθ" if m == 1
+    full = options.mode == "full" and _size(v.shape for v in values) ** 2 <= engine.MAX_FULL_ENTRIES
+    y = outputs[0][0]
+    what = (f"the Hessian of {y}, g = d{y}/dθ" if m == 1
             else "the Hessian of wT f for a random unit cotangent w, g = (df/dx)T w")
     second = engine.run(
         first_derivative, values, names,
-        [((f"d{outputs[0][0]}/d " if m == 1 else "wT df/d ") + name, tuple(v.shape))
-         for name, v in zip(names, values)],
-        state, dataclasses.replace(options, mode="full" if full else "directional",
-                                   modes=("rev", "fwd")),
-        gradient=False, checked=f"second order: {what} from tf.GradientTape; {_SECOND_ORDER}",
+        [((f"d{y}/d " if m == 1 else "wT df/d ") + name, tuple(v.shape))
+         for name, v in zip(names, values)], state,
+        dataclasses.replace(options, kind="jacobian", mode="full" if full else "directional",
+                            modes=("rev", "fwd")),
+        checked=f"second order: {what} from tf.GradientTape; {_SECOND_ORDER}",
         describe_randomness=_not_deterministic("the first derivative g", "the point"),
     )
     worse = second.verdict_difference > report.verdict_difference
@@ -226,8 +200,16 @@ def _with_second_order(report, fn, values, names, outputs, state, options):
         verdict_from=f"second order: {second.verdict_from}") if worse else {}))
 
 
+def _size(shapes):
+    return sum(int(np.prod(s)) for s in shapes)
+
+
+def _gradient_of_j(values):
+    return f"the gradient of J ({len(values)} variables, {_size(v.shape for v in values):,} components)"
+
+
 def _not_deterministic(what, of):
     return lambda y1, y2: (
         f"{what} is not a deterministic function of {of}: two evaluations at the same point "
-        "differed, so finite differences cannot check its derivatives."
+        f"gave different values, so finite differences cannot check its derivatives."
     )

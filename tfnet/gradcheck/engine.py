@@ -1,40 +1,34 @@
 """The one engine: any function's Jacobian from reverse mode, forward mode and differences.
 
 For `fn` mapping input tensors x_1..x_P, flattened in order into θ (N components), to output
-tensors y_1..y_Q, flattened into y (M), the Jacobian ∂y/∂θ (M × N) is checked. A gradient is the
-case M = 1 (y = J, a scalar cost; its blocks are the variables), a Hessian the Jacobian of a
-gradient (`tfnet.gradcheck.checks`): whatever the mode and order, each checked entry gets
+tensors y_1..y_Q, flattened into y (M), each checked entry of ∂y/∂θ gets three values, compared in
+one way (`tfnet.gradcheck.report.compare`) whatever the mode and order: a gradient is the case
+M = 1 (y = J; its blocks are the variables), a Hessian the Jacobian of a gradient (`checks`).
 
-    reverse:   from the rows uᵀ(∂y/∂θ), one tf.GradientTape pass: the gradient when M = 1 (u = 1),
-               else `tape.jacobian` of the projections (one VJP per row, vectorised by pfor)
-    forward:   from the columns (∂y/∂θ)v, `tf.autodiff.ForwardAccumulator` JVPs vectorised
-               (`tfnet.gradcheck.evaluator`): TensorFlow derives them from the forward ops and
-               never calls a registered or custom gradient, so a wrong VJP shows up as forward
-               and reverse mode disagreeing
+    reverse:   rows uᵀ(∂y/∂θ) from one tf.GradientTape pass: the gradient when M = 1, else
+               `tape.jacobian` of the projections uᵀy (one VJP per row, vectorised by pfor)
+    forward:   columns (∂y/∂θ)v, `tf.autodiff.ForwardAccumulator` JVPs (`evaluator`): derived by
+               TensorFlow from the forward ops, never from a registered or custom gradient, so a
+               wrong VJP shows up as forward and reverse mode disagreeing
     numerical: (y(θ + h⁺ e_j) − y(θ − h⁻ e_j)) / (h⁺ + h⁻),  h_j = epsilon max(1, |θ_j|)
 
-where h⁺ = (θ_j + h_j) − θ_j and h⁻ = θ_j − (θ_j − h_j) are the steps the dtype represents, and
-all three are compared in one way (`tfnet.gradcheck.report.compare`). The one-sided differences
-(y(θ + h⁺ e_j) − y(θ)) / h⁺ and (y(θ) − y(θ − h⁻ e_j)) / h⁻ recognise kinks; y's round-off seen
-through the step is unit = eps max(1, max|y_q|) / min(h⁺, h⁻), y_q the entry's output tensor.
+h⁺ = (θ_j + h_j) − θ_j and h⁻ = θ_j − (θ_j − h_j) are the steps the dtype represents. The
+one-sided differences (y(θ + h⁺ e_j) − y(θ)) / h⁺ and (y(θ) − y(θ − h⁻ e_j)) / h⁻ recognise kinks;
+unit = eps max(1, max|y_q|) / min(h⁺, h⁻) is the round-off of y_q, the entry's output tensor,
+seen through the step.
 
-Modes (`options.mode`):
-    full:        every entry: 2N evaluations of y, M VJPs, N JVPs.
-    sampled:     (gradients) per variable the `samples_per_variable` components with the largest
-                 |dθ| and as many random others.
-    directional: per block (y_q, x_p), `num_directions` random unit u on y_q (u = 1 when y_q has
-                 one entry) and v on x_p: reverse uᵀJ·v (one VJP per distinct u), forward uᵀ(Jv)
-                 (one JVP), numerical uᵀ(y(θ + hv) − y(θ − hv)) / 2h, h = epsilon max(1,
-                 max|x_p|): the cost no longer grows with N and M.
+Modes: "full" checks every entry (2N evaluations of y, M VJPs, N JVPs); "sampled" (gradients)
+per variable the `samples_per_variable` components with the largest |dθ| and as many random
+others; "directional" per block (y_q, x_p) `num_directions` random unit u on y_q (u = 1 when y_q
+has one entry) and v on x_p: reverse uᵀJ·v (one VJP per distinct u), forward uᵀ(Jv), numerical
+uᵀ(y(θ + hv) − y(θ − hv)) / 2h with h = epsilon max(1, max|x_p|), a cost independent of N and M.
 
 y is evaluated twice at θ, the second time with the state (dropout seeds, moving averages) the
-first left; if the two differ the check refuses to run (`NondeterministicCostError`).
+first left; if the two differ, the check refuses (`NondeterministicCostError`).
 
-Differences from `tf.test.compute_gradient`: it returns two Jacobians and leaves the comparison
-to the caller, perturbs every input with a fixed delta, and evaluates the function once per
-perturbation from Python; here the step is relative, the verdict, per-block figures, worst
-entries and kinks are computed, and the perturbed evaluations run vectorised in one compiled
-tf.function.
+Unlike `tf.test.compute_gradient`, which returns two Jacobians from fixed-delta perturbations made
+one Python call at a time, the step is relative, the comparison and verdict are made, and the
+perturbed evaluations run vectorised in compiled tf.functions.
 
 References: docs/methods.md §4; jax.test_util.check_grads (one comparison for every mode and
 order); torch.autograd.gradcheck (check_forward_ad, fast_mode); tf.test.compute_gradient.
@@ -86,7 +80,7 @@ def differences(f0, f_plus, f_minus, h_plus, h_minus, scale, np_dtype):
     return numerical, forward, backward, unit
 
 
-def run(fn, values, names, outputs, state, options, *, gradient, checked, describe_randomness):
+def run(fn, values, names, outputs, state, options, *, checked, describe_randomness):
     """Checks the Jacobian of `fn` at `values` and returns a `tfnet.gradcheck.report.Report`.
 
     Args:
@@ -96,13 +90,13 @@ def run(fn, values, names, outputs, state, options, *, gradient, checked, descri
         values: the point θ: one array or tensor per input, `names` their names.
         outputs: (name, shape) of each output tensor.
         state: fn's state at θ.
-        options: a `CheckOptions`.
-        gradient: y is a scalar cost J: the report gives J, and names its blocks by variable.
+        options: a `CheckOptions`; for kind "gradient" y is a scalar cost J: the report gives
+            J, and names its blocks by variable.
         checked: what is checked, for the report.
         describe_randomness: describe_randomness(y1, y2) is the message when y is not
             deterministic.
     """
-    dtype = tf.as_dtype(options.dtype)
+    dtype, gradient = tf.as_dtype(options.dtype), options.kind == "gradient"
     shapes = [tuple(int(d) for d in v.shape) for v in values]
     point = _Point(shapes, [tuple(s) for _, s in outputs], options)
     if options.mode == "full" and point.m * point.n > MAX_FULL_ENTRIES:

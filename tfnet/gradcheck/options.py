@@ -83,15 +83,14 @@ class CheckOptions:
             raise ValueError(
                 f"`epsilon` must be a finite number > 0. Received: epsilon={self.epsilon}"
             )
-        for name, low in (("k_worst", 0), ("samples_per_variable", 1), ("num_directions", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
-        if self.batch_size is not None and (
-            not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1
-        ):
-            raise ValueError(f"`batch_size` must be None or an integer >= 1. "
-                             f"Received: batch_size={self.batch_size!r}")
+        for name, low in (("k_worst", 0), ("samples_per_variable", 1), ("num_directions", 1),
+                          ("batch_size", 1)):
+            value, optional = getattr(self, name), name == "batch_size"
+            if not (optional and value is None) and (
+                not isinstance(value, (int, np.integer)) or value < low
+            ):
+                raise ValueError(f"`{name}` must be {'None or ' * optional}an integer >= {low}. "
+                                 f"Received: {name}={value!r}")
         device, dtype = _device(self.device), _dtype(self.dtype)
         if dtype is None:
             dtype = "float32" if device and "TPU" in device.upper() else "float64"  # no float64

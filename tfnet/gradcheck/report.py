@@ -1,16 +1,10 @@
 """The one report of every check, and the one comparison that fills it.
 
-Every check compares three values of each checked entry of a Jacobian ∂y/∂x (a gradient is its
-1 × N case: y = J, one block per variable; a Hessian is the Jacobian of a gradient):
-
-    reverse:   reverse mode (tf.GradientTape; for a `tf.custom_gradient`, its hand-written VJP)
-    forward:   forward mode (tf.autodiff.ForwardAccumulator, derived from the forward ops)
-    numerical: the two-sided difference (y(x + h⁺ e_j) − y(x − h⁻ e_j)) / (h⁺ + h⁻)
-
-(in directional mode each is uᵀ(∂y/∂x)v for random unit u on an output tensor and v on an input
-tensor). The pairs "reverse vs numerical", "forward vs numerical" and "forward vs reverse" are
-compared overall and per block (one output tensor against one input tensor) with
-docs/methods.md §4's
+Every checked entry of a Jacobian ∂y/∂x (a gradient is its 1 × N case: y = J, one block per
+variable; a Hessian the Jacobian of a gradient) has a reverse-mode, a forward-mode and a
+numerical value (`tfnet.gradcheck.engine`; uᵀ(∂y/∂x)v in directional mode). The pairs "reverse
+vs numerical", "forward vs numerical" and "forward vs reverse" are compared overall and per block
+(one output tensor against one input tensor) with docs/methods.md §4's
 
     relative_difference = ‖a − b‖₂ / max(‖a‖₂ + ‖b‖₂, floor)        (0 when that is 0)
 

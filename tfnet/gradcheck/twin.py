@@ -1,7 +1,8 @@
 """A Keras model's training cost as a pure function of its weights, on a float64 twin.
 
 The user's model is never modified and never called: its layers are cloned from their configs with
-the dtype policy replaced (`keras.models.clone_model`), and the twin is only run through
+the dtype policy replaced (`keras.models.clone_model`), any layer that `from_config` rebuilds
+(convolutions, pooling, custom layers and the layers they make), and the twin is only run through
 `stateless_call` with weight values passed in, so no variable (BatchNorm's moving averages, the
 dropout seeds) is ever written.
 """
@@ -49,12 +50,14 @@ def float_twin(model, dtype):
         inputs = keras.Input(batch_shape=(None,) + tuple(input_shape[1:]), dtype=dtype)
     else:
         inputs = tf.nest.map_structure(float_input, model.input)
+    # Under the twin's dtype policy (Keras keeps it per thread), so that the layers a layer makes
+    # itself without a dtype (a block's convolutions, made in its __init__ or build) are twinned
+    # too, not left in float32.
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
     try:
         twin = keras.models.clone_model(
-            model,
-            input_tensors=inputs,
-            clone_function=clone_layer,
-            recursive=True,
+            model, input_tensors=inputs, clone_function=clone_layer, recursive=True
         )
     except (ValueError, TypeError, AttributeError) as error:
         raise ValueError(
@@ -62,6 +65,8 @@ def float_twin(model, dtype):
             f"get_config (a {dtype} copy is built from it); for other models use "
             f"check_function. Received: model={model.name!r} ({error})"
         ) from error
+    finally:
+        keras.config.set_dtype_policy(policy)
     for kind in ("trainable_variables", "non_trainable_variables"):
         ours, theirs = getattr(twin, kind), getattr(model, kind)
         if [tuple(v.shape) for v in ours] != [tuple(v.shape) for v in theirs]:
