@@ -89,7 +89,7 @@ def _flat_cost(model, x, y, loss):
 
     def flat_cost(theta):
         values = [tf.reshape(t, s) for t, s in zip(tf.split(theta, sizes), shapes)]
-        return cost(values, state)[0]
+        return cost(values, state)[0][0]
 
     theta = np.concatenate([v.numpy().astype(np.float64).ravel() for v in model.trainable_variables])
     return flat_cost, theta
@@ -108,8 +108,7 @@ def _evaluations_only(model, x, y, loss):
     cost = twin_lib.model_cost(twin, x, y, loss, "float64")
     state = [v.value for v in twin.non_trainable_variables]
     shapes = [tuple(v.shape) for v in model.trainable_variables]
-    evaluations = evaluator.Evaluator(lambda values: tf.reshape(cost(values, state)[0], [1]),
-                                      shapes, tf.float64)
+    evaluations = evaluator.Evaluator(lambda values: cost(values, state)[0], shapes, tf.float64)
     theta0 = np.concatenate(
         [v.numpy().astype(np.float64).ravel() for v in model.trainable_variables]
     )

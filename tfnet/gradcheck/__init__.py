@@ -8,22 +8,12 @@
 
 One engine (`engine`) checks them all, as JAX's check_grads applies one comparison to every mode
 and order: a gradient is a 1 × N Jacobian whose blocks are the variables, the Hessian (`order=2`)
-the Jacobian of the gradient. Each entry is computed in the autodiff modes asked for, "rev"
-(tf.GradientTape: a `tf.custom_gradient`'s hand-written VJP) and "fwd" (ForwardAccumulator JVPs,
-derived from the forward ops), compared with two-sided differences and each other, overall and
-per block, into one `Report` (`report`): figures, a verdict, the worst entries, the kinks. The
-options are one `CheckOptions` record (`options`).
-
-`check_gradients` checks exactly what training minimises,
-
-    J(θ) = mean over the batch of loss(y, model(x, training=True)) + sum(model.losses),
-
-on a float64 twin of the model (`twin`: every layer, convolutions and pooling included, cloned
-from its config; the user's model is never modified), or in float32 with rescaled thresholds
-where float64 is unavailable (TPU). BatchNorm runs in training mode; no moving average is
-written. J must be a deterministic function of θ: evaluated twice, it must not change, or the
-check refuses to run naming the stochastic layers (`NondeterministicCostError`, a ValueError),
-unless `inference_layers` runs them in inference mode.
+the Jacobian of the gradient. Reverse mode ("rev", a `tf.custom_gradient`'s hand-written VJP)
+and forward mode ("fwd", JVPs derived from the forward ops) are compared with two-sided
+differences and each other, overall and per block, into one `Report` (`report`); the options
+are one `CheckOptions` record (`options`). `check_gradients` checks exactly what training
+minimises, J(θ) = mean loss(y, model(x, training=True)) + sum(model.losses), on a float64 twin
+of the model (`twin`), and refuses a J that is not deterministic (`NondeterministicCostError`).
 """
 
 from tfnet.gradcheck.checks import (

@@ -14,9 +14,8 @@ A first derivative whose values are right but which is not itself differentiable
 first-order check and fails this one: the differences of g see its true derivative, the
 reverse-over-reverse and forward-over-reverse products do not.
 
-See the package docstring (`tfnet.gradcheck`) for what is checked and how. References:
-docs/methods.md §4; jax.test_util.check_grads (modes, order); torch.autograd.gradcheck and
-gradgradcheck.
+References: docs/methods.md §4; jax.test_util.check_grads (modes, order);
+torch.autograd.gradcheck and gradgradcheck.
 """
 
 import dataclasses
@@ -26,12 +25,7 @@ import tensorflow as tf
 
 from tfnet.gradcheck import engine
 from tfnet.gradcheck import twin as twin_lib
-from tfnet.gradcheck.options import (
-    CheckOptions,
-    check_function_and_values,
-    placement,
-    variable_name,
-)
+from tfnet.gradcheck.options import CheckOptions, placement, variable_name
 
 _SECOND_ORDER = (
     "reverse = reverse-over-reverse (VJPs of g), forward = forward-over-reverse "
@@ -40,16 +34,15 @@ _SECOND_ORDER = (
 
 
 def check_gradients(model, x, y, loss, *, inference_layers=False, **options):
-    """Checks the gradient of a Keras model's training cost J with respect to its trainable weights.
+    """Checks the gradient of a Keras model's training cost J with respect to its trainable weights,
 
-        J(θ) = mean over the batch of loss(y, model(x, training=True)) + sum(model.losses)
+        J(θ) = mean over the batch of loss(y, model(x, training=True)) + sum(model.losses),
 
-    computed on a twin of the model in `options.dtype` (float64, unless unavailable).
+    on a twin of the model in `options.dtype` (float64, unless unavailable; `twin`).
 
     Args:
         model: a built Sequential or functional `keras.Model` whose layers can be cloned from
-            their configs (custom layers included, as long as they implement `get_config`).
-            Never modified.
+            their configs (custom layers included). Never modified.
         x, y: one batch of inputs and targets.
         loss: a `keras.losses.Loss`, a Keras loss name, or a callable `(y, y_pred)` returning
             per-example losses; J takes its mean over the batch.
@@ -74,14 +67,9 @@ def check_gradients(model, x, y, loss, *, inference_layers=False, **options):
         else "no layer with a random seed generator was found: look for layers that draw random "
         "numbers (tf.random) in training mode"
     )
-
-    def flat_cost(values, state):
-        j, new_state = cost(values, state)
-        return tf.reshape(j, [1]), new_state
-
     values = [v.value for v in model.trainable_variables]
     return _run(
-        flat_cost, values, [v.path for v in model.trainable_variables], [("J", ())],
+        cost, values, [v.path for v in model.trainable_variables], [("J", ())],
         [v.value for v in model.non_trainable_variables], options, _gradient_of_j(values),
         lambda j1, j2: (
             f"J is not a deterministic function of the weights of model {model.name!r}: two "
@@ -127,7 +115,11 @@ def assert_gradients_correct(model, x, y, loss, **kwargs):
 
 def _check_fn(fn, inputs, argument, options):
     """`check_function` (options.kind "gradient") or `check_jacobian` of `fn` at `inputs`."""
-    check_function_and_values(fn, inputs, argument)
+    if not callable(fn):
+        raise ValueError(f"`fn` must be callable. Received: fn={fn!r}")
+    if not isinstance(inputs, (list, tuple)) or not inputs:
+        raise ValueError(f"`{argument}` must be a non-empty list of variables or arrays. "
+                         f"Received: {argument}={inputs!r}")
     names = [variable_name(x, i, argument) for i, x in enumerate(inputs)]
     with placement(options.device):
         values = [tf.convert_to_tensor(x) for x in inputs]

@@ -66,7 +66,8 @@ def steps(theta_probed, epsilon, np_dtype):
 
 
 def differences(f0, f_plus, f_minus, h_plus, h_minus, scale, np_dtype):
-    """(numerical, forward, backward, unit) as in the module docstring, each (P, M).
+    """{numerical, forward_difference, backward_difference, unit} as in the module docstring,
+    each flattened from (P, M).
 
     f_plus, f_minus: (P, M) values at θ ± h e_i; f0: at θ, broadcastable to (P, M); h_plus,
     h_minus: (P,) steps; scale: max(1, |y_q|), broadcastable to (P, M); np_dtype: the dtype y
@@ -77,28 +78,23 @@ def differences(f0, f_plus, f_minus, h_plus, h_minus, scale, np_dtype):
     forward = (f_plus - f0) / h_plus
     backward = (f0 - f_minus) / h_minus
     unit = np.finfo(np_dtype).eps * np.asarray(scale) / np.minimum(h_plus, h_minus)
-    return numerical, forward, backward, unit
+    names = ("numerical", "forward_difference", "backward_difference", "unit")
+    arrays = np.broadcast_arrays(numerical, forward, backward, unit)
+    return {name: np.ravel(a) for name, a in zip(names, arrays)}
 
 
 def run(fn, values, names, outputs, state, options, *, checked, describe_randomness):
     """Checks the Jacobian of `fn` at `values` and returns a `tfnet.gradcheck.report.Report`.
 
-    Args:
-        fn: fn(values, state) -> (y, new_state), y the outputs flattened into one (M,) tensor;
-            traceable by tf.function and tf.vectorized_map. `state` (a list of tensors) is fed
-            back once to test that y is deterministic, and never written anywhere.
-        values: the point θ: one array or tensor per input, `names` their names.
-        outputs: (name, shape) of each output tensor.
-        state: fn's state at θ.
-        options: a `CheckOptions`; for kind "gradient" y is a scalar cost J: the report gives
-            J, and names its blocks by variable.
-        checked: what is checked, for the report.
-        describe_randomness: describe_randomness(y1, y2) is the message when y is not
-            deterministic.
+    `fn(values, state) -> (y, new_state)` returns the outputs, (name, shape) each in `outputs`,
+    flattened into one (M,) tensor, and must be traceable by tf.function and tf.vectorized_map;
+    `state` (a list of tensors) is fed back once to test that y is deterministic, never written.
+    `values` are the point θ, `names` their names; with `options.kind` "gradient" y is a scalar
+    cost J, which the report gives, naming its blocks by variable. `checked` says what is
+    checked; `describe_randomness(y1, y2)` gives the message when y is not deterministic.
     """
     dtype, gradient = tf.as_dtype(options.dtype), options.kind == "gradient"
-    shapes = [tuple(int(d) for d in v.shape) for v in values]
-    point = _Point(shapes, [tuple(s) for _, s in outputs], options)
+    point = _Point(values, names, outputs, options)
     if options.mode == "full" and point.m * point.n > MAX_FULL_ENTRIES:
         raise ValueError(
             f"`mode` must be 'directional' for a Jacobian of more than {MAX_FULL_ENTRIES:,} "
@@ -107,8 +103,7 @@ def run(fn, values, names, outputs, state, options, *, checked, describe_randomn
     notes = []
     with placement(options.device):
         state = [tf.convert_to_tensor(s) for s in state]
-        point.evaluator = Evaluator(lambda values: fn(values, state)[0], shapes, dtype)
-        point.theta0 = np.concatenate([np.asarray(v, point.np_dtype).ravel() for v in values])
+        point.evaluator = Evaluator(lambda values: fn(values, state)[0], point.shapes, dtype)
         point.theta = tf.constant(point.theta0)
         directional = options.mode == "directional"
         if directional:
@@ -127,30 +122,25 @@ def run(fn, values, names, outputs, state, options, *, checked, describe_randomn
             if point.evaluator.unconnected:
                 notes.append(
                     "TensorFlow found no forward-mode path from "
-                    f"{point.evaluator.describe_unconnected(names)} to "
+                    f"{', '.join(names[v] for v in sorted(point.evaluator.unconnected))} to "
                     f"{'J' if gradient else 'the outputs'}: its JVPs were taken as 0"
                 )
         if len(derivatives) == 1:
             raise ValueError(f"neither autodiff mode could be computed: {'; '.join(notes)}")
 
     blocks = [
-        (names[p] if gradient else f"d {outputs[q][0]} / d {names[p]}", outputs[q][0], names[p],
-         point.out_shapes[q] + shapes[p])
-        for q in range(len(outputs)) for p in range(len(shapes))
+        (names[p] if gradient else f"d {output} / d {names[p]}", output, names[p], shape + shape_p)
+        for output, shape in outputs for p, shape_p in enumerate(point.shapes)
     ]
-
-    def entry(e):
-        q, output_index, p, input_index = probes["labels"](e)
-        return outputs[q][0], output_index, names[p], input_index
-
     fields, threshold_note = report_lib.compare(
         derivatives, probes["forward_difference"], probes["backward_difference"],
-        probes["unit"], probes["block_of"], blocks, entry, options.k_worst, point.np_dtype,
+        probes["unit"], probes["block_of"], blocks, probes["labels"], options.k_worst,
+        point.np_dtype,
     )
     return report_lib.Report(
         checked=checked, mode=options.mode,
         modes=tuple(m for m, d in report_lib.MODE_NAMES.items() if d in derivatives),
-        dtype=dtype.name, epsilon=options.epsilon, inputs=tuple(zip(names, shapes)),
+        dtype=dtype.name, epsilon=options.epsilon, inputs=tuple(zip(names, point.shapes)),
         outputs=tuple(outputs), cost=float(point.y0[0]) if gradient else None,
         notes=tuple(notes) + ((threshold_note,) if threshold_note else ()),
         evaluations=2 + 2 * probes["count"], vjps=0 if rows is None else len(rows),
@@ -162,11 +152,14 @@ def run(fn, values, names, outputs, state, options, *, checked, describe_randomn
 class _Point:
     """θ and y(θ), and the probes around them: what every mode shares."""
 
-    def __init__(self, shapes, out_shapes, options):
-        self.shapes, self.out_shapes, self.options = shapes, out_shapes, options
+    def __init__(self, values, names, outputs, options):
+        self.names, self.options = names, options
+        self.shapes = [tuple(int(d) for d in v.shape) for v in values]
+        self.outputs = [(name, tuple(shape)) for name, shape in outputs]
         self.np_dtype = tf.as_dtype(options.dtype).as_numpy_dtype
-        self.in_offsets = np.cumsum([0] + [int(np.prod(s)) for s in shapes])
-        self.out_offsets = np.cumsum([0] + [int(np.prod(s)) for s in out_shapes])
+        self.theta0 = np.concatenate([np.asarray(v, self.np_dtype).ravel() for v in values])
+        self.in_offsets = np.cumsum([0] + [int(np.prod(s)) for s in self.shapes])
+        self.out_offsets = np.cumsum([0] + [int(np.prod(s)) for _, s in self.outputs])
         self.n, self.m = int(self.in_offsets[-1]), int(self.out_offsets[-1])
         self.batch_size = options.batch_size or default_batch_size(self.n + self.m, options.dtype)
         self.rng = np.random.default_rng(options.seed)
@@ -242,8 +235,8 @@ class _Point:
             # Only the listed entries are labelled (np.unravel_index on all 6,820 components of
             # the benchmark MLP took 60 ms).
             k, i = divmod(int(e), m)
-            p, q = input_of[k], output_of[i]
-            return (q, _index(i - self.out_offsets[q], self.out_shapes[q]), p,
+            (output, shape), p = self.outputs[output_of[i]], input_of[k]
+            return (output, _index(i - self.out_offsets[output_of[i]], shape), self.names[p],
                     _index(index[k] - self.in_offsets[p], self.shapes[p]))
 
         return dict(
@@ -252,8 +245,8 @@ class _Point:
             forward=lambda: self.evaluator.components(
                 "jvp", self.theta, index, np.ones(count), self.batch_size, self.ran_on).ravel(),
             block_of=(output_of[None, :] * len(self.shapes) + input_of[:, None]).ravel(),
-            **_flat(differences(self.y0, moved[:count], moved[count:], h_plus, h_minus,
-                                self.scale[None, :], self.np_dtype)),
+            **differences(self.y0, moved[:count], moved[count:], h_plus, h_minus,
+                          self.scale[None, :], self.np_dtype),
         )
 
     def draw_directions(self):
@@ -283,9 +276,9 @@ class _Point:
 
         def labels(e):
             q, p = self.blocks[e]
-            size = self.out_offsets[q + 1] - self.out_offsets[q]
-            return (q, f"u{e % number}" if size > 1 else _index(0, self.out_shapes[q]), p,
-                    f"v{e % number}")
+            output, shape = self.outputs[q]
+            return (output, f"u{e % number}" if np.prod(shape) > 1 else _index(0, shape),
+                    self.names[p], f"v{e % number}")
 
         return dict(
             count=count, labels=labels,
@@ -295,16 +288,10 @@ class _Point:
             forward=lambda: np.sum(self.evaluator.directions(
                 "jvp", self.theta, moves, h, self.batch_size, self.ran_on) * us, axis=1),
             block_of=np.array([q * len(self.shapes) + p for q, p in self.blocks]),
-            **_flat(differences(
+            **differences(
                 (us @ self.y0)[:, None], projected[0][:, None], projected[1][:, None], h, h,
-                (us * self.scale).max(axis=1, where=us != 0, initial=1.0)[:, None],
-                self.np_dtype)),
+                (us * self.scale).max(axis=1, where=us != 0, initial=1.0)[:, None], self.np_dtype),
         )
-
-
-def _flat(arrays):
-    names = ("numerical", "forward_difference", "backward_difference", "unit")
-    return {name: np.ravel(a) for name, a in zip(names, np.broadcast_arrays(*arrays))}
 
 
 def _unit(rng, size):

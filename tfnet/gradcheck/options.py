@@ -10,7 +10,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-KINDS = ("gradient", "jacobian")
 MODES = ("full", "sampled", "directional")
 AUTODIFF_MODES = ("rev", "fwd")
 ORDERS = (1, 2)
@@ -24,26 +23,23 @@ class CheckOptions:
     Attributes:
         kind: "gradient" (a scalar J: `check_gradients`, `check_function`) or "jacobian" (any
             outputs: `check_jacobian`); set by the check, not by the caller.
-        mode: "full" (every component), "sampled" (gradients only: per variable the
-            `samples_per_variable` components with the largest |dθ| and as many random others)
-            or "directional" (per block `num_directions` random unit directions: the cost no
-            longer grows with the parameter count). Defaults to "full".
+        mode: "full" (every component), "sampled" (gradients: per variable the largest and some
+            random components) or "directional" (random directions per block, at a cost
+            independent of the parameter count); see `tfnet.gradcheck.engine`. Defaults to "full".
         modes: the autodiff modes checked against the differences, as in JAX's check_grads:
-            "rev" (tf.GradientTape; for a `tf.custom_gradient` its hand-written VJP) and "fwd"
-            (tf.autodiff.ForwardAccumulator JVPs, which TensorFlow derives from the forward
-            ops). A gradient needs "rev": ("rev",) or ("rev", "fwd"); a Jacobian any non-empty
-            subset. Defaults to None: ("rev",) for a gradient, ("rev", "fwd") for a Jacobian.
-        order: 1, or 2 to check the second order too: the Jacobian of the first derivative (the
-            Hessian of J; for a Jacobian that of wᵀf, w a random unit vector), from
-            reverse-over-reverse and forward-over-reverse products against differences of the
-            first derivative; in full mode whole up to 4,194,304 entries, else along random
-            directions. Defaults to 1.
+            "rev" (tf.GradientTape) and "fwd" (tf.autodiff.ForwardAccumulator). A gradient needs
+            "rev": ("rev",) or ("rev", "fwd"); a Jacobian any non-empty subset. Defaults to None:
+            ("rev",) for a gradient, ("rev", "fwd") for a Jacobian.
+        order: 1, or 2 to check the second order too (the Hessian; `tfnet.gradcheck.checks`),
+            whole in full mode up to 4,194,304 entries, else along random directions. Defaults
+            to 1.
         epsilon: relative step, h_i = epsilon * max(1, |θ_i|). Defaults to None: eps^(1/3) of
             the dtype (6.1e-6 in float64, 4.9e-3 in float32).
         dtype: "float64" or "float32". Defaults to None: float64, or float32 on a TPU.
         k_worst: how many worst entries the report lists. Defaults to 10.
-        samples_per_variable: see `mode`. Defaults to 10.
-        num_directions: see `mode`. Defaults to 4.
+        samples_per_variable: in "sampled" mode, the largest and the random components checked
+            per variable. Defaults to 10.
+        num_directions: in "directional" mode, random directions per block. Defaults to 4.
         batch_size: perturbations evaluated per vectorised call. Defaults to None: as many as
             fit in 32 MiB of parameter vectors, at most 512.
         device: e.g. "/GPU:0" or "/TPU:0". Defaults to None: the current tf.distribute
@@ -91,40 +87,21 @@ class CheckOptions:
             ):
                 raise ValueError(f"`{name}` must be {'None or ' * optional}an integer >= {low}. "
                                  f"Received: {name}={value!r}")
-        device, dtype = _device(self.device), _dtype(self.dtype)
+        device, dtype = self.device, self.dtype
+        if device is not None and (not isinstance(device, str) or not device):
+            raise ValueError("`device` must be None or a device name such as '/GPU:0'. "
+                             f"Received: device={device!r}")
+        if device is None and tf.distribute.has_strategy():
+            device = tf.distribute.get_strategy().extended.worker_devices[0]
+        dtype = tf.as_dtype(dtype).name if isinstance(dtype, tf.DType) else dtype
+        if dtype is not None and dtype not in DTYPES:
+            raise ValueError(f"`dtype` must be one of {DTYPES} or None. Received: dtype={dtype!r}")
         if dtype is None:
             dtype = "float32" if device and "TPU" in device.upper() else "float64"  # no float64
         epsilon = self.epsilon if self.epsilon is not None else np.finfo(dtype).eps ** (1 / 3)
         for name, value in (("modes", tuple(m for m in AUTODIFF_MODES if m in modes)),
                             ("device", device), ("dtype", dtype), ("epsilon", float(epsilon))):
             object.__setattr__(self, name, value)  # resolved: the report shows what ran
-
-
-def _device(device):
-    if device is not None:
-        if not isinstance(device, str) or not device:
-            raise ValueError("`device` must be None or a device name such as '/GPU:0'. "
-                             f"Received: device={device!r}")
-        return device
-    if tf.distribute.has_strategy():
-        return tf.distribute.get_strategy().extended.worker_devices[0]
-    return None
-
-
-def _dtype(dtype):
-    dtype = tf.as_dtype(dtype).name if isinstance(dtype, tf.DType) else dtype
-    if dtype is not None and dtype not in DTYPES:
-        raise ValueError(f"`dtype` must be one of {DTYPES} or None. Received: dtype={dtype!r}")
-    return dtype
-
-
-def check_function_and_values(fn, values, argument):
-    """ValueError unless `fn` is callable and `values` (called `argument`) a non-empty list."""
-    if not callable(fn):
-        raise ValueError(f"`fn` must be callable. Received: fn={fn!r}")
-    if not isinstance(values, (list, tuple)) or not values:
-        raise ValueError(f"`{argument}` must be a non-empty list of variables or arrays. "
-                         f"Received: {argument}={values!r}")
 
 
 def variable_name(variable, i, argument):

@@ -50,6 +50,16 @@ PAIRS = (
 _SHORT = {"reverse vs numerical": "rev-num", "forward vs numerical": "fwd-num",
           "forward vs reverse": "fwd-rev"}
 MODE_NAMES = {"rev": "reverse", "fwd": "forward"}
+# The pairs that disagree (sorted, joined) -> which mode is wrong.
+_DIAGNOSES = {
+    "forward vs reverse, reverse vs numerical":
+        "reverse mode (the VJP) is wrong: forward mode agrees with the differences",
+    "forward vs numerical, forward vs reverse":
+        "forward mode (the JVP) is wrong: reverse mode agrees with the differences",
+    "forward vs numerical, reverse vs numerical":
+        "both modes agree with each other, not with the differences: the function's derivative "
+        "is wrong in both, or the differences do not resolve it",
+}
 
 
 def relative_difference(a, b, floor=0.0):
@@ -214,19 +224,10 @@ class Report:
     @property
     def diagnosis(self):
         """Which mode is wrong, read from the pairs that disagree ("" when none does)."""
-        bad = set(self.disagreeing)
-        if not bad:
-            return ""
-        if len(self.differences) < 3:
-            return f"{', '.join(sorted(bad))} disagree"
-        if bad == {"reverse vs numerical", "forward vs reverse"}:
-            return "reverse mode (the VJP) is wrong: forward mode agrees with the differences"
-        if bad == {"forward vs numerical", "forward vs reverse"}:
-            return "forward mode (the JVP) is wrong: reverse mode agrees with the differences"
-        if bad == {"reverse vs numerical", "forward vs numerical"}:
-            return ("both modes agree with each other, not with the differences: the function's "
-                    "derivative is wrong in both, or the differences do not resolve it")
-        return "all three disagree: " + ", ".join(sorted(bad))
+        bad = ", ".join(sorted(self.disagreeing))
+        if not bad or len(self.differences) < 3:
+            return bad and f"{bad} disagree"
+        return _DIAGNOSES.get(bad, f"all three disagree: {bad}")
 
     def __str__(self):
         gradient = self.cost is not None
@@ -303,7 +304,7 @@ def compare(derivatives, forward_difference, backward_difference, unit, block_of
         forward_difference, backward_difference, unit: each entry's one-sided differences and
             round-off unit.
         block_of: each entry's block, an index into `blocks`, (name, output, input, shape) each.
-        entry: entry(e) gives (output, output_index, input, input_index) of entry e.
+        entry: entry(e) gives the (output, output_index, input, input_index) of entry e.
         k_worst: how many worst entries to list.
         dtype: the dtype the check ran in (its thresholds).
     """
@@ -342,15 +343,11 @@ def compare(derivatives, forward_difference, backward_difference, unit, block_of
         checked.append(block)
     checked.sort(key=lambda b: -b.worst)
     difference, where = max(candidates, key=lambda c: c[0])  # ties: the first listed
-    errors = np.zeros_like(autodiff)
-    for _, a, b, _ in pairs:
-        errors = np.maximum(errors, np.abs(derivatives[a] - derivatives[b]))
+    errors = np.max([np.abs(derivatives[a] - derivatives[b]) for _, a, b, _ in pairs], axis=0)
 
     def listed(e):
-        output, output_index, input_, input_index = entry(e)
         return Entry(
-            output=output, output_index=output_index, input=input_, input_index=input_index,
-            forward_difference=float(forward_difference[e]),
+            *entry(e), forward_difference=float(forward_difference[e]),
             backward_difference=float(backward_difference[e]),
             **{d: float(values[e]) for d, values in derivatives.items()},
         )
@@ -363,8 +360,7 @@ def compare(derivatives, forward_difference, backward_difference, unit, block_of
         kinks=tuple(listed(e) for e in np.flatnonzero(is_kink)),
         verdict=("correct" if difference <= correct_threshold
                  else "suspect" if difference <= wrong_threshold else "wrong"),
-        verdict_difference=difference,
-        verdict_from=where,
+        verdict_difference=difference, verdict_from=where,
         disagreeing=tuple(
             name for name, _, _, field in pairs
             if max([overall[field]] + [getattr(b, field) for b in checked]) > correct_threshold

@@ -38,18 +38,15 @@ def float_twin(model, dtype):
             config["variance"] = np.asarray(config["variance"], dtype=np.float64)
         return layer.__class__.from_config(config)
 
-    def float_input(tensor):
-        floating = keras.backend.is_float_dtype(tensor.dtype)
-        return keras.Input(
-            batch_shape=tensor.shape, dtype=dtype if floating else tensor.dtype, name=tensor.name
-        )
-
     if isinstance(model, keras.Sequential):
         # A Sequential that was never called has no `input`; its build shape gives the input's.
         input_shape = model.get_build_config()["input_shape"]
         inputs = keras.Input(batch_shape=(None,) + tuple(input_shape[1:]), dtype=dtype)
     else:
-        inputs = tf.nest.map_structure(float_input, model.input)
+        inputs = tf.nest.map_structure(lambda tensor: keras.Input(
+            batch_shape=tensor.shape, name=tensor.name,
+            dtype=dtype if keras.backend.is_float_dtype(tensor.dtype) else tensor.dtype,
+        ), model.input)
     # Under the twin's dtype policy (Keras keeps it per thread), so that the layers a layer makes
     # itself without a dtype (a block's convolutions, made in its __init__ or build) are twinned
     # too, not left in float32.
@@ -147,7 +144,8 @@ def loss_function(loss):
 
 
 def model_cost(twin, x, y, loss, dtype):
-    """cost(values, state) -> (J, new_state) with J = mean(loss(y, model(x))) + sum(model.losses).
+    """cost(values, state) -> (J, new_state), J = mean(loss(y, model(x))) + sum(model.losses) as a
+    (1,) tensor: the flat outputs the engine checks.
 
     The twin runs in training mode (BatchNorm normalises with the batch statistics); the returned
     state is what training would have written (moving averages, advanced seeds), discarded by
@@ -169,6 +167,6 @@ def model_cost(twin, x, y, loss, dtype):
         j = tf.reduce_mean(per_example_loss(y, y_pred))
         for regularisation in losses:
             j += tf.cast(regularisation, j.dtype)
-        return j, new_state
+        return tf.reshape(j, [1]), new_state
 
     return cost
