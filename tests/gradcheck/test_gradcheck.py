@@ -455,6 +455,13 @@ def test_bad_model_and_function_raise_value_error():
         gradcheck.check_function(3, [np.ones(2)])
     with pytest.raises(ValueError, match="`variables` must be a non-empty list"):
         gradcheck.check_function(_quartic, [])
+    with pytest.raises(ValueError, match=re.escape(
+            "`fn` must return a scalar J (one element). Received: fn returning [(3,)]")):
+        gradcheck.check_function(lambda values: values[0] ** 2, [np.ones(3)])
+    with pytest.raises(ValueError, match=re.escape(
+            "`variables` must be floating-point arrays, tensors or variables. Received: "
+            "variables[0] of dtype int64")):
+        gradcheck.check_function(_quartic, [np.arange(3)])
 
 
 def _moons_config():

@@ -21,7 +21,8 @@ BN_EPSILON = 1e-3  # tfnet.layers.BatchNorm's default
 
 def _data(m=4, side=8, channels=2, seed=0):
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((m, side, side, channels)).astype("float32"), rng.integers(0, CLASSES, m)
+    x = rng.standard_normal((m, side, side, channels)).astype("float32")
+    return x, rng.integers(0, CLASSES, m)
 
 
 def _xent():
@@ -68,7 +69,8 @@ def _numpy_cost(model, x, y, pooling):
     logits = a @ w["logits/kernel"] + w["logits/bias"]
     logits = logits - logits.max(axis=1, keepdims=True)
     log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    return -log_softmax[np.arange(len(y)), y].mean() + L2 / (2 * len(y)) * np.sum(w["logits/kernel"] ** 2)
+    l2_cost = L2 / (2 * len(y)) * np.sum(w["logits/kernel"] ** 2)
+    return -log_softmax[np.arange(len(y)), y].mean() + l2_cost
 
 
 # Forward mode through average pooling: the planted-bug test below.
@@ -82,7 +84,8 @@ def test_cnn_gradients_are_correct_and_j_is_computed_in_float64(pooling, modes):
     assert report.modes == modes and all(d <= 1e-7 for _, d in report.differences), report
     assert {"conv_1/kernel", "conv_2/bias", "batch_norm_2/gamma", "logits/kernel"} <= {
         b.name for b in report.blocks}, report
-    assert report.evaluations == 2 + 2 * sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    components = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    assert report.evaluations == 2 + 2 * components, report
     # The twin computes in float64: J agrees with numpy's float64 forward pass to 1e-12, where a
     # float32 forward pass (the model's own) agrees only to about 1e-7.
     expected = _numpy_cost(model, x, y, pooling)
@@ -102,7 +105,8 @@ def test_batch_norm_over_channels_is_checked_in_training_mode_and_left_unchanged
     assert report.verdict == "correct", report
     for old, variable in zip(before, model.non_trainable_variables):
         np.testing.assert_array_equal(old, variable.numpy(), err_msg=variable.path)
-    expected = float(tf.reduce_mean(_xent().call(y, model(x, training=True))) + tf.add_n(model.losses))
+    logits = model(x, training=True)
+    expected = float(tf.reduce_mean(_xent().call(y, logits)) + tf.add_n(model.losses))
     np.testing.assert_allclose(report.cost, expected, rtol=1e-12)
     assert not np.array_equal(before[0], batch_norm.moving_mean.numpy())  # that call did write
 
@@ -135,11 +139,9 @@ class PlantedConv2D(keras.layers.Layer):
         @tf.custom_gradient
         def conv(x, kernel):
             def grad(dy):
-                strides = [1, 1, 1, 1]
-                dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=kernel,
-                                                    out_backprop=dy, strides=strides, padding="VALID")
-                dw = tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel),
-                                                     out_backprop=dy, strides=strides, padding="VALID")
+                same = dict(out_backprop=dy, strides=[1, 1, 1, 1], padding="VALID")
+                dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=kernel, **same)
+                dw = tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel), **same)
                 return dx, dw * tf.constant(scale, dw.dtype)
 
             return tf.nn.conv2d(x, kernel, 1, "VALID"), grad
@@ -163,8 +165,8 @@ def test_planted_conv_gradient_is_wrong_and_named_down_to_the_component():
     worst = report.worst[0]
     assert (worst.input, worst.input_index) == ("conv_2/kernel", PLANTED_INDEX), report
     # Forward mode never calls the hand-written gradient: it agrees with the differences.
-    np.testing.assert_allclose([worst.reverse, worst.forward], [1.5 * worst.numerical, worst.numerical],
-                               rtol=1e-7)
+    np.testing.assert_allclose([worst.reverse, worst.forward],
+                               [1.5 * worst.numerical, worst.numerical], rtol=1e-7)
     assert report.disagreeing == ("reverse vs numerical", "forward vs reverse"), report
     assert report.diagnosis.startswith("reverse mode (the VJP) is wrong"), report
     # Every other variable, conv_2/bias and conv_1 (whose gradients pass through the planted

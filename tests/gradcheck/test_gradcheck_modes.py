@@ -33,9 +33,11 @@ def test_forward_mode_agrees_with_the_differences_where_the_custom_vjp_is_wrong(
     np.testing.assert_allclose(worst.forward, worst.numerical, rtol=1e-7)
     # The planted VJP returns 1.1 × the data term's dJ/dW; the L2 term's 2λW is right.
     l2_gradient = 2 * L2 * model.get_layer("planted").kernel.numpy()[worst.input_index]
-    np.testing.assert_allclose(worst.reverse, 1.1 * (worst.forward - l2_gradient) + l2_gradient, rtol=1e-6)
-    assert re.search(r"^relative difference overall: reverse vs numerical \S+, forward vs numerical "
-                     r"\S+, forward vs reverse \S+  ->  WRONG", str(report), re.MULTILINE), report
+    np.testing.assert_allclose(worst.reverse, 1.1 * (worst.forward - l2_gradient) + l2_gradient,
+                               rtol=1e-6)
+    assert re.search(r"^relative difference overall: reverse vs numerical \S+, forward vs "
+                     r"numerical \S+, forward vs reverse \S+  ->  WRONG", str(report),
+                     re.MULTILINE), report
 
 
 def test_forward_mode_of_a_correct_model_is_correct_along_directions():
@@ -47,6 +49,9 @@ def test_forward_mode_of_a_correct_model_is_correct_along_directions():
     assert report.modes == ("rev", "fwd") and report.verdict == "correct", report
     assert report.forward_relative_difference <= 1e-7 and report.forward_reverse_difference <= 1e-12
     assert len(report.worst) == 10 and all(c.forward is not None for c in report.worst), report
+    # 4 variables x 4 directions: J twice at θ and twice per direction, one JVP per direction and
+    # one VJP (the gradient) for all: J has one output, so every direction shares the cotangent 1.
+    assert (report.evaluations, report.vjps, report.jvps) == (2 + 2 * 16, 1, 16), report
 
 
 @tf.custom_gradient

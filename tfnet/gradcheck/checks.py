@@ -135,11 +135,11 @@ def _check_fn(fn, inputs, argument, options):
         raise ValueError(f"`fn` must return a floating tensor or a list of them. Received: fn "
                          f"returning {[tf.as_dtype(r.dtype).name for r in results]}")
     gradient = options.kind == "gradient"
-    if gradient and not (single and structure.shape.rank == 0):
-        raise ValueError(f"`fn` must return a scalar J. Received: fn returning "
+    if gradient and not (single and structure.shape.num_elements() == 1):
+        raise ValueError(f"`fn` must return a scalar J (one element). Received: fn returning "
                          f"{[tuple(r.shape) for r in results]}")
-    outputs = [("J" if gradient else "output" if single else f"outputs[{q}]", tuple(r.shape))
-               for q, r in enumerate(results)]
+    outputs = [("J", ())] if gradient else [
+        ("output" if single else f"outputs[{q}]", tuple(r.shape)) for q, r in enumerate(results)]
 
     def flat_fn(values, state):
         result = fn(values)
@@ -197,7 +197,8 @@ def _size(shapes):
 
 
 def _gradient_of_j(values):
-    return f"the gradient of J ({len(values)} variables, {_size(v.shape for v in values):,} components)"
+    components = _size(v.shape for v in values)
+    return f"the gradient of J ({len(values)} variables, {components:,} components)"
 
 
 def _not_deterministic(what, of):

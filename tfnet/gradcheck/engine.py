@@ -214,12 +214,11 @@ class _Point:
             index = np.arange(self.n)
         else:
             score = np.zeros(self.n) if rows is None else np.abs(rows).max(axis=0)
-            chosen = []
+            chosen, k = [], options.samples_per_variable
             for start, stop in zip(self.in_offsets[:-1], self.in_offsets[1:]):
                 order = np.argsort(-score[start:stop], kind="stable")
-                largest, rest = order[: options.samples_per_variable], order[options.samples_per_variable :]
-                drawn = self.rng.choice(rest, size=min(options.samples_per_variable, rest.size),
-                                        replace=False)
+                largest, rest = order[:k], order[k:]
+                drawn = self.rng.choice(rest, size=min(k, rest.size), replace=False)
                 chosen.append(start + np.sort(np.concatenate([largest, drawn])))
             index = np.concatenate(chosen)
         count = len(index)
@@ -255,7 +254,8 @@ class _Point:
         self.blocks, self.moves, us, self.h = [], [], [], []
         for q, (first, last) in enumerate(zip(self.out_offsets[:-1], self.out_offsets[1:])):
             for p, (start, stop) in enumerate(zip(self.in_offsets[:-1], self.in_offsets[1:])):
-                step = self.options.epsilon * max(1.0, float(np.max(np.abs(self.theta0[start:stop]))))
+                largest = float(np.max(np.abs(self.theta0[start:stop])))
+                step = self.options.epsilon * max(1.0, largest)
                 for _ in range(self.options.num_directions):
                     self.moves.append((start, _unit(self.rng, stop - start)))
                     us.append(np.zeros(self.m))
