@@ -20,6 +20,8 @@ DTYPES = ("float64", "float32")
 class CheckOptions:
     """The keyword arguments of `check_gradients`, `check_function` and `check_jacobian`.
 
+    Once constructed, `modes`, `device`, `dtype` and `epsilon` hold what the check uses.
+
     Attributes:
         kind: "gradient" (a scalar J: `check_gradients`, `check_function`) or "jacobian" (any
             outputs: `check_jacobian`); set by the check, not by the caller.

@@ -1,10 +1,10 @@
 """A Keras model's training cost as a pure function of its weights, on a float64 twin.
 
-The user's model is never modified and never called: its layers are cloned from their configs with
-the dtype policy replaced (`keras.models.clone_model`), any layer that `from_config` rebuilds
-(convolutions, pooling, custom layers and the layers they make), and the twin is only run through
-`stateless_call` with weight values passed in, so no variable (BatchNorm's moving averages, the
-dropout seeds) is ever written.
+The user's model is never modified and never called: each layer is rebuilt by `from_config` with
+the dtype replaced (`keras.models.clone_model`), so any layer whose config round-trips is twinned
+(convolutions, pooling, custom layers and the layers they make themselves), and the twin is only
+run through `stateless_call` with weight values passed in, so no variable (BatchNorm's moving
+averages, the dropout seeds) is ever written.
 """
 
 import inspect
