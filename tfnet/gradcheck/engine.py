@@ -178,12 +178,13 @@ class _Point:
             with tf.GradientTape() as tape:
                 tape.watch(theta)
                 y, new_state = fn(unflatten(theta), state)
-                projected = tf.linalg.matvec(cotangents, y)
+                several = cotangents.shape[0] > 1  # else one VJP (a gradient), no projection
+                projected = tf.linalg.matvec(cotangents, y) if several else y
             zero = tf.UnconnectedGradients.ZERO
             rows = (None if not reverse
-                    else tape.gradient(projected, theta, unconnected_gradients=zero)[None]
-                    if cotangents.shape[0] == 1
-                    else tape.jacobian(projected, theta, unconnected_gradients=zero))
+                    else tape.jacobian(projected, theta, unconnected_gradients=zero) if several
+                    else tape.gradient(y, theta, output_gradients=tf.reshape(cotangents, [-1]),
+                                       unconnected_gradients=zero))
             return y, rows, fn(unflatten(theta), new_state)[0]
 
         cotangents = tf.constant(self.cotangents, self.np_dtype)
@@ -203,7 +204,9 @@ class _Point:
             np.full(stop - start, max(1.0, float(np.max(np.abs(self.y0[start:stop]), initial=0))))
             for start, stop in zip(self.out_offsets[:-1], self.out_offsets[1:])
         ])
-        return None if rows is None else rows.numpy().astype(np.float64)
+        if rows is None:
+            return None
+        return rows.numpy().astype(np.float64).reshape(len(self.cotangents), -1)
 
     def components(self, rows):
         """Entries (j, m) for the checked components j, entry e = k M + m for the k-th: every j,

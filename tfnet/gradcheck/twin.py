@@ -112,16 +112,9 @@ def run_in_inference_mode(twin, inference_layers):
             )
         # The twin is ours, so its layer's call can be wrapped; Keras' __call__ still passes the
         # training flag of the enclosing call, which this overrides.
-        layer.call = _inference_call(layer.call)
+        layer.call = lambda *args, call=layer.call, **kwargs: call(
+            *args, **{**kwargs, "training": False})
     return names
-
-
-def _inference_call(call):
-    def inference_call(*args, **kwargs):
-        kwargs["training"] = False
-        return call(*args, **kwargs)
-
-    return inference_call
 
 
 def loss_function(loss):
