@@ -132,11 +132,11 @@ def _check_fn(fn, inputs, argument, options):
     single = not isinstance(structure, (list, tuple))
     results = [structure] if single else list(structure)
     if not all(tf.as_dtype(r.dtype).is_floating for r in results):
-        raise ValueError(f"`fn` must return a floating tensor or a list of them. Received: fn "
+        raise ValueError("`fn` must return a floating tensor or a list of them. Received: fn "
                          f"returning {[tf.as_dtype(r.dtype).name for r in results]}")
     gradient = options.kind == "gradient"
     if gradient and not (single and structure.shape.num_elements() == 1):
-        raise ValueError(f"`fn` must return a scalar J (one element). Received: fn returning "
+        raise ValueError("`fn` must return a scalar J (one element). Received: fn returning "
                          f"{[tuple(r.shape) for r in results]}")
     outputs = [("J", ())] if gradient else [
         ("output" if single else f"outputs[{q}]", tuple(r.shape)) for q, r in enumerate(results)]
@@ -147,7 +147,7 @@ def _check_fn(fn, inputs, argument, options):
 
     return _run(
         flat_fn, values, names, outputs, [], options,
-        _gradient_of_j(values) if gradient else f"the Jacobian of fn "
+        _gradient_of_j(values) if gradient else "the Jacobian of fn "
         f"({_size(s for _, s in outputs)} outputs x {_size(v.shape for v in values)} inputs)",
         _not_deterministic("`fn`", f"`{argument}`"),
     )
@@ -204,5 +204,5 @@ def _gradient_of_j(values):
 def _not_deterministic(what, of):
     return lambda y1, y2: (
         f"{what} is not a deterministic function of {of}: two evaluations at the same point "
-        f"gave different values, so finite differences cannot check its derivatives."
+        "gave different values, so finite differences cannot check its derivatives."
     )

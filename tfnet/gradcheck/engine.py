@@ -130,7 +130,7 @@ def run(fn, values, names, outputs, state, options, *, checked, describe_randomn
 
     blocks = [
         (names[p] if gradient else f"d {output} / d {names[p]}", output, names[p], shape + shape_p)
-        for output, shape in outputs for p, shape_p in enumerate(point.shapes)
+        for output, shape in point.outputs for p, shape_p in enumerate(point.shapes)
     ]
     fields, threshold_note = report_lib.compare(
         derivatives, probes["forward_difference"], probes["backward_difference"],
