@@ -7,7 +7,7 @@ rounds (``benchmarks.harness``):
 - **full check**: a whole ``tfnet.gradcheck.check_gradients(mode="full")`` call, its float64
   twin and tracing included;
 - **its perturbed evaluations alone**: the 2N evaluations J(θ ± h e_i) of a full check
-  (``perturb.Evaluator.components``, traced beforehand), the part of its time that grows with N:
+  (``evaluator.Evaluator.components``, traced beforehand), the part of its time that grows with N:
   no cut of fixed cost (twin, tracing, J and its gradient, the report) can take the check below
   it;
 - **compute_gradient, tf.function**: ``tf.test.compute_gradient`` given J of the flattened θ
@@ -89,7 +89,7 @@ def _flat_cost(model, x, y, loss):
 
     def flat_cost(theta):
         values = [tf.reshape(t, s) for t, s in zip(tf.split(theta, sizes), shapes)]
-        return cost(values, state)[0]
+        return cost(values, state)[0][0]
 
     theta = np.concatenate([v.numpy().astype(np.float64).ravel() for v in model.trainable_variables])
     return flat_cost, theta
@@ -100,25 +100,25 @@ def _evaluations_only(model, x, y, loss):
     before it is returned."""
     import tensorflow as tf
 
-    from tfnet.gradcheck import numerics, perturb
+    from tfnet.gradcheck import engine, evaluator
     from tfnet.gradcheck import twin as twin_lib
+    from tfnet.gradcheck.options import CheckOptions
 
     twin = twin_lib.float_twin(model, "float64")
     cost = twin_lib.model_cost(twin, x, y, loss, "float64")
     state = [v.value for v in twin.non_trainable_variables]
     shapes = [tuple(v.shape) for v in model.trainable_variables]
-    evaluator = perturb.Evaluator(lambda values: tf.reshape(cost(values, state)[0], [1]), shapes,
-                                  tf.float64)
+    evaluations = evaluator.Evaluator(lambda values: cost(values, state)[0], shapes, tf.float64)
     theta0 = np.concatenate(
         [v.numpy().astype(np.float64).ravel() for v in model.trainable_variables]
     )
     theta = tf.constant(theta0)
-    h_plus, h_minus = numerics.steps(theta0, numerics.default_epsilon("float64"), np.float64)
+    h_plus, h_minus = engine.steps(theta0, CheckOptions(dtype="float64").epsilon, np.float64)
     index = np.arange(theta0.size)
-    batch_size = numerics.default_batch_size(theta0.size, tf.float64)
+    batch_size = engine.default_batch_size(theta0.size + 1, tf.float64)  # as the check's, M = 1
 
     def evaluate():
-        return evaluator.components(
+        return evaluations.components(
             "value", theta, np.concatenate([index, index]), np.concatenate([h_plus, -h_minus]),
             batch_size, set(),
         )
@@ -131,13 +131,13 @@ def _contenders(config):
     import tensorflow as tf
 
     from tfnet import gradcheck
-    from tfnet.gradcheck import numerics
+    from tfnet.gradcheck.options import CheckOptions
 
     model, x, y, loss = _problem(list(config.small_layers), config.batch, seed=0)
     flat_cost, theta = _flat_cost(model, x, y, loss)
     compiled_cost = tf.function(flat_cost)
     evaluations_only = _evaluations_only(model, x, y, loss)
-    epsilon = numerics.default_epsilon("float64")
+    epsilon = CheckOptions(dtype="float64").epsilon
 
     def compute_gradient(fn):
         return lambda: harness.timed(

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tfnet import gradcheck
-from tfnet.gradcheck import jacobian
+from tfnet.gradcheck import engine
 
 X = np.array([0.3, -1.2, 0.8])
 W = np.array([[0.5, -0.2, 0.1], [0.3, 0.9, -0.4]])
@@ -281,7 +281,7 @@ def test_bad_arguments_raise_value_error(kwargs, message):
 
 
 def test_full_mode_of_a_jacobian_too_large_is_refused(monkeypatch):
-    monkeypatch.setattr(jacobian, "MAX_FULL_ENTRIES", 8)
+    monkeypatch.setattr(engine, "MAX_FULL_ENTRIES", 8)
     message = "`mode` must be 'directional' for a Jacobian of more than 8 entries. Received: mode='full' (3 outputs x 3 inputs)"
     with pytest.raises(ValueError, match=re.escape(message)):
         gradcheck.check_jacobian(lambda v: tf.sin(v[0]), [X])

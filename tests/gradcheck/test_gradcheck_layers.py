@@ -103,7 +103,7 @@ def test_batch_norm_is_correct_and_its_running_averages_unchanged(float64, bias_
     report = gradcheck.check_gradients(model, x, y, _xent())
     assert report.verdict == "correct", report
     assert report.relative_difference <= 1e-7
-    assert any(v.name == "batch_norm_1/gamma" for v in report.variables), report
+    assert any(b.name == "batch_norm_1/gamma" for b in report.blocks), report
     for old, variable in zip(before, state):
         np.testing.assert_array_equal(old, variable.numpy(), err_msg=variable.path)
     # J is in training mode (batch statistics): tfnet's own training call gives the same cost.
@@ -159,8 +159,8 @@ def test_l2_without_gradient_is_wrong_and_located(float64, mode):
     report = gradcheck.check_gradients(_tfnet_layers_model(L2WithoutGradientDense), x, y, _xent(),
                                        mode=mode)
     assert report.verdict == "wrong", report
-    assert report.variables[0].name == "planted/kernel", report
-    assert report.worst[0].variable == "planted/kernel", report
+    assert report.blocks[0].name == "planted/kernel", report
+    assert report.worst[0].input == "planted/kernel", report
 
 
 def test_same_tfnet_layers_model_without_the_bug_is_correct(float64):
@@ -184,7 +184,7 @@ def test_training_model_has_the_configs_batch_norm_dropout_and_l2():
     assert {"batch_norm_1", "batch_norm_2", "dropout_1", "dropout_2"} <= {l.name for l in model.layers}
     report = training_model.check_training_model(config, examples=16, inference_layers=True)
     assert report.verdict == "correct", report
-    names = [v.name for v in report.variables]
+    names = [b.name for b in report.blocks]
     assert "batch_norm_1/gamma" in names and "dense_1/bias" not in names, report
     without_l2 = training_model.check_training_model(
         config_lib.TrainConfig(l2=0.0, **fields), examples=16, mode="directional",

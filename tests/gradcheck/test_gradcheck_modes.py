@@ -22,19 +22,22 @@ def test_forward_mode_agrees_with_the_differences_where_the_custom_vjp_is_wrong(
     assert report.modes == ("rev", "fwd") and report.verdict == "wrong", report
     assert report.forward_relative_difference <= 1e-7, report  # JVPs never call the VJP
     assert report.forward_reverse_difference > 1e-3, report
-    by_name = {v.name: v for v in report.variables}
+    by_name = {b.name: b for b in report.blocks}
     assert by_name["planted/kernel"].forward_reverse_difference > 1e-3, report
     assert all(
         v.forward_reverse_difference <= 1e-7 and v.forward_relative_difference <= 1e-7
         for name, v in by_name.items() if name != "planted/kernel"
     ), report
     worst = report.worst[0]
-    assert worst.variable == "planted/kernel", report
-    np.testing.assert_allclose(worst.jvp, worst.numerical, rtol=1e-7)
+    assert worst.input == "planted/kernel", report
+    np.testing.assert_allclose(worst.forward, worst.numerical, rtol=1e-7)
     # The planted VJP returns 1.1 × the data term's dJ/dW; the L2 term's 2λW is right.
-    l2_gradient = 2 * L2 * model.get_layer("planted").kernel.numpy()[worst.index]
-    np.testing.assert_allclose(worst.autodiff, 1.1 * (worst.jvp - l2_gradient) + l2_gradient, rtol=1e-6)
-    assert "forward mode (JVP): relative difference" in str(report)
+    l2_gradient = 2 * L2 * model.get_layer("planted").kernel.numpy()[worst.input_index]
+    np.testing.assert_allclose(worst.reverse, 1.1 * (worst.forward - l2_gradient) + l2_gradient,
+                               rtol=1e-6)
+    assert re.search(r"^relative difference overall: reverse vs numerical \S+, forward vs "
+                     r"numerical \S+, forward vs reverse \S+  ->  WRONG", str(report),
+                     re.MULTILINE), report
 
 
 def test_forward_mode_of_a_correct_model_is_correct_along_directions():
@@ -45,7 +48,10 @@ def test_forward_mode_of_a_correct_model_is_correct_along_directions():
     )
     assert report.modes == ("rev", "fwd") and report.verdict == "correct", report
     assert report.forward_relative_difference <= 1e-7 and report.forward_reverse_difference <= 1e-12
-    assert len(report.worst) == 10 and all(c.jvp is not None for c in report.worst), report
+    assert len(report.worst) == 10 and all(c.forward is not None for c in report.worst), report
+    # 4 variables x 4 directions: J twice at θ and twice per direction, one JVP per direction and
+    # one VJP (the gradient) for all: J has one output, so every direction shares the cotangent 1.
+    assert (report.evaluations, report.vjps, report.jvps) == (2 + 2 * 16, 1, 16), report
 
 
 @tf.custom_gradient
@@ -63,8 +69,8 @@ def test_a_wrong_jvp_is_caught_only_with_forward_mode():
     assert report.verdict == "wrong", report
     assert report.verdict_from.startswith("forward vs "), report
     assert report.relative_difference <= 1e-7 and report.forward_relative_difference == 1.0, report
-    np.testing.assert_allclose([c.jvp for c in report.worst], 0.0)
-    np.testing.assert_allclose(sorted(c.autodiff for c in report.worst), sorted(np.cos(w)), rtol=1e-12)
+    np.testing.assert_allclose([c.forward for c in report.worst], 0.0)
+    np.testing.assert_allclose(sorted(c.reverse for c in report.worst), sorted(np.cos(w)), rtol=1e-12)
 
 
 @tf.custom_gradient
@@ -80,7 +86,7 @@ def test_where_forward_mode_is_unsupported_the_report_says_so():
     )
     assert report.modes == ("rev",) and report.verdict == "correct", report
     assert report.forward_relative_difference is None, report
-    assert re.match(r"forward mode not checked: .*LookupError: .*DeepCopy", report.forward_note)
+    assert re.match(r"forward mode not checked: .*LookupError: .*DeepCopy", report.notes[0])
     assert "note: forward mode not checked" in str(report)
 
 
@@ -91,7 +97,7 @@ def test_second_order_of_a_model_finds_the_gradient_that_is_not_differentiable()
         mode="directional",
     )
     # The values of the planted gradient are right: only the second order is wrong.
-    assert max(v.relative_difference for v in report.variables) <= 1e-7, report
+    assert max(b.relative_difference for b in report.blocks) <= 1e-7, report
     assert report.verdict == "wrong" and report.verdict_from.startswith("second order: "), report
     second = report.second_order
     assert second.mode == "directional", second

@@ -1,223 +1,370 @@
-"""The gradient-check report: relative differences, a verdict, and where it went wrong.
+"""The one report of every check, and the one comparison that fills it.
 
-The overall figure is docs/methods.md §4's
+Every checked entry of a Jacobian ∂y/∂x (a gradient is its 1 × N case: y = J, one block per
+variable; a Hessian the Jacobian of a gradient) has a reverse-mode, a forward-mode and a
+numerical value (`tfnet.gradcheck.engine`; uᵀ(∂y/∂x)v in directional mode). The pairs "reverse
+vs numerical", "forward vs numerical" and "forward vs reverse" are compared overall and per block
+(one output tensor against one input tensor) with docs/methods.md §4's
 
-    relative_difference = ‖dθ_approx − dθ‖₂ / (‖dθ_approx‖₂ + ‖dθ‖₂)        (0 when both are 0)
+    relative_difference = ‖a − b‖₂ / max(‖a‖₂ + ‖b‖₂, floor)        (0 when that is 0)
 
-over all checked components. Each variable's figure is the same over its own components, with
-the denominator floored at the round-off the numerical derivatives can carry:
+with no floor overall and floor = ‖r‖₂ / t per block, where t is the correct threshold and
+r_e = 16 unit_e bounds the round-off of one central difference (unit_e = eps max(1, |y_q|) / h_e,
+`tfnet.gradcheck.engine`; measured errors of right derivatives are 0.1–10 units). Without the
+floor a block whose derivatives are 0 or at round-off level (a bias before BatchNorm) would score
+≈ 1 however right it is; with it, differences within round-off never exceed t.
 
-    relative_difference_v = ‖dθ_approx,v − dθ_v‖₂ / max(‖dθ_approx,v‖₂ + ‖dθ_v‖₂, ‖r_v‖₂ / t)
+The verdict comes from the worst figure of every pair, overall and per block (and of the second
+order with order=2), so a wrong derivative in a block of small derivatives is not diluted by the
+large, right ones of the others: "correct" ≤ t, "suspect" ≤ the wrong threshold, "wrong" above.
+In float64 these are 1e-7 and 1e-3 (docs/methods.md §4). In another dtype the round-off of y grows
+by eps_dtype / eps_float64, so t is multiplied by the square root of that ratio (2.3e-3 in
+float32) and the wrong threshold is max(1e-3, 10 t).
 
-where t is the correct threshold and r_i = 16 eps max(1, |J|) / h_i is a bound on the round-off
-of one central difference (16 times the unit that J's round-off eps |J| gives over a step h_i;
-measured errors of correct gradients are 0.1–10 units). Without the floor a variable whose
-gradient is 0 or at round-off level (a bias before BatchNorm) would score ≈ 1 however right its
-gradient is; with it, differences within round-off never exceed t.
+An entry is a kink (a non-differentiable point within the step, e.g. a ReLU input within h of 0)
+when its one-sided differences disagree and the autodiff value a (reverse, else forward) sides
+with one of them:
 
-The verdict comes from the worst of the overall and the per-variable figures, so a wrong gradient
-of a variable with small gradients is not diluted by the large, right gradients of the others.
-With forward mode checked, the same figures of the JVPs against dθ_approx and against dθ join
-them; with order=2, so does the worst figure of the Hessian check (`second_order`, a
-`JacobianCheckReport`). Kinks are left out of every figure and listed on their own.
+    |forward − backward| > 1e-3 max(|forward|, |backward|) + 64 unit
+    and min(|a − forward|, |a − backward|) < |forward − backward| / 4
+
+For a smooth y, forward − backward ≈ h y'' and a lies half-way between them, so neither condition
+is met by a wrong derivative unless |y''| h ≳ 0.4 |a|. Kinks are left out of every figure and
+listed on their own.
 """
 
 import dataclasses
 
 import numpy as np
 
+CORRECT_THRESHOLD = 1e-7
+WRONG_THRESHOLD = 1e-3
+_ROUND_OFF_UNITS = 16
+_KINK_NOISE_UNITS = 64
+# (name, first derivative, second derivative, the field of its figure in Block and Report)
+PAIRS = (
+    ("reverse vs numerical", "reverse", "numerical", "relative_difference"),
+    ("forward vs numerical", "forward", "numerical", "forward_relative_difference"),
+    ("forward vs reverse", "forward", "reverse", "forward_reverse_difference"),
+)
+_SHORT = {"reverse vs numerical": "rev-num", "forward vs numerical": "fwd-num",
+          "forward vs reverse": "fwd-rev"}
+MODE_NAMES = {"rev": "reverse", "fwd": "forward"}
+# The pairs that disagree (sorted, joined) -> which mode is wrong.
+_DIAGNOSES = {
+    "forward vs reverse, reverse vs numerical":
+        "reverse mode (the VJP) is wrong: forward mode agrees with the differences",
+    "forward vs numerical, forward vs reverse":
+        "forward mode (the JVP) is wrong: reverse mode agrees with the differences",
+    "forward vs numerical, reverse vs numerical":
+        "both modes agree with each other, not with the differences: the function's derivative "
+        "is wrong in both, or the differences do not resolve it",
+}
 
-def relative_difference(numerical, autodiff, floor=0.0):
-    """‖numerical − autodiff‖₂ / max(‖numerical‖₂ + ‖autodiff‖₂, floor), 0 when that is 0."""
-    numerical = np.asarray(numerical, dtype=np.float64)
-    autodiff = np.asarray(autodiff, dtype=np.float64)
-    denominator = max(np.linalg.norm(numerical) + np.linalg.norm(autodiff), floor)
-    if denominator == 0.0:
-        return 0.0
-    return float(np.linalg.norm(numerical - autodiff) / denominator)
+
+def relative_difference(a, b, floor=0.0):
+    """‖a − b‖₂ / max(‖a‖₂ + ‖b‖₂, floor), 0 when that is 0."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    denominator = max(np.linalg.norm(a) + np.linalg.norm(b), floor)
+    return 0.0 if denominator == 0.0 else float(np.linalg.norm(a - b) / denominator)
+
+
+def thresholds(dtype):
+    """(correct_threshold, wrong_threshold, note) of a check run in numpy-compatible `dtype`."""
+    eps, eps64 = np.finfo(dtype).eps, np.finfo(np.float64).eps
+    if eps <= eps64:
+        return CORRECT_THRESHOLD, WRONG_THRESHOLD, ""
+    correct = CORRECT_THRESHOLD * float(np.sqrt(eps / eps64))
+    wrong = max(WRONG_THRESHOLD, 10.0 * correct)
+    name = np.dtype(dtype).name
+    return correct, wrong, (
+        f"ran in {name}, not float64: thresholds rescaled from 1e-7 / 1e-3 to {correct:.1e} / "
+        f"{wrong:.1e} (x sqrt(eps_{name} / eps_float64))"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
-class VariableDifference:
-    """One variable's comparison: `checked` components (or directions), kinks left out.
+class Entry:
+    """One checked entry: ∂output[output_index] / ∂input[input_index].
 
-    `relative_difference` (reverse mode against the differences) has its denominator floored at
-    `round_off_norm / correct_threshold` (see the module docstring); `round_off_norm` is ‖r_v‖₂.
-    With forward mode checked, `jvp_norm` is ‖jvp_v‖₂, `forward_relative_difference` compares the
-    JVPs with the differences and `forward_reverse_difference` with reverse mode, with the same
-    floor; all three are None otherwise.
+    For a gradient `output` is "J", `output_index` () and `input` the variable. In directional
+    mode `input_index` is "v3" and `output_index` "u3" (or the output's index when it has one
+    entry, u = 1) for the fourth pair of random unit directions, and the values are uᵀ(∂y/∂x)v.
+    `reverse` and `forward` are None when that mode was not checked; `forward_difference` and
+    `backward_difference` are the one-sided differences from which kinks are recognised.
     """
 
-    name: str
-    shape: tuple
-    checked: int
-    kinks: int
-    autodiff_norm: float
-    numerical_norm: float
-    round_off_norm: float
-    relative_difference: float
-    jvp_norm: float = None
-    forward_relative_difference: float = None
-    forward_reverse_difference: float = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Component:
-    """One checked component (or direction) of one variable.
-
-    `index` is the component's index in the variable (a tuple), or `"u3"` for the fourth random
-    direction in `directional` mode. `forward` and `backward` are the one-sided differences
-    (J(θ+h) − J(θ))/h and (J(θ) − J(θ−h))/h from which kinks are recognised. `autodiff` is the
-    reverse-mode gradient; `jvp` the forward-mode one (None unless forward mode was checked).
-    """
-
-    variable: str
-    index: object
-    autodiff: float
+    output: str
+    output_index: object
+    input: str
+    input_index: object
     numerical: float
-    forward: float
-    backward: float
-    jvp: float = None
+    forward_difference: float
+    backward_difference: float
+    reverse: float = None
+    forward: float = None
 
     @property
     def error(self):
-        """The largest difference between any two of autodiff, jvp and numerical."""
-        values = [self.autodiff, self.numerical] + ([] if self.jvp is None else [self.jvp])
+        """The largest difference between any two of reverse, forward and numerical."""
+        values = [v for v in (self.reverse, self.forward, self.numerical) if v is not None]
         return max(values) - min(values)
 
 
 @dataclasses.dataclass(frozen=True)
-class GradientCheckReport:
-    """What `check_gradients` / `check_function` found.
+class Block:
+    """One output tensor against one input tensor (a variable, for a gradient), kinks left out.
 
-    Attributes:
-        mode: "full", "sampled" or "directional".
-        modes: the autodiff modes checked: ("rev",) or ("rev", "fwd").
-        dtype: the dtype the check ran in ("float64", or "float32" where float64 is unavailable).
-        epsilon: the relative step; component i is moved by h_i = epsilon * max(1, |θ_i|).
-        cost: J at the unperturbed θ.
-        relative_difference: the overall figure of reverse mode (kinks left out).
-        verdict: from `verdict_difference`: "correct" (≤ correct_threshold), "suspect"
-            (≤ wrong_threshold) or "wrong".
-        verdict_difference: the worst of the overall and the per-variable relative differences
-            (of every mode checked, and of the second order when it was checked).
-        verdict_from: where that worst figure is: "overall", or a variable's name (reverse mode),
-            "forward vs numerical, <where>" or "forward vs reverse, <where>", or
-            "second order: <where>".
-        correct_threshold, wrong_threshold: 1e-7 and 1e-3 in float64, rescaled otherwise.
-        threshold_note: how the thresholds were rescaled ("" in float64).
-        variables: one `VariableDifference` per variable, the largest relative difference first.
-        worst: the k components with the largest |autodiff − numerical|, largest first.
-        kinks: the components at non-differentiable points, never counted as bugs.
-        evaluations: how many times J was evaluated.
-        device: the device asked for, by `device=` or the strategy ("" for TensorFlow's default
-            placement).
-        ran_on: the devices that the results (J, its gradient and the perturbed J) were
-            computed on, read from the returned tensors, comma-separated.
-        forward_relative_difference: forward mode (JVPs) against the differences, overall; None
-            unless forward mode was checked.
-        forward_reverse_difference: forward against reverse mode, overall; None likewise.
-        forward_note: why forward mode was not checked, or where TensorFlow found no JVP ("").
-        second_order: a `JacobianCheckReport` of the Hessian (order=2), else None.
+    `name` is the variable's for a gradient, else "d <output> / d <input>"; `shape` is the
+    block's: the output's shape followed by the input's. `checked` entries (or directions) were
+    compared; the norms are ‖·‖₂ of each derivative over them, `round_off_norm` is ‖r‖₂, and the
+    three figures compare the pairs with the floor ‖r‖₂ / correct_threshold. A norm or figure is
+    None when its mode was not checked.
     """
 
+    name: str
+    output: str
+    input: str
+    shape: tuple
+    checked: int
+    kinks: int
+    numerical_norm: float
+    round_off_norm: float
+    reverse_norm: float = None
+    forward_norm: float = None
+    relative_difference: float = None
+    forward_relative_difference: float = None
+    forward_reverse_difference: float = None
+
+    @property
+    def differences(self):
+        """(pair name, relative difference) of each pair compared."""
+        return _named(self)
+
+    @property
+    def worst(self):
+        return max((d for _, d in self.differences), default=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """What a check found: `check_gradients`, `check_function`, `check_jacobian`, second order.
+
+    Attributes:
+        checked: what was checked, and what "reverse" and "forward" mean there (for a Hessian:
+            reverse-over-reverse and forward-over-reverse).
+        mode: "full", "sampled" or "directional".
+        modes: the autodiff modes compared with the differences: those asked for that TensorFlow
+            could compute, in ("rev", "fwd") order.
+        dtype: the dtype the check ran in ("float64", or "float32" where float64 is unavailable).
+        epsilon: the relative step: component i is moved by h_i = epsilon * max(1, |θ_i|).
+        inputs, outputs: (name, shape) of each input (variable) and output tensor.
+        cost: J at θ for a gradient (`check_gradients`, `check_function`); None for a Jacobian.
+        relative_difference, forward_relative_difference, forward_reverse_difference: the
+            overall figures of reverse vs numerical, forward vs numerical and forward vs reverse
+            (kinks left out, no floor); None for a mode not checked.
+        blocks: one `Block` per (output, input), per variable for a gradient, the worst first.
+        worst: the k_worst entries with the largest `error`, largest first (kinks left out).
+        kinks: the entries at non-differentiable points, never counted as bugs.
+        verdict: "correct" (≤ correct_threshold), "suspect" (≤ wrong_threshold) or "wrong", from
+            `verdict_difference`.
+        verdict_difference: the worst figure of every pair, overall and per block (and of the
+            second order when it was checked).
+        verdict_from: where it is: "<pair>, overall" or "<pair>, <block name>", preceded by
+            "second order: " when it is the second order's.
+        disagreeing: the pairs whose worst figure is above the correct threshold.
+        correct_threshold, wrong_threshold: 1e-7 and 1e-3 in float64, rescaled otherwise.
+        notes: how the thresholds were rescaled, why a mode was not checked, where TensorFlow
+            found no derivative.
+        evaluations, vjps, jvps: how many evaluations of the function (2 at θ, 2 per probe),
+            VJPs (reverse-mode rows) and JVPs were made.
+        device: the device asked for, by `device=` or the strategy ("" for TensorFlow's default
+            placement).
+        ran_on: the devices the results were computed on, read from the returned tensors.
+        second_order: the `Report` of the second order (order=2), else None.
+    """
+
+    checked: str
     mode: str
+    modes: tuple
     dtype: str
     epsilon: float
+    inputs: tuple
+    outputs: tuple
     cost: float
     relative_difference: float
+    forward_relative_difference: float
+    forward_reverse_difference: float
+    blocks: tuple
+    worst: tuple
+    kinks: tuple
     verdict: str
     verdict_difference: float
     verdict_from: str
+    disagreeing: tuple
     correct_threshold: float
     wrong_threshold: float
-    threshold_note: str
-    variables: tuple
-    worst: tuple
-    kinks: tuple
+    notes: tuple
     evaluations: int
+    vjps: int
+    jvps: int
     device: str
     ran_on: str
-    modes: tuple = ("rev",)
-    forward_relative_difference: float = None
-    forward_reverse_difference: float = None
-    forward_note: str = ""
     second_order: object = None
 
     @property
     def correct(self):
         return self.verdict == "correct"
 
+    @property
+    def differences(self):
+        """(pair name, overall relative difference) of each pair compared."""
+        return _named(self)
+
+    @property
+    def diagnosis(self):
+        """Which mode is wrong, read from the pairs that disagree ("" when none does)."""
+        bad = ", ".join(sorted(self.disagreeing))
+        if not bad or len(self.differences) < 3:
+            return bad and f"{bad} disagree"
+        return _DIAGNOSES.get(bad, f"all three disagree: {bad}")
+
     def __str__(self):
-        forward = self.forward_relative_difference is not None
+        gradient = self.cost is not None
+        derivatives = [MODE_NAMES[m] for m in self.modes] + ["numerical"]
         lines = [
-            f"Gradient check ({self.mode}, {self.dtype}, epsilon={self.epsilon:.3g}, "
-            f"{self.evaluations} evaluations of J{', reverse and forward mode' if forward else ''}"
-            f"{', on ' + self.device if self.device else ''})",
-            f"J = {self.cost:.10g}, computed on {self.ran_on}",
-            f"relative difference = {self.relative_difference:.3e} overall, "
-            f"{self._worst_variable()}  ->  {self.verdict.upper()}"
-            f"  (the worst figure, {self.verdict_difference:.3e}, from {self.verdict_from};"
-            f" correct <= {self.correct_threshold:.1e}, wrong > {self.wrong_threshold:.1e})",
+            f"{'Gradient' if gradient else 'Jacobian'} check: {self.checked}",
+            f"({self.mode}, {self.dtype}, epsilon={self.epsilon:.3g}, {self.evaluations} "
+            f"evaluations, {_count(self.vjps, 'VJP')}, {_count(self.jvps, 'JVP')}"
+            f"{', on ' + self.device if self.device else ''}; computed on {self.ran_on})",
+        ] + ([f"J = {self.cost:.10g}"] if gradient else []) + [
+            "relative difference overall: "
+            + ", ".join(f"{name} {d:.3e}" for name, d in self.differences)
+            + f"  ->  {self.verdict.upper()}  (the worst figure, {self.verdict_difference:.3e},"
+            f" from {self.verdict_from}; correct <= {self.correct_threshold:.1e},"
+            f" wrong > {self.wrong_threshold:.1e})",
         ]
-        if forward:
+        lines += [f"diagnosis: {self.diagnosis}"] if self.diagnosis else []
+        lines += [f"note: {note}" for note in self.notes]
+        label = "variable" if gradient else "d output / d input"
+        width = max([len(label)] + [len(b.name) for b in self.blocks])
+        lines += ["", f"per {'variable' if gradient else 'block'} (worst first):",
+                  f"  {label:<{width}}  {'shape':<14} {'checked':>8} {'kinks':>6}"
+                  + "".join(f" {'|' + d + '|':>11}" for d in derivatives)
+                  + "".join(f" {_SHORT[name]:>10}" for name, _ in self.differences)]
+        for b in self.blocks:
             lines.append(
-                f"forward mode (JVP): relative difference {self.forward_relative_difference:.3e}"
-                f" to numerical, {self.forward_reverse_difference:.3e} to reverse mode, overall"
+                f"  {b.name:<{width}}  {str(b.shape):<14} {b.checked:>8} {b.kinks:>6}"
+                + "".join(f" {getattr(b, d + '_norm'):>11.4e}" for d in derivatives)
+                + "".join(f" {d:>10.3e}" for _, d in b.differences)
             )
-        for note in (self.forward_note, self.threshold_note):
-            if note:
-                lines.append(f"note: {note}")
-        name_width = max([len("variable")] + [len(v.name) for v in self.variables])
-        lines += ["", "per variable (worst first):"]
-        lines.append(
-            f"  {'variable':<{name_width}}  {'shape':<14} {'checked':>8} {'kinks':>6}"
-            f" {'|autodiff|':>11} {'|numerical|':>11} {'rel. diff':>10}"
-            + (f" {'|jvp|':>11} {'fwd-num':>10} {'fwd-rev':>10}" if forward else "")
-        )
-        for v in self.variables:
-            lines.append(
-                f"  {v.name:<{name_width}}  {str(v.shape):<14} {v.checked:>8} {v.kinks:>6}"
-                f" {v.autodiff_norm:>11.4e} {v.numerical_norm:>11.4e}"
-                f" {v.relative_difference:>10.3e}"
-                + (
-                    f" {v.jvp_norm:>11.4e} {v.forward_relative_difference:>10.3e}"
-                    f" {v.forward_reverse_difference:>10.3e}"
-                    if forward else ""
-                )
-            )
-        lines += _component_table(f"{len(self.worst)} worst components:", self.worst, forward)
-        if self.kinks:
-            lines += _component_table(
-                f"{len(self.kinks)} non-differentiable points (one-sided differences disagree;"
-                " not counted):",
-                self.kinks,
-                forward,
-            )
+        lines += _entry_table(f"{len(self.worst)} worst entries:", self.worst, derivatives,
+                              gradient)
+        lines += _entry_table(
+            f"{len(self.kinks)} non-differentiable points (one-sided differences disagree;"
+            " not counted):", self.kinks, derivatives, gradient)
         if self.second_order is not None:
-            lines += ["", str(self.second_order)]
+            lines += ["", "second order:", str(self.second_order)]
         return "\n".join(lines)
 
-    def _worst_variable(self):
-        if not self.variables:
-            return "no variable"
-        worst = self.variables[0]  # sorted worst first
-        return f"{worst.relative_difference:.3e} worst variable ({worst.name})"
+
+def _count(number, noun):
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _component_table(title, components, forward):
-    if not components:
+def _named(figures):
+    return tuple((name, getattr(figures, field)) for name, _, _, field in PAIRS
+                 if getattr(figures, field) is not None)
+
+
+def _entry_table(title, entries, derivatives, gradient):
+    if not entries:
         return []
-    lines = ["", title]
-    lines.append(
-        f"  {'variable':<28} {'index':<14} {'autodiff':>13}"
-        + (f" {'jvp':>13}" if forward else "")
-        + f" {'numerical':>13} {'|error|':>10} {'forward':>13} {'backward':>13}"
-    )
-    for c in components:
+    where = "variable" if gradient else "input"
+    lines = ["", title, ("  " if gradient else f"  {'output':<20} {'index':<10} ")
+             + f"{where:<28} {'index':<14}" + "".join(f" {d:>13}" for d in derivatives)
+             + f" {'|error|':>10} {'one-sided +h':>13} {'one-sided -h':>13}"]
+    for e in entries:
         lines.append(
-            f"  {c.variable:<28} {str(c.index):<14} {c.autodiff:>13.6e}"
-            + (f" {c.jvp:>13.6e}" if forward else "")
-            + f" {c.numerical:>13.6e} {c.error:>10.3e} {c.forward:>13.6e} {c.backward:>13.6e}"
+            ("  " if gradient else f"  {e.output:<20} {str(e.output_index):<10} ")
+            + f"{e.input:<28} {str(e.input_index):<14}"
+            + "".join(f" {getattr(e, d):>13.6e}" for d in derivatives)
+            + f" {e.error:>10.3e} {e.forward_difference:>13.6e} {e.backward_difference:>13.6e}"
         )
     return lines
+
+
+def compare(derivatives, forward_difference, backward_difference, unit, block_of, blocks,
+            entry, k_worst, dtype):
+    """The `Report` fields of the comparison: figures, blocks, worst entries, kinks, verdict.
+
+    Args:
+        derivatives: {"numerical": ..., "reverse": ..., "forward": ...} (the modes computed),
+            each a flat float64 array over the checked entries.
+        forward_difference, backward_difference, unit: each entry's one-sided differences and
+            round-off unit.
+        block_of: each entry's block, an index into `blocks`, (name, output, input, shape) each.
+        entry: entry(e) gives the (output, output_index, input, input_index) of entry e.
+        k_worst: how many worst entries to list.
+        dtype: the dtype the check ran in (its thresholds).
+    """
+    autodiff = derivatives.get("reverse", derivatives.get("forward"))
+    jump = np.abs(forward_difference - backward_difference)
+    is_kink = (
+        jump > 1e-3 * np.maximum(np.abs(forward_difference), np.abs(backward_difference))
+        + _KINK_NOISE_UNITS * unit
+    ) & (np.minimum(np.abs(autodiff - forward_difference),
+                    np.abs(autodiff - backward_difference)) < jump / 4)
+    smooth = ~is_kink
+    round_off = _ROUND_OFF_UNITS * unit
+    correct_threshold, wrong_threshold, note = thresholds(dtype)
+    pairs = [(name, a, b, field) for name, a, b, field in PAIRS
+             if a in derivatives and b in derivatives]
+
+    def figures(where, floor):
+        return {field: relative_difference(derivatives[a][where], derivatives[b][where], floor)
+                for _, a, b, field in pairs}
+
+    overall = figures(smooth, 0.0)
+    candidates = [(overall[field], f"{name}, overall") for name, _, _, field in pairs]
+    checked = []
+    for number, (name, output, input_, shape) in enumerate(blocks):
+        in_block = block_of == number
+        mine = in_block & smooth
+        round_off_norm = float(np.linalg.norm(round_off[mine]))
+        block = Block(
+            name=name, output=output, input=input_, shape=shape, checked=int(mine.sum()),
+            kinks=int((in_block & is_kink).sum()), round_off_norm=round_off_norm,
+            **{f"{d}_norm": float(np.linalg.norm(values[mine]))
+               for d, values in derivatives.items()},
+            **figures(mine, round_off_norm / correct_threshold),
+        )
+        candidates += [(d, f"{pair}, {name}") for pair, d in block.differences]
+        checked.append(block)
+    checked.sort(key=lambda b: -b.worst)
+    difference, where = max(candidates, key=lambda c: c[0])  # ties: the first listed
+    errors = np.max([np.abs(derivatives[a] - derivatives[b]) for _, a, b, _ in pairs], axis=0)
+
+    def listed(e):
+        return Entry(
+            *entry(e), forward_difference=float(forward_difference[e]),
+            backward_difference=float(backward_difference[e]),
+            **{d: float(values[e]) for d, values in derivatives.items()},
+        )
+
+    order = np.argsort(-np.where(smooth, errors, -1.0), kind="stable")[:k_worst]
+    return dict(
+        **{field: overall.get(field) for *_, field in PAIRS},
+        blocks=tuple(checked),
+        worst=tuple(listed(e) for e in order if smooth[e]),
+        kinks=tuple(listed(e) for e in np.flatnonzero(is_kink)),
+        verdict=("correct" if difference <= correct_threshold
+                 else "suspect" if difference <= wrong_threshold else "wrong"),
+        verdict_difference=difference, verdict_from=where,
+        disagreeing=tuple(
+            name for name, _, _, field in pairs
+            if max([overall[field]] + [getattr(b, field) for b in checked]) > correct_threshold
+        ),
+        correct_threshold=correct_threshold,
+        wrong_threshold=wrong_threshold,
+    ), note

@@ -48,7 +48,7 @@ def restore(model, checkpoint):
 
 
 def check_training_model(config, *, checkpoint=None, examples=32, **check_kwargs):
-    """Builds (and restores) the training model and returns its `GradientCheckReport`.
+    """Builds (and restores) the training model and returns its `tfnet.gradcheck.report.Report`.
 
     Args:
         config: a `tfnet.config.TrainConfig` (its data fields, seed and every

@@ -1,9 +1,10 @@
 """A Keras model's training cost as a pure function of its weights, on a float64 twin.
 
-The user's model is never modified and never called: its layers are cloned from their configs with
-the dtype policy replaced (`keras.models.clone_model`), and the twin is only run through
-`stateless_call` with weight values passed in, so no variable (BatchNorm's moving averages, the
-dropout seeds) is ever written.
+The user's model is never modified and never called: each layer is rebuilt by `from_config` with
+the dtype replaced (`keras.models.clone_model`), so any layer whose config round-trips is twinned
+(convolutions, pooling, custom layers and the layers they make themselves), and the twin is only
+run through `stateless_call` with weight values passed in, so no variable (BatchNorm's moving
+averages, the dropout seeds) is ever written.
 """
 
 import inspect
@@ -37,24 +38,23 @@ def float_twin(model, dtype):
             config["variance"] = np.asarray(config["variance"], dtype=np.float64)
         return layer.__class__.from_config(config)
 
-    def float_input(tensor):
-        floating = keras.backend.is_float_dtype(tensor.dtype)
-        return keras.Input(
-            batch_shape=tensor.shape, dtype=dtype if floating else tensor.dtype, name=tensor.name
-        )
-
     if isinstance(model, keras.Sequential):
         # A Sequential that was never called has no `input`; its build shape gives the input's.
         input_shape = model.get_build_config()["input_shape"]
         inputs = keras.Input(batch_shape=(None,) + tuple(input_shape[1:]), dtype=dtype)
     else:
-        inputs = tf.nest.map_structure(float_input, model.input)
+        inputs = tf.nest.map_structure(lambda tensor: keras.Input(
+            batch_shape=tensor.shape, name=tensor.name,
+            dtype=dtype if keras.backend.is_float_dtype(tensor.dtype) else tensor.dtype,
+        ), model.input)
+    # Under the twin's dtype policy (Keras keeps it per thread), so that the layers a layer makes
+    # itself without a dtype (a block's convolutions, made in its __init__ or build) are twinned
+    # too, not left in float32.
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
     try:
         twin = keras.models.clone_model(
-            model,
-            input_tensors=inputs,
-            clone_function=clone_layer,
-            recursive=True,
+            model, input_tensors=inputs, clone_function=clone_layer, recursive=True
         )
     except (ValueError, TypeError, AttributeError) as error:
         raise ValueError(
@@ -62,6 +62,8 @@ def float_twin(model, dtype):
             f"get_config (a {dtype} copy is built from it); for other models use "
             f"check_function. Received: model={model.name!r} ({error})"
         ) from error
+    finally:
+        keras.config.set_dtype_policy(policy)
     for kind in ("trainable_variables", "non_trainable_variables"):
         ours, theirs = getattr(twin, kind), getattr(model, kind)
         if [tuple(v.shape) for v in ours] != [tuple(v.shape) for v in theirs]:
@@ -110,16 +112,9 @@ def run_in_inference_mode(twin, inference_layers):
             )
         # The twin is ours, so its layer's call can be wrapped; Keras' __call__ still passes the
         # training flag of the enclosing call, which this overrides.
-        layer.call = _inference_call(layer.call)
+        layer.call = lambda *args, call=layer.call, **kwargs: call(
+            *args, **{**kwargs, "training": False})
     return names
-
-
-def _inference_call(call):
-    def inference_call(*args, **kwargs):
-        kwargs["training"] = False
-        return call(*args, **kwargs)
-
-    return inference_call
 
 
 def loss_function(loss):
@@ -142,7 +137,8 @@ def loss_function(loss):
 
 
 def model_cost(twin, x, y, loss, dtype):
-    """cost(values, state) -> (J, new_state) with J = mean(loss(y, model(x))) + sum(model.losses).
+    """cost(values, state) -> (J, new_state), J = mean(loss(y, model(x))) + sum(model.losses) as a
+    (1,) tensor: the flat outputs the engine checks.
 
     The twin runs in training mode (BatchNorm normalises with the batch statistics); the returned
     state is what training would have written (moving averages, advanced seeds), discarded by
@@ -164,6 +160,6 @@ def model_cost(twin, x, y, loss, dtype):
         j = tf.reduce_mean(per_example_loss(y, y_pred))
         for regularisation in losses:
             j += tf.cast(regularisation, j.dtype)
-        return j, new_state
+        return tf.reshape(j, [1]), new_state
 
     return cost

@@ -1,14 +1,12 @@
 """A function of θ evaluated along one-component or random-direction moves, vectorised.
 
 θ is all variables flattened in order (variable v is `θ[offsets[v]:offsets[v + 1]]`) and
-`fn(values)` takes the list of variable values and returns a flat vector of M outputs (M = 1 for
-a cost J). For each probe k the evaluator computes, in float `dtype`,
+`fn(values)` returns a flat vector of M outputs. For each probe k the evaluator computes
 
     value:  fn(θ + s_k e_{i_k})          or   fn(θ + s_k u_k)        (finite differences)
     jvp:    (∂fn/∂θ) e_{i_k}  (column i_k)   or   (∂fn/∂θ) u_k           (forward mode)
 
-the JVPs with `tf.autodiff.ForwardAccumulator`, so that TensorFlow computes them from the forward
-ops, independently of any registered or custom gradient.
+the JVPs with `tf.autodiff.ForwardAccumulator`, from the forward ops.
 
 Components run in batches of about K probes inside one compiled `tf.function`, so a full check
 makes ⌈P / K⌉ calls. The variables are split into groups of consecutive ones, a new group starting
@@ -26,13 +24,24 @@ Directions: a `tf.map_fn` loop (large θ, where each evaluation is already big).
 import numpy as np
 import tensorflow as tf
 
-from tfnet.gradcheck import compiled
-
 # A variable holding at least this fraction of θ starts a new group of perturbed variables.
 _GROUP_FRACTION = 0.1
 # What TensorFlow raises when it cannot derive a rule for an op in one autodiff mode (e.g. an op
 # without a registered gradient inside a tf.custom_gradient, in forward mode).
 AUTODIFF_ERRORS = (LookupError, NotImplementedError)
+
+
+def traced_per_check(fn):
+    """``tf.function(fn, autograph=False)``, without TensorFlow's frequent-retracing warning.
+
+    Each check traces its own functions of its own twin, on purpose; from the sixth time TensorFlow
+    would log "triggered tf.function retracing ... define your @tf.function outside of the loop",
+    advice a user checking after every epoch cannot follow. TensorFlow's restored SavedModel
+    functions opt out the same way (``function_deserialization``).
+    """
+    compiled = tf.function(fn, autograph=False)
+    compiled._omit_frequent_tracing_warning = True  # no public switch (TF 2.21)
+    return compiled
 
 
 def describe_error(error):
@@ -60,8 +69,8 @@ class Evaluator:
         # (first, last + 1) variable ranges.
         self.groups = list(zip(starts, starts[1:] + [len(sizes)]))
         self._compiled = {}
-        # Groups (or "all" for directions) whose JVP TensorFlow found no forward-mode path for,
-        # recorded while tracing.
+        # The variables of the JVPs (a group's, or all for directions) for which TensorFlow found
+        # no forward-mode path, recorded while tracing.
         self.unconnected = set()
 
     def unflatten(self, theta):
@@ -127,35 +136,28 @@ class Evaluator:
             results.append(batch.numpy())
         return np.concatenate(results)[: len(directions)].astype(np.float64)
 
-    def describe_unconnected(self, names):
-        """The names of the variables in `unconnected` groups ("θ" for directions)."""
-        if "all" in self.unconnected:
-            return "θ"
-        return ", ".join(
-            names[v] for g in sorted(self.unconnected) for v in range(*self.groups[g])
-        )
-
-    def _jvp(self, primal, tangent, values_of, label):
+    def _jvp(self, primal, tangent, values_of, variables):
         """(∂fn/∂primal) tangent, `values_of(primal)` giving fn's inputs; 0 where TensorFlow
-        finds no forward-mode path (recorded in `unconnected` under `label`)."""
+        finds no forward-mode path (`variables`, the numbers of primal's, then recorded in
+        `unconnected`)."""
         with tf.autodiff.ForwardAccumulator(primal, tangent) as accumulator:
             outputs = self.fn(values_of(primal))
         jvp = accumulator.jvp(outputs)
         if jvp is None:
-            self.unconnected.add(label)
+            self.unconnected.update(variables)
             return tf.zeros_like(outputs)
         return jvp
 
     def _component_function(self, kind):
         offsets, shapes = self.offsets, self.shapes
 
-        @compiled.traced_per_check
+        @traced_per_check
         def per_group(theta, indices, steps):
             # Per group g: K_g probes (indices within the group's slice of θ) -> (K_g, M), as one
             # vectorised graph in which only the group's variables are batched over K_g.
             values = self.unflatten(theta)
             results = []
-            for g, ((first, last), index, step) in enumerate(zip(self.groups, indices, steps)):
+            for (first, last), index, step in zip(self.groups, indices, steps):
                 # Each variable's K_g values (or tangents), (K_g,) + shape: its value (0 for a
                 # tangent) with step added at the probed entry when that entry is in it. Built
                 # before the map by tile and scatter: 15% faster per call than a one-hot move of
@@ -180,8 +182,9 @@ class Evaluator:
                     return values[:first] + list(group) + values[last:]
 
                 if kind == "jvp":
-                    def probe(tangents, g=g, first=first, last=last, with_group=with_group):
-                        return self._jvp(values[first:last], tangents, with_group, g)
+                    def probe(tangents, first=first, last=last, with_group=with_group):
+                        return self._jvp(values[first:last], tangents, with_group,
+                                         range(first, last))
                 else:
                     def probe(group, with_group=with_group):
                         return self.fn(with_group(group))
@@ -192,14 +195,15 @@ class Evaluator:
         return per_group
 
     def _direction_function(self, kind):
-        @compiled.traced_per_check
+        @traced_per_check
         def along(theta, moves):
             # A directional check is meant for large θ, where one evaluation is already a
             # full-size forward pass: vectorising would only add K copies of θ, so the K
             # evaluations run one after the other in a tf.while_loop (measured 2.4 s against
             # 3.5 s at 1M parameters).
             if kind == "jvp":
-                probe = lambda u: self._jvp(theta, u, self.unflatten, "all")  # noqa: E731
+                probe = lambda u: self._jvp(  # noqa: E731
+                    theta, u, self.unflatten, range(len(self.shapes)))
             else:
                 probe = lambda move: self.fn(self.unflatten(theta + move))  # noqa: E731
             return tf.map_fn(probe, moves, parallel_iterations=1)
