@@ -169,3 +169,34 @@ def test_strategy_flags_run_the_check_on_the_strategy_device(runs):
     # the default strategy it names none.
     assert re.search(r"^\(full, float64, .*, on \S*device:CPU:0; computed on \S*device:CPU:0\)$",
                      completed.stdout, re.MULTILINE), completed.stdout
+
+
+@pytest.mark.parametrize("fields", [dict(num_examples=300), dict(model="cnn", dataset="{images}")])
+def test_the_checked_model_is_the_one_training_starts_from(tmp_path, fields):
+    """The gradient checker builds through the trainer's own path (tfnet.build): the same data
+    (--num_examples sizes the set the statistics come from), statistics and initial weights."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfnet import config as config_lib
+    from tfnet import training
+    from tfnet.gradcheck import training_model
+
+    images = tmp_path / "images"
+    for label in range(2):
+        (images / f"c{label}").mkdir(parents=True)
+        for i in range(4):
+            pixels = np.full((6, 6, 1), 40 * i + 100 * label, np.uint8)
+            tf.io.write_file(str(images / f"c{label}" / f"{i}.png"), tf.io.encode_png(pixels))
+    values = {k: v.format(images=images) if isinstance(v, str) else v for k, v in fields.items()}
+    config = config_lib.TrainConfig(model_dir=str(tmp_path / "run"), export=False,
+                                    hidden_units=(4,), conv_filters=(2,), **values)
+    checked, _ = training_model.build_training_model(config)
+    trainer = training.Trainer(config, verbose=0)
+    try:
+        trained = trainer.model
+        assert [w.path for w in checked.weights] == [w.path for w in trained.weights]
+        for a, b in zip(checked.weights, trained.weights, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    finally:
+        trainer.close()
