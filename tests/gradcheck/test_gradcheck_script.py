@@ -198,5 +198,9 @@ def test_the_checked_model_is_the_one_training_starts_from(tmp_path, fields):
         assert [w.path for w in checked.weights] == [w.path for w in trained.weights]
         for a, b in zip(checked.weights, trained.weights, strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+        # The normalisation statistics are constants of the model, not weights: its outputs say.
+        probe = tf.random.stateless_uniform((3, *trainer.info.input_shape), (1, 2), 0, 255)
+        np.testing.assert_array_equal(checked(probe, training=False).numpy(),
+                                      trained(probe, training=False).numpy())
     finally:
         trainer.close()
