@@ -169,3 +169,31 @@ def test_mnist_with_batch_norm_dropout_and_crop_is_bit_identical_for_any_k(tmp_p
     runs = [_run(tmp_path, f"k{k}", steps_per_loop=k, **overrides) for k in (1, 0)]
     probe = data_lib.in_memory(data_lib.load("mnist_t10k", shared_tfds).test).features[:64]
     _assert_same_run(*runs, probe)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_each_mini_batch_is_augmented_with_its_own_seed(source):
+    """The loop passes mini-batch i of epoch e the seed augmentation_seed(seed, e, i): one draw
+    per mini-batch, not one per epoch or per call, for any K."""
+    seeds = []
+
+    def record(seed):
+        seeds.append(tuple(seed.numpy().tolist()))
+        return np.float32(0)
+
+    def augment(features, seed):
+        tf.py_function(record, [seed], tf.float32)
+        return features
+
+    def train_step(take):
+        take(tf.constant(0), 1)
+        return tf.constant(0.0), tf.constant(True)
+
+    position = tf.Variable(5, dtype=tf.int64)
+    loop = TrainLoop(train_step, _batches(source, seed=4), seed=4, position=position,
+                     augment=augment)
+    for steps in (3, 9, 1):
+        loop(steps)
+    expected = [tuple(data_lib.augmentation_seed(4, step // 7, step % 7).numpy().tolist())
+                for step in range(5, 5 + 13)]
+    assert seeds == expected and len(set(seeds)) == 13

@@ -7,6 +7,7 @@ it logs for step 1, and the update it applies (plain gradient descent, so Δw = 
 device and on two replicas, where each replica holds half the batch.
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -99,3 +100,29 @@ def test_evaluation_is_mean_cross_entropy_and_accuracy_in_inference_mode():
     loss, accuracy = step_lib.make_evaluate(model, chunk_size=5)(tf.constant(x), tf.constant(y))
     assert float(loss) == pytest.approx(expected_loss, rel=1e-6)
     assert float(accuracy) == expected_accuracy
+
+
+def test_an_update_with_a_finite_cost_but_a_non_finite_gradient_is_never_applied():
+    """The guard looks at every gradient, not only at the cost: a weight whose gradient is NaN
+    while J is finite leaves every weight as it was, and the step says it was not applied."""
+
+    @tf.custom_gradient
+    def nan_gradient(x):
+        return x, lambda upstream: upstream * np.float32(np.nan)
+
+    class Spoilt(keras.layers.Layer):
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1], 2), initializer="ones")
+
+        def call(self, x):
+            return tf.matmul(x, nan_gradient(self.w))
+
+    model = keras.Sequential([keras.Input((3,)), Spoilt()])
+    optimizer = optimizers.get("gd", 0.1)
+    optimizer.build(model.trainable_variables)
+    step = tf.function(step_lib.make_train_step(model, optimizer))
+    x, y = tf.ones((4, 3)), tf.constant([0, 1, 0, 1], tf.int64)
+    cost, applied = step(lambda replica_id, num_replicas: (x, y))
+    assert np.isfinite(cost.numpy()) and not applied.numpy()
+    np.testing.assert_array_equal(model.weights[0].numpy(), np.ones((3, 2)))
+    assert int(optimizer.iterations.numpy()) == 0
