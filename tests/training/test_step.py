@@ -102,13 +102,16 @@ def test_evaluation_is_mean_cross_entropy_and_accuracy_in_inference_mode():
     assert float(accuracy) == expected_accuracy
 
 
-def test_an_update_with_a_finite_cost_but_a_non_finite_gradient_is_never_applied():
+@pytest.mark.parametrize("name", ["gd", "momentum", "rmsprop", "adam", "keras_adam"])
+def test_an_update_with_a_finite_cost_but_a_non_finite_gradient_is_never_applied(name):
     """The guard looks at every gradient, not only at the cost: a weight whose gradient is NaN
-    while J is finite leaves every weight as it was, and the step says it was not applied."""
+    while J is finite leaves every weight and optimiser slot as the last finite step left them
+    (tfnet's optimisers masked, Keras' behind a branch), the step count included."""
+    spoilt = tf.Variable(False)
 
     @tf.custom_gradient
     def nan_gradient(x):
-        return x, lambda upstream: upstream * np.float32(np.nan)
+        return x, lambda upstream: upstream * tf.where(spoilt, np.float32(np.nan), 1.0)
 
     class Spoilt(keras.layers.Layer):
         def build(self, input_shape):
@@ -118,11 +121,44 @@ def test_an_update_with_a_finite_cost_but_a_non_finite_gradient_is_never_applied
             return tf.matmul(x, nan_gradient(self.w))
 
     model = keras.Sequential([keras.Input((3,)), Spoilt()])
-    optimizer = optimizers.get("gd", 0.1)
+    optimizer = optimizers.get(name, 0.1)
     optimizer.build(model.trainable_variables)
-    step = tf.function(step_lib.make_train_step(model, optimizer))
-    x, y = tf.ones((4, 3)), tf.constant([0, 1, 0, 1], tf.int64)
+    step = tf.function(step_lib.make_train_step(model, optimizer), jit_compile=True)
+    x, y = tf.ones((4, 3)), tf.constant([0, 0, 0, 1], tf.int64)
+    _, applied = step(lambda replica_id, num_replicas: (x, y))  # a finite step: slots move
+    assert applied.numpy() and int(optimizer.iterations.numpy()) == 1
+    before = [v.numpy().copy() for v in model.weights + optimizer.variables]
+    assert not np.array_equal(before[0], np.ones((3, 2)))  # the weights moved
+    spoilt.assign(True)
     cost, applied = step(lambda replica_id, num_replicas: (x, y))
     assert np.isfinite(cost.numpy()) and not applied.numpy()
-    np.testing.assert_array_equal(model.weights[0].numpy(), np.ones((3, 2)))
-    assert int(optimizer.iterations.numpy()) == 0
+    for variable, value in zip(model.weights + optimizer.variables, before, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
+
+
+@pytest.mark.parametrize("name", ["gd", "momentum", "rmsprop", "adam"])
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_the_masked_update_of_a_finite_step_is_the_branched_update(name, jit_compile, monkeypatch):
+    """Multiplying the update's coefficients by f = 1 changes no bit: tfnet's optimisers trained
+    by the step with the mask end where the same step with the guard as a branch ends (five
+    steps). Compiled by XLA, which fuses the two programs differently, they agree to float32's
+    last bits."""
+
+    def trained(masked):
+        monkeypatch.setattr(type(optimizers.get(name, 0.1)), "supports_update_mask", masked)
+        model = model_lib.build_model((2,), 2, (8,), np.zeros(2), np.ones(2), seed=3)
+        optimizer = optimizers.get(name, 0.05)
+        optimizer.build(model.trainable_variables)
+        x, y = (tf.constant(a) for a in _examples())
+        step = step_lib.make_train_step(model, optimizer)
+        run = tf.function(lambda: step(lambda replica_id, num_replicas: (x, y)),
+                          jit_compile=jit_compile)
+        for _ in range(5):
+            run()
+        return [w.numpy() for w in model.trainable_variables + optimizer.variables]
+
+    for a, b in zip(trained(True), trained(False), strict=True):
+        if jit_compile:
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        else:
+            np.testing.assert_array_equal(a, b)

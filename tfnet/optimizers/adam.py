@@ -5,10 +5,11 @@ import tensorflow as tf
 from keras import ops
 
 from tfnet._checks import check_decay, check_epsilon, check_learning_rate
+from tfnet.optimizers.masking import MaskedUpdates
 
 
 @keras.saving.register_keras_serializable(package="tfnet")
-class Adam(keras.optimizers.Optimizer):
+class Adam(MaskedUpdates, keras.optimizers.Optimizer):
     """Adam: momentum's average ``v`` divided by RMSprop's root, both bias-corrected.
 
     The course's equations, with ``t = iterations + 1`` and ``v``, ``s`` starting at 0::
@@ -104,13 +105,15 @@ class Adam(keras.optimizers.Optimizer):
         # 1 − β is formed in Python: a constant, not one more op per variable and step.
         one_minus_beta1 = ops.convert_to_tensor(1 - self.beta1, dtype)
         one_minus_beta2 = ops.convert_to_tensor(1 - self.beta2, dtype)
-        self.assign_add(v, ops.multiply(ops.subtract(gradient, v), one_minus_beta1))
-        self.assign_add(s, ops.multiply(ops.subtract(ops.square(gradient), s), one_minus_beta2))
+        self.assign_add(v, ops.multiply(ops.subtract(gradient, v), self.masked(one_minus_beta1)))
+        self.assign_add(s, ops.multiply(ops.subtract(ops.square(gradient), s),
+                                        self.masked(one_minus_beta2)))
         root_correction = ops.sqrt(1 - ops.power(beta2, t))  # √(1 − β₂^t), a scalar
         alpha_t = alpha * root_correction / (1 - ops.power(beta1, t))
         # epsilon_hat is a Python bool, fixed when the step is traced (no tensor branching).
         epsilon_t = epsilon if self.epsilon_hat else epsilon * root_correction
-        self.assign_sub(variable, ops.divide(ops.multiply(v, alpha_t), ops.add(ops.sqrt(s), epsilon_t)))
+        self.assign_sub(variable, ops.divide(ops.multiply(v, self.masked(alpha_t)),
+                                             ops.add(ops.sqrt(s), epsilon_t)))
 
     def get_config(self):
         config = super().get_config()

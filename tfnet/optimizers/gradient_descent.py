@@ -4,10 +4,11 @@ import keras
 from keras import ops
 
 from tfnet._checks import check_learning_rate
+from tfnet.optimizers.masking import MaskedUpdates
 
 
 @keras.saving.register_keras_serializable(package="tfnet")
-class GradientDescent(keras.optimizers.Optimizer):
+class GradientDescent(MaskedUpdates, keras.optimizers.Optimizer):
     """Gradient descent: ``w ← w − α g``.
 
     ``g`` is the gradient of the mini-batch cost with respect to ``w`` and ``α`` the learning rate.
@@ -34,4 +35,4 @@ class GradientDescent(keras.optimizers.Optimizer):
     def update_step(self, gradient, variable, learning_rate):
         alpha = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
-        self.assign_sub(variable, ops.multiply(gradient, alpha))
+        self.assign_sub(variable, ops.multiply(gradient, self.masked(alpha)))

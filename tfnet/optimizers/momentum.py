@@ -5,10 +5,11 @@ import tensorflow as tf
 from keras import ops
 
 from tfnet._checks import check_decay, check_learning_rate
+from tfnet.optimizers.masking import MaskedUpdates
 
 
 @keras.saving.register_keras_serializable(package="tfnet")
-class Momentum(keras.optimizers.Optimizer):
+class Momentum(MaskedUpdates, keras.optimizers.Optimizer):
     """Momentum: an exponentially weighted average ``v`` of the gradients drives the step.
 
     With ``t = iterations + 1`` the update count and ``v`` starting at 0, per parameter tensor::
@@ -71,14 +72,15 @@ class Momentum(keras.optimizers.Optimizer):
         # converted (not ops.cast, which rounds a Python float through float32: ~1e-8 in a
         # float64 run, as Keras' SGD does with its momentum).
         one_minus_beta = ops.convert_to_tensor(1 - self.beta, dtype)
-        self.assign_add(v, ops.multiply(ops.subtract(gradient, v), one_minus_beta))
+        self.assign_add(v, ops.multiply(ops.subtract(gradient, v), self.masked(one_minus_beta)))
         # bias_correction is a Python bool, fixed when the step is traced (no tensor branching).
         if self.bias_correction:
             t = ops.cast(self.iterations + 1, dtype)
             alpha = ops.divide(alpha, 1 - ops.power(ops.convert_to_tensor(self.beta, dtype), t))
         # w ← w − α v as one fused kernel: a separate multiply and subtract cost ~5% of an MLP
         # step without XLA against Keras' SGD, whose average already holds lr·g.
-        tf.raw_ops.ResourceApplyGradientDescent(var=_tf_variable(variable).handle, alpha=alpha, delta=v.value)
+        tf.raw_ops.ResourceApplyGradientDescent(var=_tf_variable(variable).handle,
+                                                alpha=self.masked(alpha), delta=v.value)
 
     def get_config(self):
         config = super().get_config()

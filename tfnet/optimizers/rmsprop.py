@@ -5,10 +5,11 @@ import tensorflow as tf
 from keras import ops
 
 from tfnet._checks import check_decay, check_epsilon, check_learning_rate
+from tfnet.optimizers.masking import MaskedUpdates
 
 
 @keras.saving.register_keras_serializable(package="tfnet")
-class RMSprop(keras.optimizers.Optimizer):
+class RMSprop(MaskedUpdates, keras.optimizers.Optimizer):
     """RMSprop: each step is divided by the root of an average ``s`` of the squared gradients.
 
     With ``s`` starting at 0, per parameter tensor::
@@ -79,13 +80,14 @@ class RMSprop(keras.optimizers.Optimizer):
         beta2 = ops.convert_to_tensor(self.beta2, dtype)
         epsilon = ops.convert_to_tensor(self.epsilon, dtype)
         s = self._s[self._get_variable_index(variable)]
-        self.assign(s, ops.add(ops.multiply(beta2, s), ops.multiply(1 - beta2, ops.square(gradient))))
+        self.assign(s, self.masked_value(
+            ops.add(ops.multiply(beta2, s), ops.multiply(1 - beta2, ops.square(gradient))), s))
         # A Python bool, fixed when the step is traced (no tensor branching).
         if self.epsilon_inside_sqrt:
             denominator = ops.sqrt(ops.add(s, epsilon))
         else:
             denominator = ops.add(ops.sqrt(s), epsilon)
-        self.assign_sub(variable, ops.divide(ops.multiply(alpha, gradient), denominator))
+        self.assign_sub(variable, ops.divide(ops.multiply(self.masked(alpha), gradient), denominator))
 
     def get_config(self):
         config = super().get_config()

@@ -16,7 +16,8 @@ middle of the forward pass, so one replica could read another's terms.
 
 ``make_train_step`` builds the step that every training path runs (``tfnet.training.Trainer``,
 ``tfnet.compare``, the benchmarks): J, its gradient, and the update, applied only when J and
-every gradient are finite on every replica. It is plain graph code meant to run inside the
+every gradient are finite on every replica (a branch, or for tfnet's optimisers on one device a
+mask that multiplies every increment by 1 or 0: ``tfnet.optimizers.masking``). It is plain graph code meant to run inside the
 compiled loop of ``tfnet.training.loop``.
 """
 
@@ -74,12 +75,25 @@ def make_train_step(model, optimizer, strategy=None):
     def replica_apply(gradients):
         optimizer.apply_gradients(zip(gradients, variables))
 
+    # tfnet's optimisers on one device take the guard's decision as a mask (no branch: see
+    # tfnet.optimizers.masking); Keras' own, and any optimiser under several replicas, a cond.
+    masked = (strategy.num_replicas_in_sync == 1
+              and getattr(optimizer, "supports_update_mask", False))
+
     def train_step(take):
         cost, nonfinite, gradients = strategy.run(replica_gradients, args=(take,))
         cost = strategy.reduce("sum", cost, axis=None)
         finite = tf.logical_and(
             strategy.reduce("sum", nonfinite, axis=None) == 0, tf.math.is_finite(cost)
         )
+        if masked:
+            # Zeroed where not finite, so every masked increment is finite (NaN · 0 is NaN).
+            safe = [tf.where(finite, g, tf.zeros_like(g)) for g in gradients]
+            with optimizer.masked_by(finite):
+                optimizer.apply_gradients(zip(safe, variables))
+            # apply_gradients counted the step: a dropped one is taken back (t stays put).
+            optimizer.iterations.assign_sub(1 - tf.cast(finite, optimizer.iterations.dtype))
+            return cost, finite
 
         def apply():
             strategy.run(replica_apply, args=(gradients,))
