@@ -2,6 +2,7 @@
 streamed, and a run's weights, exported outputs and TensorBoard points do not depend on K
 (``--steps_per_loop``)."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -197,3 +198,40 @@ def test_each_mini_batch_is_augmented_with_its_own_seed(source):
     expected = [tuple(data_lib.augmentation_seed(4, step // 7, step % 7).numpy().tolist())
                 for step in range(5, 5 + 13)]
     assert seeds == expected and len(set(seeds)) == 13
+
+
+def test_a_step_xla_cannot_compile_is_named_or_run_without_xla():
+    """Under op determinism XLA has no MaxPool gradient: with jit_compile on the loop raises one
+    line (nothing has run); with a fallback it says why and trains without XLA."""
+    from tensorflow.python.framework import config as tf_config
+
+    from tfnet import optimizers
+    from tfnet.training import step as step_lib
+
+    def loop(xla_fallback):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 1),
+                                  keras.layers.MaxPooling2D(2),
+                                  keras.layers.Flatten(), keras.layers.Dense(2)])
+        optimizer = optimizers.get("gd", 0.1)
+        optimizer.build(model.trainable_variables)
+        examples = data_lib.Examples(tf.random.stateless_normal((M, 4, 4, 1), (1, 2)),
+                                     tf.range(M, dtype=tf.int64) % 2)
+        return TrainLoop(step_lib.make_train_step(model, optimizer),
+                         batches_lib.MemoryBatches(examples, 0, B), seed=0,
+                         position=tf.Variable(0, dtype=tf.int64), jit_compile=True,
+                         xla_fallback=xla_fallback)
+
+    was_enabled = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        with pytest.raises(training.XlaUnavailableError, match=r"jit_compile must be off or auto "
+                           r"for this run: XLA cannot compile its training step \(.*MaxPool"):
+            loop(None)(3)
+        reasons = []
+        fallen_back = loop(reasons.append)
+        assert fallen_back(3).steps == 3 and not fallen_back.jit_compile
+        assert len(reasons) == 1 and "MaxPool" in reasons[0]
+    finally:
+        if not was_enabled:
+            tf_config.disable_op_determinism()

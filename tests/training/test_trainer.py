@@ -13,6 +13,7 @@ from tfnet import config as config_lib
 from tfnet import data, diagnosis, training
 from tfnet.training import export
 from tfnet.training import trainer as trainer_lib
+from tfnet.training import xla
 
 
 def _config(tmp_path, **overrides):
@@ -129,22 +130,47 @@ def test_config_validation_names_field_and_value(tmp_path, field, value, message
         config_lib.validate(_config(tmp_path, **{field: value}))
 
 
-@pytest.mark.parametrize("fields, total_steps, expected", [
-    (dict(jit_compile="auto"), trainer_lib.XLA_MIN_STEPS, True),
-    (dict(jit_compile="auto"), trainer_lib.XLA_MIN_STEPS - 1, False),  # too short to repay compiling
-    (dict(jit_compile="auto", dataset="mnist_t10k", augment="crop"), 10**6, True),
-    (dict(jit_compile="auto", dataset="mnist_t10k", augment="crop,rotate"), 10**6, False),
-    (dict(jit_compile="on"), 1, True),
-    (dict(jit_compile="off"), 10**6, False),
+def _mlp(hidden_units, inputs=784):
+    from tfnet import model as model_lib
+
+    return model_lib.build_model((inputs,), 10, hidden_units, np.zeros(inputs), np.ones(inputs))
+
+
+@pytest.mark.parametrize("hidden_units, inputs, steps, expected", [
+    ((256, 128), 784, 1500, True),  # a 15-epoch mnist_t10k run: compiling pays
+    ((256, 128), 784, 1000, False),  # 10 epochs: it does not
+    ((64, 32), 784, 4500, True),
+    ((64, 32), 784, 3000, False),
+    ((64, 32), 2, 390, False),  # the main job (moons, 30 epochs)
+    ((64, 32), 2, 15000, True),  # the course's 5,000-epoch runs on 300 points (3 steps each)
 ])
-def test_automatic_xla_for_long_runs_on_one_device_when_everything_compiles(fields, total_steps, expected):
-    config = config_lib.TrainConfig(**fields)
-    assert trainer_lib.use_xla(config, tf.distribute.get_strategy(), total_steps) is expected
-
-
-def test_automatic_xla_is_off_under_a_strategy_with_replicas(two_cpu_strategy):
+def test_automatic_xla_compiles_when_the_steps_save_more_than_compiling_costs(
+        hidden_units, inputs, steps, expected):
+    model = _mlp(hidden_units, inputs)
+    parameters = sum(int(w.shape.num_elements()) for w in model.trainable_weights)
+    assert xla.pays_off(steps, parameters) is expected
     config = config_lib.TrainConfig(jit_compile="auto")
-    assert trainer_lib.use_xla(config, two_cpu_strategy, 10**6) is False
+    assert xla.use_xla(config, tf.distribute.get_strategy(), steps, model) is expected
+
+
+@pytest.mark.parametrize("fields, expected", [
+    (dict(jit_compile="auto", dataset="mnist_t10k", augment="crop"), True),
+    (dict(jit_compile="auto", dataset="mnist_t10k", augment="crop,rotate"), False),  # no kernel
+    (dict(jit_compile="on"), True),
+    (dict(jit_compile="off"), False),
+])
+def test_automatic_xla_only_where_every_augmentation_compiles(fields, expected):
+    config = config_lib.TrainConfig(**fields)
+    assert xla.use_xla(config, tf.distribute.get_strategy(), 10**6, _mlp((64,))) is expected
+
+
+def test_automatic_xla_is_off_for_convolutions_and_under_a_strategy_with_replicas(two_cpu_strategy):
+    from tfnet import model as model_lib
+
+    config = config_lib.TrainConfig(jit_compile="auto")
+    cnn = model_lib.build_cnn((28, 28, 1), 10, (8,), (16,), np.zeros(784), np.ones(784))
+    assert xla.use_xla(config, tf.distribute.get_strategy(), 10**6, cnn) is False
+    assert xla.use_xla(config, two_cpu_strategy, 10**6, _mlp((64,))) is False
 
 
 def test_running_a_finished_run_again_trains_writes_and_exports_nothing(tmp_path, capsys):

@@ -75,7 +75,8 @@ def test_a_users_cnn_trains_the_same_for_any_k_from_memory_or_streamed(project, 
     xla = [run(f"xla_k{k}", steps_per_loop=k, jit_compile="on", memory_budget_mb=TINY_BUDGET,
                deterministic=False) for k in (1, 0)]
     _assert_same_weights(*xla)
-    # With op determinism on, "on" says in one line that XLA cannot; "auto" trains without it.
+    # With op determinism on, "on" says in one line that XLA cannot; "auto" does not compile a
+    # convolutional model (tfnet.training.xla) and trains as "off" does.
     with pytest.raises(training.XlaUnavailableError, match=r"jit_compile must be off or auto for "
                        r"this run: XLA cannot compile its training step \(.*MaxPool"):
         run("xla_deterministic", jit_compile="on")

@@ -31,6 +31,7 @@ from tfnet.training import checkpointing
 from tfnet.training import export as export_lib
 from tfnet.training import run_dir as run_dir_lib
 from tfnet.training import step as step_lib
+from tfnet.training import xla
 from tfnet.training.controller import Controller, StepsPerCall
 from tfnet.training.loop import TrainLoop
 from tfnet.training.outputs import RunOutputs
@@ -61,27 +62,6 @@ class TrainResult:
     diagnosis: str
     seconds_per_step: float = None
     model: keras.Model = dataclasses.field(default=None, repr=False)
-
-
-# With --jit_compile=auto, XLA compiles the loop of runs of at least this many steps: compiling
-# costs 1-5 s on this project's 2-core CPU and saves 0.1-0.6 ms per step on its networks, so a
-# shorter run finishes sooner without it.
-XLA_MIN_STEPS = 5000
-
-
-def use_xla(config, strategy, total_steps):
-    """Whether the training loop is compiled with XLA: ``jit_compile`` "on", or "auto" for a run
-    of at least ``XLA_MIN_STEPS`` steps on one device (not under a distribution strategy) when
-    every augmentation has an XLA kernel."""
-    if config.jit_compile == "off":
-        return False
-    if config.jit_compile == "on":
-        return True
-    from tfnet import augment as augment_lib
-
-    one_device = strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy()
-    return (one_device and strategy.num_replicas_in_sync == 1 and total_steps >= XLA_MIN_STEPS
-            and (not config.augment or augment_lib.compiles_with_xla(config.augment)))
 
 
 def run_identity(model, data):
@@ -211,7 +191,8 @@ class Trainer:
             self.model, self.optimizer, self.run_dir, config.keep_checkpoints,
             save_dir=self._scratch_dir, tracked=self.early_stopping.trackables,
         )
-        self.jit_compile = use_xla(config, self.strategy, config.epochs * self.steps_per_epoch)
+        self.jit_compile = xla.use_xla(config, self.strategy, config.epochs * self.steps_per_epoch,
+                                       self.model)
         self.loop = TrainLoop(
             step_lib.make_train_step(self.model, self.optimizer, self.strategy),
             self._batches(config), config.seed, self.state.global_step,
