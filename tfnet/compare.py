@@ -50,9 +50,9 @@ class CompareConfig:
 class RunResult:
     name: str
     epochs: list  # 1, 2, ..., the evaluated epochs
-    train_loss: list  # per epoch, on the whole training split after the epoch
+    train_loss: list  # per evaluated epoch, on the training examples the history evaluates
     dev_loss: list
-    train_accuracy: float  # after the last epoch
+    train_accuracy: float  # of the final model, on the whole training split
     dev_accuracy: float
     epochs_to_target: int  # first epoch (1-based) with train loss <= target, or None
     ms_per_step: float  # the training loop's steady-state time per step (compilation excluded)
@@ -81,10 +81,10 @@ def compare(config, output_dir):
         result = training.train(train_config(config, name, os.path.join(output_dir, name)), verbose=0)
         train_loss = [record["train_loss"] for record in result.history]
         reached = [e for e, loss in enumerate(train_loss, start=1) if loss <= config.target_loss]
-        last = result.history[-1]
         results.append(RunResult(
-            name=name, epochs=[record["epoch"] for record in result.history], train_loss=train_loss, dev_loss=[r["dev_loss"] for r in result.history],
-            train_accuracy=last["train_accuracy"], dev_accuracy=last["dev_accuracy"],
+            name=name, epochs=[record["epoch"] for record in result.history],
+            train_loss=train_loss, dev_loss=[r["dev_loss"] for r in result.history],
+            train_accuracy=result.train_accuracy, dev_accuracy=result.dev_accuracy,
             epochs_to_target=reached[0] if reached else None,
             ms_per_step=1000 * (result.seconds_per_step or float("nan")),
         ))

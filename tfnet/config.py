@@ -272,6 +272,13 @@ class TrainConfig:
     histograms: bool = _field(
         False, "Write weight histograms to TensorBoard at every evaluated epoch.", resumable=True
     )
+    train_eval_examples: int = _field(
+        0, "Examples of the training split evaluated after each evaluated epoch (its figures in "
+        "the history and TensorBoard): a fixed random subset, the same every epoch; 0: as many "
+        "as the dev split has, so that the two errors the diagnosis compares are as precise. The "
+        "final figures and the diagnosis use the whole split.", checks.check_non_negative_integer,
+        resumable=True,
+    )
     eval_every_epochs: int = _field(
         1, "Evaluate the training and dev splits (and log them, and decide early stopping) every "
         "this many epochs; the last epoch is always evaluated.", checks.check_positive_integer,

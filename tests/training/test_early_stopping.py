@@ -96,7 +96,7 @@ def test_early_stopping_exports_the_best_weights_and_a_rerun_trains_no_further(t
     assert results["exported_dev_loss"] == pytest.approx(best_record["dev_loss"], rel=1e-6)
     assert _served_dev_accuracy(export_dir / "moons" / "1") == pytest.approx(best, abs=1e-7)
     # The diagnosis is the exported (best) model's, not the last epoch's.
-    assert results["diagnosis"] == diagnosis.diagnose(1 - best_record["train_accuracy"], 1 - best)
+    assert results["diagnosis"] == diagnosis.diagnose(1 - results["train_accuracy"], 1 - best)
 
     # The same run again after a kill during its final export (no results yet): no further
     # epoch, and the same best weights exported again.

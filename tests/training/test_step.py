@@ -97,7 +97,7 @@ def test_evaluation_is_mean_cross_entropy_and_accuracy_in_inference_mode():
     expected_loss = -log_softmax[np.arange(M), y].mean()
     expected_accuracy = np.mean(logits.argmax(axis=1) == y)
     # chunk_size 5 over 16 examples: chunks of 5, 5, 5 and 1 are summed.
-    loss, accuracy = step_lib.make_evaluate(model, chunk_size=5)(tf.constant(x), tf.constant(y))
+    ((loss, accuracy),) = step_lib.make_evaluate(model, chunk_size=5)((tf.constant(x), tf.constant(y)))
     assert float(loss) == pytest.approx(expected_loss, rel=1e-6)
     assert float(accuracy) == expected_accuracy
 

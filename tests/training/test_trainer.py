@@ -1,6 +1,7 @@
 """tfnet.training in process: determinism, the exported model, unaugmented evaluation, the
 diagnosis, config checks."""
 
+import json
 import subprocess
 import sys
 
@@ -96,7 +97,7 @@ def test_dev_and_test_are_evaluated_unaugmented(tmp_path, shared_tfds):
     last = result.history[-1]
     assert last["dev_accuracy"] == pytest.approx(_independent_accuracy(result.model, data.in_memory(splits.dev)), abs=1e-9)
     assert result.test_accuracy == pytest.approx(_independent_accuracy(result.model, data.in_memory(splits.test)), abs=1e-9)
-    assert last["train_accuracy"] == pytest.approx(_independent_accuracy(result.model, data.in_memory(splits.train)), abs=1e-9)
+    assert result.train_accuracy == pytest.approx(_independent_accuracy(result.model, data.in_memory(splits.train)), abs=1e-9)
     assert last["dev_accuracy"] > 0.6  # trained (chance is 0.1): an augmented split would score less
 
 
@@ -219,3 +220,23 @@ def test_user_actions_see_every_evaluation_after_its_checkpoint(tmp_path):
     assert [m for m, _ in seen] == [dict(r, run_dir=config.run_dir) for r in result.history]
     assert [m["epoch"] for m, _ in seen] == [2, 4]
     assert [latest.rsplit("-", 1)[-1] for _, latest in seen] == ["26", "52"]
+
+
+@pytest.mark.parametrize("train_eval_examples, size", [(0, 200), (50, 50), (10**6, 800)])
+def test_each_epoch_evaluates_a_fixed_subset_of_train_and_the_end_the_whole_split(
+        tmp_path, train_eval_examples, size):
+    config = _config(tmp_path, epochs=2, export=False, train_eval_examples=train_eval_examples)
+    trainer = training.Trainer(config, verbose=0)
+    try:
+        subset = trainer.train_subset
+        assert len(subset.labels) == size  # 0: as many as dev (200 of moons' 800)
+        result = trainer.run()
+    finally:
+        trainer.close()
+    assert result.history[-1]["train_accuracy"] == pytest.approx(
+        _independent_accuracy(result.model, subset), abs=1e-9)
+    whole = data.in_memory(trainer.data.splits["train"]) if not isinstance(
+        trainer.data.splits["train"], data.Examples) else trainer.data.splits["train"]
+    assert result.train_accuracy == pytest.approx(_independent_accuracy(result.model, whole), abs=1e-9)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["train_accuracy"] == result.train_accuracy

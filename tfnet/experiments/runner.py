@@ -56,10 +56,9 @@ def train_variant(variant, config, run_dir, verbose, course=""):
     )
     started = time.perf_counter()
     result = training.train(config, verbose=verbose)
-    last = result.history[-1]
     return Row(
-        name=variant, train_accuracy=last["train_accuracy"], dev_accuracy=last["dev_accuracy"],
-        test_accuracy=result.test_accuracy, final_cost=last["train_loss"],
+        name=variant, train_accuracy=result.train_accuracy, dev_accuracy=result.dev_accuracy,
+        test_accuracy=result.test_accuracy, final_cost=result.train_loss,
         seconds=time.perf_counter() - started, course=course,
         epochs=[r["epoch"] for r in result.history],
         train_loss=[r["train_loss"] for r in result.history],

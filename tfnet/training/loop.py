@@ -39,7 +39,8 @@ class _PerRunTracingNotice(logging.Filter):
     evaluation functions: each run builds and traces its own, once (a process training several
     models, as the experiments and the study do, would otherwise be told to stop "retracing")."""
 
-    OURS = ("TrainLoop.__init__.<locals>.loop", "make_evaluate.<locals>.evaluate")
+    OURS = ("TrainLoop._build.<locals>.loop", "make_evaluate.<locals>.evaluate_splits",
+            "make_evaluate_stream.<locals>.evaluate")
 
     def filter(self, record):
         message = record.getMessage()

@@ -108,15 +108,16 @@ def make_train_step(model, optimizer, strategy=None):
 
 
 def make_evaluate(model, chunk_size=1024):
-    """``evaluate(features, labels) -> (mean loss, accuracy)``, one compiled call for a split.
+    """``evaluate(*splits) -> ((mean loss, accuracy), ...)``: splits held in memory
+    (``tfnet.data.Examples``) evaluated in one compiled call, the training and dev splits of an
+    epoch together.
 
     The model runs in inference mode (BatchNorm's running averages, no dropout) over chunks of
-    ``chunk_size`` examples inside the call; per-chunk sums are added in float64. ``features``
-    and ``labels`` are the whole split (``tfnet.data.Examples``). Returns float64 scalars.
+    ``chunk_size`` examples inside the call; per-chunk sums are added in float64. Returns
+    float64 scalars, a pair per split.
     """
 
-    @tf.function(reduce_retracing=True, autograph=False)  # one trace for splits of any size
-    def evaluate(features, labels):
+    def one_split(features, labels):
         count = tf.shape(labels, out_type=tf.int64)[0]
 
         def body(start, loss, correct):
@@ -130,6 +131,13 @@ def make_evaluate(model, chunk_size=1024):
         )
         total = tf.cast(count, tf.float64)
         return loss / total, correct / total
+
+    @tf.function(reduce_retracing=True, autograph=False)  # one trace for splits of any size
+    def evaluate_splits(splits):
+        return tuple(one_split(features, labels) for features, labels in splits)
+
+    def evaluate(*splits):
+        return evaluate_splits(tuple(tuple(split) for split in splits))
 
     return evaluate
 

@@ -18,6 +18,7 @@ import sys
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfnet import build
@@ -52,6 +53,9 @@ class TrainResult:
       seconds_per_step: the loop's steady-state time per step in this process (every call but
         the first, which compiles); None when it made fewer than two calls.
       model: the trained Keras model.
+      train_loss, train_accuracy, dev_loss, dev_accuracy: the returned model's figures on the
+        whole training and dev splits (the history's training figures are a subset's:
+        ``train_eval_examples``).
     """
 
     history: list
@@ -62,6 +66,10 @@ class TrainResult:
     diagnosis: str
     seconds_per_step: float = None
     model: keras.Model = dataclasses.field(default=None, repr=False)
+    train_loss: float = None
+    train_accuracy: float = None
+    dev_loss: float = None
+    dev_accuracy: float = None
 
 
 def run_identity(model, data):
@@ -204,6 +212,8 @@ class Trainer:
         )
         self._evaluate_examples = step_lib.make_evaluate(self.model)
         self._evaluate_stream = step_lib.make_evaluate_stream(self.model)
+        self.train_subset = self._train_subset(config)  # what the history evaluates of train
+        self._held = dict(self.data.splits, train_subset=self.train_subset)
         self.outputs = RunOutputs(config, self.run_dir, self.is_chief, self._identity)
 
     def _batches(self, config):
@@ -212,14 +222,35 @@ class Trainer:
             return batches_lib.MemoryBatches(train, config.seed, config.batch_size, self.strategy)
         return batches_lib.StreamBatches(train, config.seed, config.batch_size)
 
-    def evaluate(self, split):
-        """(loss, accuracy) of the model in inference mode on "train", "dev" or "test"."""
-        held = self.data.splits[split]
-        if self.data.in_memory(split):
-            loss, accuracy = self._evaluate_examples(*held)
-        else:
-            loss, accuracy = self._evaluate_stream(held.batches().prefetch(2))
-        return float(loss), float(accuracy)
+    def _train_subset(self, config):
+        """The training examples evaluated after each evaluated epoch: ``train_eval_examples``
+        of them (0: as many as dev), drawn once from a generator seeded by the run's seed, in
+        the split's order; the whole split when that is all of it."""
+        train = self.data.splits["train"]
+        m = self.info.num_train
+        count = min(config.train_eval_examples or self.info.num_dev, m)
+        if count >= m:
+            return train
+        chosen = np.sort(np.random.default_rng([config.seed, 1]).permutation(m)[:count])
+        if isinstance(train, data_lib.Examples):
+            return data_lib.Examples(*(tf.gather(t, chosen) for t in train))
+        return train.subset(chosen)
+
+    def evaluate(self, *splits):
+        """``[(loss, accuracy), ...]`` of the model in inference mode on each of ``splits``
+        ("train", "dev", "test", or "train_subset": the examples the history evaluates); those
+        in memory in one compiled call, each streamed one in a call of its own."""
+        held = [self._held[name] for name in splits]
+        in_memory = [h for h in held if isinstance(h, data_lib.Examples)]
+        figures = iter(self._evaluate_examples(*in_memory) if in_memory else ())
+        results = []
+        for split in held:
+            if isinstance(split, data_lib.Examples):
+                loss, accuracy = next(figures)
+            else:
+                loss, accuracy = self._evaluate_stream(split.batches().prefetch(2))
+            results.append((float(loss), float(accuracy)))
+        return results
 
     def _say(self, text):
         if self.verbose:
@@ -236,7 +267,7 @@ class Trainer:
         total_steps = config.epochs * self.steps_per_epoch
         progress = actions_lib.Progress(self.verbose, None)
         evaluation = actions_lib.Evaluation(
-            lambda: {"train": self.evaluate("train"), "dev": self.evaluate("dev")},
+            lambda: dict(zip(("train", "dev"), self.evaluate("train_subset", "dev"))),
             self.state, self.outputs, self.model, self.optimizer, config.epochs,
             config.eval_every_epochs, self.steps_per_epoch, progress.say,
             listeners=[self.early_stopping])
@@ -299,7 +330,8 @@ class Trainer:
         self._say(f"diagnosis: {results['diagnosis']}")
         return TrainResult(results["history"], results["test_loss"], results["test_accuracy"],
                            self.run_dir, results["export_path"], results["diagnosis"], None,
-                           self.model)
+                           self.model, results["train_loss"], results["train_accuracy"],
+                           results["exported_dev_loss"], results["exported_dev_accuracy"])
 
     def close(self):
         """Releases the run directory's lock (which the end of the process releases too)."""
@@ -312,15 +344,19 @@ class Trainer:
         if config.early_stopping_patience:
             # The exported model is the best one: its errors are evaluated again, not looked up.
             self.early_stopping.restore_best()
-            _, train_accuracy = self.evaluate("train")
-            final_dev_loss, final_dev_accuracy = self.evaluate("dev")
-        else:
-            train_accuracy = last["train_accuracy"]
-            final_dev_loss, final_dev_accuracy = last["dev_loss"], last["dev_accuracy"]
-        test_loss, test_accuracy = self.evaluate("test") if config.evaluate_test else (None, None)
+        # The returned model's figures on the whole splits (the history's train figures are a
+        # subset's; dev is evaluated again only after restoring the best weights).
+        finals = ["train", "dev"] if config.early_stopping_patience else ["train"]
+        figures = dict(zip(finals + ["test"] * config.evaluate_test,
+                           self.evaluate(*finals, *["test"] * config.evaluate_test)))
+        train_loss, train_accuracy = figures["train"]
+        final_dev_loss, final_dev_accuracy = figures.get("dev", (last["dev_loss"],
+                                                                 last["dev_accuracy"]))
+        test_loss, test_accuracy = figures.get("test", (None, None))
         verdict = diagnosis.diagnose(1 - train_accuracy, 1 - final_dev_accuracy, config.best_error)
         result = TrainResult(history, test_loss, test_accuracy, self.run_dir, None, verdict,
-                             seconds_per_step, self.model)
+                             seconds_per_step, self.model, train_loss, train_accuracy,
+                             final_dev_loss, final_dev_accuracy)
         if not self.is_chief:
             shutil.rmtree(self._scratch_dir, ignore_errors=True)
             return result
@@ -329,6 +365,7 @@ class Trainer:
                                                          config.model_name, self.info.input_shape)
         self.outputs.write_results(dict(
             last, epochs=len(history), test_loss=test_loss, test_accuracy=test_accuracy,
+            train_loss=train_loss, train_accuracy=train_accuracy,
             # The best kept (the weights in best/), which min_delta decides: not max(history).
             best_dev_accuracy=float(self.early_stopping.best_dev_accuracy.numpy()),
             diagnosis=verdict, export_path=result.export_path, stopped_early=stopped_early,
