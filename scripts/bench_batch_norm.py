@@ -16,6 +16,7 @@ from tfnet import flags as tfnet_flags  # noqa: E402
 
 tfnet_flags.import_tensorflow_quietly()
 tfnet_flags.define_config_flags(batch_norm.BatchNormBenchConfig)
+harness.define_quick_flag()
 
 if __name__ == "__main__":
-    tfnet_flags.run(harness.script_main(batch_norm.run, batch_norm.BatchNormBenchConfig))
+    tfnet_flags.run(harness.script_main(batch_norm.run, batch_norm.BatchNormBenchConfig, batch_norm.QUICK))

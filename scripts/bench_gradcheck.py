@@ -19,6 +19,7 @@ from tfnet import flags as tfnet_flags  # noqa: E402
 
 tfnet_flags.import_tensorflow_quietly()
 tfnet_flags.define_config_flags(gradcheck.GradcheckBenchConfig)
+harness.define_quick_flag()
 
 if __name__ == "__main__":
-    tfnet_flags.run(harness.script_main(gradcheck.run, gradcheck.GradcheckBenchConfig))
+    tfnet_flags.run(harness.script_main(gradcheck.run, gradcheck.GradcheckBenchConfig, gradcheck.QUICK))

@@ -17,6 +17,7 @@ tfnet_flags.import_tensorflow_quietly()
 from benchmarks import harness, optimizers  # noqa: E402  (TensorFlow imported quietly first)
 
 tfnet_flags.define_config_flags(optimizers.OptimizersBenchConfig)
+harness.define_quick_flag()
 
 if __name__ == "__main__":
-    tfnet_flags.run(harness.script_main(optimizers.run, optimizers.OptimizersBenchConfig))
+    tfnet_flags.run(harness.script_main(optimizers.run, optimizers.OptimizersBenchConfig, optimizers.QUICK))

@@ -20,6 +20,7 @@ from tfnet import flags as tfnet_flags  # noqa: E402
 
 tfnet_flags.import_tensorflow_quietly()
 tfnet_flags.define_config_flags(training.TrainingBenchConfig)
+harness.define_quick_flag()
 
 if __name__ == "__main__":
-    tfnet_flags.run(harness.script_main(training.run, training.TrainingBenchConfig))
+    tfnet_flags.run(harness.script_main(training.run, training.TrainingBenchConfig, training.QUICK))
