@@ -133,12 +133,16 @@ def exit_status(results):
 
 
 def define_quick_flag(flag_values=None):
-    """Defines ``--quick`` (a script calls it beside ``define_config_flags``)."""
+    """Defines ``--quick`` as a flag of the running script (which calls it beside
+    ``define_config_flags``), so that its ``--help`` lists it."""
+    import sys
+
     from absl import flags
 
     flags.DEFINE_bool("quick", False, "A run small enough for a test: the benchmark's QUICK "
                       "settings for every flag not given.",
-                      flag_values=flags.FLAGS if flag_values is None else flag_values)
+                      flag_values=flags.FLAGS if flag_values is None else flag_values,
+                      module_name=sys.argv[0])
 
 
 def config_from_flags(config_class, quick, flag_values=None):

@@ -3,7 +3,7 @@
     python scripts/bench_batch_norm.py --rounds=15
 
 Alternates the two in one process per configuration (shape, training or inference, XLA or not)
-and prints ours' median speed-up over Keras; exit status 1 when one is more than 10 percent slower.
+and prints ours' median speed-up over Keras; exit status 2 when one is more than 10 percent slower, 1 when a contender crashed.
 """
 
 import os

@@ -4,7 +4,8 @@
 
 For mnist_t10k and a synthetic CIFAR-sized set, without and with augmentation: one epoch of the
 training loop against one epoch of its input work alone (order, gather, augmentation), in
-alternating rounds; exit status 1 when the input work takes more than a fifth of the loop.
+alternating rounds; exit status 2 when the input work takes more than a fifth of the loop, 1 when a contender
+crashed.
 """
 
 import os

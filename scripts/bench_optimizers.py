@@ -3,7 +3,8 @@
     python scripts/bench_optimizers.py --rounds=40
 
 Alternates the two in one process, with and without XLA, and prints ours' median speed-up over
-the twin; exit status 1 when one is more than 5 percent slower (a speed-up below 1/1.05).
+the twin; exit status 2 when one is more than 5 percent slower (a speed-up below 1/1.05), 1 when a
+contender crashed.
 """
 
 import os

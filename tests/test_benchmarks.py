@@ -73,6 +73,26 @@ def test_rates_keep_three_significant_digits_below_a_hundred(per_second, shown):
     assert harness.format_rate(per_second) == shown
 
 
+@pytest.mark.parametrize("argv, rounds, shapes", [
+    (["--quick", "--rounds=4"], 4, ("dense",)),  # a flag given keeps its value
+    (["--quick"], 1, ("dense",)),
+    (["--rounds=4"], 4, ("dense", "image")),  # without --quick, the defaults
+])
+def test_quick_sets_the_flags_not_given(argv, rounds, shapes):
+    from absl import flags
+
+    from benchmarks import batch_norm
+    from tfnet import flags as tfnet_flags
+
+    flag_values = flags.FlagValues()
+    tfnet_flags.define_config_flags(batch_norm.BatchNormBenchConfig, flag_values)
+    harness.define_quick_flag(flag_values)
+    flag_values(["bench_batch_norm.py", *argv])
+    config = harness.config_from_flags(batch_norm.BatchNormBenchConfig, batch_norm.QUICK,
+                                       flag_values)
+    assert (config.rounds, config.shapes) == (rounds, shapes)
+
+
 @pytest.mark.parametrize("seconds, shown", [
     (1.72e-5, "17.2 µs"), (4.08e-7, "0.408 µs"), (9.996e-4, "1 ms"), (1.34e-3, "1.34 ms"),
     (0.99996, "1 s"), (2.1, "2.1 s"),
