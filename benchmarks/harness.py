@@ -22,6 +22,7 @@ given on the command line.
 
 import dataclasses
 import statistics
+import sys
 import time
 from typing import Callable
 
@@ -119,7 +120,8 @@ def markdown(results):
         goal = "" if r.goal is None else f"≥ {r.goal:.3g}"
         met = "" if r.goal is None else ("yes" if r.met else "**no**")
         lines.append(f"| {r.benchmark} | {r.contender} | {r.anchor} | {format_seconds(r.seconds)} "
-                     f"/ {r.unit} | {format_rate(1 / r.seconds)} | {r.speedup:.3g} | {goal} | {met} |")
+                     f"/ {r.unit} | {format_rate(1 / r.seconds)} | {r.speedup:.3g} | {goal} "
+                     f"| {met} |")
     return "\n".join(lines)
 
 
@@ -135,8 +137,6 @@ def exit_status(results):
 def define_quick_flag(flag_values=None):
     """Defines ``--quick`` as a flag of the running script (which calls it beside
     ``define_config_flags``), so that its ``--help`` lists it."""
-    import sys
-
     from absl import flags
 
     flags.DEFINE_bool("quick", False, "A run small enough for a test: the benchmark's QUICK "

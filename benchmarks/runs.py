@@ -68,7 +68,8 @@ class RunsBenchConfig:
     """What to time; each field is a flag of ``scripts/bench_runs.py``."""
 
     benchmarks: tuple = setting(
-        tuple(BENCHMARKS), "Benchmarks to run: " + "; ".join(f"{k}: {d}" for k, d in BENCHMARKS.items()),
+        tuple(BENCHMARKS),
+        "Benchmarks to run: " + "; ".join(f"{k}: {d}" for k, d in BENCHMARKS.items()),
         names_among(*BENCHMARKS))
     rounds: int = setting(3, "Timed rounds (alternating the contenders' order).", positive_int)
     warmup_rounds: int = setting(1, "Untimed rounds first (0 for none).", non_negative_int)
@@ -248,7 +249,8 @@ def run(config, say=print):
     """Runs every benchmark of ``config``; returns their ``harness.Result``s."""
     if config.course_epochs <= config.course_short_epochs:
         raise ValueError(f"course_epochs must be > course_short_epochs "
-                         f"({config.course_short_epochs}). Received: course_epochs={config.course_epochs}")
+                         f"({config.course_short_epochs}). "
+                         f"Received: course_epochs={config.course_epochs}")
     results = []
     for name in config.benchmarks:
         say(f"{BENCHMARKS[name]}: {config.rounds} rounds ...")

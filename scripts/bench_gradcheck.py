@@ -23,4 +23,5 @@ tfnet_flags.define_config_flags(gradcheck.GradcheckBenchConfig)
 harness.define_quick_flag()
 
 if __name__ == "__main__":
-    tfnet_flags.run(harness.script_main(gradcheck.run, gradcheck.GradcheckBenchConfig, gradcheck.QUICK))
+    tfnet_flags.run(harness.script_main(gradcheck.run, gradcheck.GradcheckBenchConfig,
+                                        gradcheck.QUICK))

@@ -4,8 +4,8 @@
 
 For mnist_t10k and a synthetic CIFAR-sized set, without and with augmentation: one epoch of the
 training loop against one epoch of its input work alone (order, gather, augmentation), in
-alternating rounds; exit status 2 when the input work takes more than a fifth of the loop, 1 when a contender
-crashed.
+alternating rounds; exit status 2 when the input work takes more than a fifth of the loop, 1
+when a contender crashed.
 """
 
 import os
@@ -21,4 +21,5 @@ tfnet_flags.define_config_flags(input.InputBenchConfig)
 harness.define_quick_flag()
 
 if __name__ == "__main__":
-    tfnet_flags.run(harness.script_main(input.run, input.InputBenchConfig, input.QUICK))
+    tfnet_flags.run(harness.script_main(input.run, input.InputBenchConfig,
+                                        input.QUICK))

@@ -21,4 +21,5 @@ tfnet_flags.define_config_flags(optimizers.OptimizersBenchConfig)
 harness.define_quick_flag()
 
 if __name__ == "__main__":
-    tfnet_flags.run(harness.script_main(optimizers.run, optimizers.OptimizersBenchConfig, optimizers.QUICK))
+    tfnet_flags.run(harness.script_main(optimizers.run, optimizers.OptimizersBenchConfig,
+                                        optimizers.QUICK))

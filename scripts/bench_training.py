@@ -26,4 +26,5 @@ tfnet_flags.define_config_flags(training.TrainingBenchConfig)
 harness.define_quick_flag()
 
 if __name__ == "__main__":
-    tfnet_flags.run(harness.script_main(training.run, training.TrainingBenchConfig, training.QUICK))
+    tfnet_flags.run(harness.script_main(training.run, training.TrainingBenchConfig,
+                                        training.QUICK))
