@@ -27,6 +27,10 @@ class BatchNormBenchConfig:
     iterations: int = setting(5, "Calls per contender per round.", positive_int)
 
 
+# A run small enough for a test: both contenders, the dense shape, without XLA, a call a round.
+QUICK = dict(shapes=("dense",), jit_compile=("off",), rounds=1, iterations=1)
+
+
 def _contender(name, layer, shape, training, jit_compile, x, upstream, iterations):
     import tensorflow as tf
 

@@ -43,6 +43,11 @@ class GradcheckBenchConfig:
                                   "(its usual use; about a minute a round here).")
 
 
+# A run small enough for a test: every check on tiny MLPs, one round, no eager anchor.
+QUICK = dict(small_layers=(3, 4, 2), large_layers=(3, 5, 2), batch=4, rounds=1,
+             include_eager=False)
+
+
 L2 = 1e-3
 
 

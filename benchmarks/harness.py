@@ -11,11 +11,18 @@ their ratio in the same round (never by a ratio of medians), and checks it again
     speed-up = median_r ( anchor seconds per unit_r / contender seconds per unit_r )
 
 A goal is the least speed-up accepted: 3 for "three times as fast", 1/1.05 for "at most 5 %
-slower". ``markdown`` renders results as one table; ``exit_status`` is 1 when a goal is missed.
+slower". ``markdown`` renders results as one table; ``exit_status`` is ``GOAL_MISSED`` (2) when a
+goal is missed, so that a benchmark that ran and missed a goal is told apart from one that
+crashed: a contender that raises is never caught here, and the script exits 1 with its traceback.
+
+Every benchmark module offers ``QUICK``, the settings of a run small enough for a test (every
+contender still runs, a round or so each); a script's ``--quick`` applies them to the flags not
+given on the command line.
 """
 
 import dataclasses
 import statistics
+import sys
 import time
 from typing import Callable
 
@@ -99,6 +106,12 @@ def format_seconds(seconds):
     return f"{float(f'{seconds:.3g}'):g} s"
 
 
+def format_rate(per_second):
+    """Units per second: whole numbers with thousands separators from 100 on ("140,842"), three
+    significant digits below ("0.131", "12.5")."""
+    return f"{per_second:,.0f}" if per_second >= 100 else f"{per_second:.3g}"
+
+
 def markdown(results):
     """The results as one Markdown table, one row per result."""
     lines = ["| benchmark | contender | against | time per unit | per second | × against | goal | met |",
@@ -107,27 +120,57 @@ def markdown(results):
         goal = "" if r.goal is None else f"≥ {r.goal:.3g}"
         met = "" if r.goal is None else ("yes" if r.met else "**no**")
         lines.append(f"| {r.benchmark} | {r.contender} | {r.anchor} | {format_seconds(r.seconds)} "
-                     f"/ {r.unit} | {1 / r.seconds:,.0f} | {r.speedup:.3g} | {goal} | {met} |")
+                     f"/ {r.unit} | {format_rate(1 / r.seconds)} | {r.speedup:.3g} | {goal} "
+                     f"| {met} |")
     return "\n".join(lines)
 
 
+# A benchmark script's exit status when it ran to the end and missed a goal (a crash exits 1).
+GOAL_MISSED = 2
+
+
 def exit_status(results):
-    """0 when every goal is met, 1 otherwise (what a benchmark script returns)."""
-    return 0 if all(r.met for r in results) else 1
+    """0 when every goal is met, ``GOAL_MISSED`` otherwise (what a benchmark script returns)."""
+    return 0 if all(r.met for r in results) else GOAL_MISSED
 
 
-def script_main(run, config_class):
+def define_quick_flag(flag_values=None):
+    """Defines ``--quick`` as a flag of the running script (which calls it beside
+    ``define_config_flags``), so that its ``--help`` lists it."""
+    from absl import flags
+
+    flags.DEFINE_bool("quick", False, "A run small enough for a test: the benchmark's QUICK "
+                      "settings for every flag not given.",
+                      flag_values=flags.FLAGS if flag_values is None else flag_values,
+                      module_name=sys.argv[0])
+
+
+def config_from_flags(config_class, quick, flag_values=None):
+    """``config_class`` from the parsed flags, with ``quick``'s settings (a benchmark's
+    ``QUICK``) for the flags not given on the command line when ``--quick`` is."""
+    from absl import flags
+
+    from tfnet import flags as tfnet_flags
+
+    flag_values = flags.FLAGS if flag_values is None else flag_values
+    overrides = {}
+    if flag_values["quick"].value:
+        overrides = {name: value for name, value in quick.items()
+                     if not flag_values[name].present}
+    return tfnet_flags.config_from_flags(config_class, flag_values, **overrides)
+
+
+def script_main(run, config_class, quick):
     """The ``main(argv)`` of a ``scripts/bench_*.py``: the config from its flags (defined with
-    ``tfnet.flags.define_config_flags(config_class)``), ``run(config)``, the table, the status."""
+    ``tfnet.flags.define_config_flags(config_class)`` and ``define_quick_flag``), ``run(config)``,
+    the table, the status (``exit_status``; an exception raised by a contender propagates)."""
 
     def main(argv):
         from absl import app
 
-        from tfnet import flags as tfnet_flags
-
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-        results = run(tfnet_flags.config_from_flags(config_class))
+        results = run(config_from_flags(config_class, quick))
         print(markdown(results))
         return exit_status(results)
 

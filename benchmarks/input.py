@@ -29,7 +29,7 @@ class InputBenchConfig:
     """What to time; each field is a flag of ``scripts/bench_input.py``."""
 
     datasets: tuple = setting(DATASETS, "mnist_t10k (from --data_dir; skipped when absent) and "
-                              "synthetic_cifar (10,000 random 32x32x3 images).",
+                              "synthetic_cifar (--synthetic_examples random 32x32x3 images).",
                               names_among(*DATASETS))
     mnist_augment: str = setting("crop,rotate", "Augmentations timed on mnist_t10k.")
     cifar_augment: str = setting("flip,crop,brightness,contrast",
@@ -39,6 +39,12 @@ class InputBenchConfig:
     batch_size: int = setting(64, "Mini-batch size b.", positive_int)
     rounds: int = setting(5, "Timed rounds (one epoch per contender each).", positive_int)
     data_dir: str = setting(None, "TFDS data directory holding mnist_t10k. Nothing is downloaded.")
+    synthetic_examples: int = setting(10_000, "Images of synthetic_cifar.", positive_int)
+
+
+# A run small enough for a test: synthetic_cifar only, 96 images, a tiny MLP, one round.
+QUICK = dict(datasets=("synthetic_cifar",), synthetic_examples=96, hidden_units=(4,),
+             batch_size=32, rounds=1)
 
 
 def synthetic_images(num_examples=10_000, shape=(32, 32, 3), num_classes=10, seed=0):
@@ -78,7 +84,7 @@ def _examples(name, config, say):
     from tfnet import data as data_lib
 
     if name == "synthetic_cifar":
-        return synthetic_images()
+        return synthetic_images(num_examples=config.synthetic_examples)
     try:
         splits = data_lib.load(name, config.data_dir)
     except data_lib.DatasetNotFoundError:

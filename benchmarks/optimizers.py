@@ -34,6 +34,11 @@ class OptimizersBenchConfig:
     steps_per_round: int = setting(50, "Steps per contender per round.", positive_int)
 
 
+# A run small enough for a test: one pair, a tiny MLP, without XLA, three steps a round.
+QUICK = dict(optimizers=("gd",), jit_compile=("off",), hidden_units=(8,), batch_size=8, rounds=1,
+             steps_per_round=3)
+
+
 def _contender(name, config, jit_compile, examples, mean, variance):
     import tensorflow as tf
 

@@ -1,13 +1,20 @@
-"""Training throughput: tfnet's compiled loop against Keras' ``fit``, numpy and the matmul peak.
+"""Training throughput: tfnet's compiled loop against Keras' ``fit``, JAX, numpy and the matmul peak.
 
 On each problem, in one process and alternating rounds (``benchmarks.harness``), examples per
 second in steady state of:
 
-- **tfnet**: the loop of a real ``tfnet.training.Trainer`` (its one train step, its XLA setting),
-  a whole number of epochs per round;
-- **Keras fit, steps_per_execution 1 and 100**: the same architecture (``trainer.build_model``)
-  and optimiser (``tfnet.optimizers``), ``model.compile(jit_compile="auto")`` and ``model.fit`` on
-  the same training split, timed per epoch by a callback after each call's first epoch;
+- **tfnet**: the loop of a real ``tfnet.training.Trainer`` (its one train step, its XLA setting,
+  ``--jit_compile``, on by default), a whole number of epochs per round; and the same with
+  ``jit_compile=off`` (``also_without_xla``);
+- **Keras fit**: the same architecture (``trainer.build_model``) and optimiser
+  (``tfnet.optimizers``), ``model.fit`` on the same training split, timed per epoch by a callback
+  after each call's first epoch, with ``steps_per_execution`` 1 and 100 and ``jit_compile=False``,
+  and with ``steps_per_execution`` 100 and ``jit_compile=True`` asked explicitly (Keras'
+  ``"auto"`` turns XLA off on a machine without a GPU); "Keras fit, best setting" is, in each
+  round, the fastest of the three;
+- **JAX + Optax**: the same network, data, initial scale and Adam, one ``jax.jit`` of a
+  ``lax.scan`` over each epoch's mini-batches (``benchmarks.jax_mlp``; skipped, with a line, when
+  JAX or Optax is not installed: ``pip install -e .[bench]``);
 - **numpy**: the course's equations written out for this benchmark (``NumpyMLP``): forward and
   backward pass of the ReLU MLP, softmax cross-entropy, Adam with bias correction, mini-batches
   of a fresh permutation each epoch, in float32 on inputs normalised once beforehand;
@@ -17,9 +24,10 @@ second in steady state of:
   1024 × 1024 products, measured each round), as seconds per example had every FLOP of a training
   step (``flops_per_example``) run at that rate; a speed-up against it is a share of the peak.
 
-Goals (issue "The training engine"): on the course net and the moons MLP, tfnet ≥ 3× numpy; on
-the mnist_t10k MLP at batch 64, tfnet ≥ 3× Keras fit at its best steps_per_execution and ≥ 60 %
-of the matmul peak.
+Goals: on the course net and the moons MLP, tfnet ≥ 3× numpy (issue "The training engine"); on
+the mnist_t10k MLP at batch 64, each at its best setting, tfnet ≥ 2.5× Keras fit and ≥ 1.0× the
+JAX + Optax loop (issue 26, "Speed a user feels"), and ≥ 60 % of the matmul peak (issue "The
+training engine").
 """
 
 import dataclasses
@@ -44,11 +52,15 @@ PROBLEMS = {
     "mnist_b256": ("mnist_t10k 784-256-128-10, 6,400 images, b=256",
                    dict(dataset="mnist_t10k", hidden_units=(256, 128), batch_size=256)),
 }
-# Problem -> [(anchor, least speed-up of tfnet)].
+KERAS_BEST = "Keras fit, best setting"
+JAX = "JAX + Optax, lax.scan per epoch"
+# Problem -> {anchor: least speed-up of tfnet at its --jit_compile}.
 GOALS = {
     "course": {"numpy": 3.0}, "moons": {"numpy": 3.0},
-    "mnist_b64": {"Keras fit, best steps_per_execution": 3.0, "matmul peak": 0.6},
+    "mnist_b64": {KERAS_BEST: 2.5, JAX: 1.0, "matmul peak": 0.6},
 }
+# Keras fit's settings: (steps_per_execution, jit_compile).
+KERAS_SETTINGS = ((1, False), (100, False), (100, True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +81,14 @@ class TrainingBenchConfig:
     learning_rate: float = setting(0.001, "Learning rate of every contender.", positive)
     jit_compile: str = setting("on", "tfnet's --jit_compile: on (what auto picks for long runs, "
                                "whose speed this measures), auto or off.", choice("auto", "on", "off"))
+    also_without_xla: bool = setting(
+        True, "Also time tfnet with --jit_compile=off (against Keras fit's best and JAX).")
+    include_jax: bool = setting(
+        True, "Time the JAX + Optax loop (skipped, with a line, when JAX or Optax is missing).")
+
+
+# A run small enough for a test: every contender, one short round, on the course net.
+QUICK = dict(problems=("course",), rounds=1, seconds_per_round=0.01)
 
 
 def flops_per_example(layer_sizes):
@@ -152,18 +172,21 @@ def _matmul_steps(layer_sizes, batch_size, repeats):
 
 
 class NumpyMLP:
-    """The course's mini-batch Adam on a ReLU MLP with a softmax output, in numpy (float32).
+    """The course's mini-batch Adam on a ReLU MLP with a softmax output, in numpy.
 
-    Forward ``a[l] = relu(a[l−1] W[l] + b[l])``, ``z = a[L−1] W[L] + b[L]``; backward from
-    ``dz = (softmax(z) − y) / m``; Adam with ``v, s`` bias-corrected and ε outside the root.
+    Forward ``a[l] = relu(a[l−1] W[l] + b[l])``, ``z = a[L−1] W[L] + b[L]``, the mini-batch cost
+    ``J = −(1/m) Σ log softmax(z)_y``; backward from ``dz = (softmax(z) − y) / m``; Adam with
+    ``v, s`` bias-corrected and ε outside the root. In ``dtype``: float32 (the steady-state
+    contender) or float64 (as the course writes it).
     """
 
     def __init__(self, layer_sizes, batch_size, learning_rate, seed=0, beta1=0.9, beta2=0.999,
-                 epsilon=1e-8):
+                 epsilon=1e-8, dtype=np.float32):
         rng = np.random.default_rng(seed)
-        self.weights = [(rng.standard_normal((n, k)) * np.sqrt(2.0 / n)).astype(np.float32)
+        self.dtype = np.dtype(dtype)
+        self.weights = [(rng.standard_normal((n, k)) * np.sqrt(2.0 / n)).astype(dtype)
                         for n, k in zip(layer_sizes[:-1], layer_sizes[1:])]
-        self.biases = [np.zeros(k, np.float32) for k in layer_sizes[1:]]
+        self.biases = [np.zeros(k, dtype) for k in layer_sizes[1:]]
         params = self.weights + self.biases
         self.v = [np.zeros_like(p) for p in params]
         self.s = [np.zeros_like(p) for p in params]
@@ -172,14 +195,18 @@ class NumpyMLP:
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
 
     def step(self, x, y):
+        """One Adam step on the mini-batch ``(x, y)``; returns its cost J (before the step)."""
         activations = [x]
         for w, b in zip(self.weights[:-1], self.biases[:-1]):
             activations.append(np.maximum(activations[-1] @ w + b, 0.0))
         z = activations[-1] @ self.weights[-1] + self.biases[-1]
         z -= z.max(axis=1, keepdims=True)
         dz = np.exp(z)
-        dz /= dz.sum(axis=1, keepdims=True)
-        dz[np.arange(len(y)), y] -= 1.0
+        total = dz.sum(axis=1, keepdims=True)
+        rows = np.arange(len(y))
+        cost = float(np.mean(np.log(total[:, 0]) - z[rows, y]))
+        dz /= total
+        dz[rows, y] -= 1.0
         dz /= len(y)
         weight_gradients, bias_gradients = [], []
         for layer in range(len(self.weights) - 1, -1, -1):
@@ -197,26 +224,38 @@ class NumpyMLP:
             s *= self.beta2
             s += (1 - self.beta2) * g * g
             p -= alpha_t * v / (np.sqrt(s / root_correction) + self.epsilon)
+        return cost
+
+    def predict(self, x):
+        """The predicted class of each row of ``x``: ``argmax z``."""
+        a = x
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            a = np.maximum(a @ w + b, 0.0)
+        return np.argmax(a @ self.weights[-1] + self.biases[-1], axis=1)
 
     def epoch(self, x, y):
+        """One epoch over a fresh permutation; returns the mean of its mini-batch costs,
+        weighted by their sizes (the course's epoch cost)."""
         order = self.rng.permutation(len(y))
+        total = 0.0
         for start in range(0, len(y), self.batch_size):
             batch = order[start:start + self.batch_size]
-            self.step(x[batch], y[batch])
+            total += self.step(x[batch], y[batch]) * len(batch)
+        return total / len(y)
 
 
 def _epochs_for(seconds_per_epoch, target, least=1):
     return max(least, int(round(target / max(seconds_per_epoch, 1e-9))))
 
 
-def _tfnet(config, problem, run_dir):
+def _tfnet(config, problem, run_dir, jit_compile):
     """tfnet's contender: whole epochs of a real Trainer's loop per round."""
     from tfnet import config as config_lib
     from tfnet import training
 
     train_config = config_lib.TrainConfig(
         **problem, data_dir=config.data_dir, optimizer=config.optimizer,
-        learning_rate=config.learning_rate, jit_compile=config.jit_compile, model_dir=run_dir,
+        learning_rate=config.learning_rate, jit_compile=jit_compile, model_dir=run_dir,
         export=False,
     )
     trainer = training.Trainer(train_config, verbose=0)
@@ -230,10 +269,11 @@ def _tfnet(config, problem, run_dir):
     epochs(1)  # trace and compile
     per_epoch = harness.timed(lambda: epochs(1), 1)
     count = _epochs_for(per_epoch, config.seconds_per_round)
-    return trainer, harness.Contender("tfnet", lambda: harness.timed(lambda: epochs(count), count * examples))
+    return trainer, harness.Contender(f"tfnet, jit_compile={jit_compile}",
+                                      lambda: harness.timed(lambda: epochs(count), count * examples))
 
 
-def _keras_fit(config, trainer, steps_per_execution):
+def _keras_fit(config, trainer, steps_per_execution, jit_compile):
     """Keras fit's contender: the same architecture and optimiser, timed per epoch."""
     import keras
 
@@ -248,7 +288,7 @@ def _keras_fit(config, trainer, steps_per_execution):
     model = trainer_lib.build_model(trainer.config, info, mean, variance)
     model.compile(optimizer=trainer_lib.make_optimizer(trainer.config, trainer.steps_per_epoch),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  steps_per_execution=steps_per_execution, jit_compile="auto")
+                  steps_per_execution=steps_per_execution, jit_compile=jit_compile)
 
     class EpochTimes(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -267,8 +307,29 @@ def _keras_fit(config, trainer, steps_per_execution):
 
     per_epoch = seconds_per_example(1) * len(labels)
     count = _epochs_for(per_epoch, config.seconds_per_round)
-    return harness.Contender(f"Keras fit, steps_per_execution {steps_per_execution}",
+    return harness.Contender(keras_name(steps_per_execution, jit_compile),
                              lambda: seconds_per_example(count))
+
+
+def keras_name(steps_per_execution, jit_compile):
+    """The name of Keras fit's contender with these settings."""
+    return f"Keras fit, steps_per_execution={steps_per_execution}, jit_compile={jit_compile}"
+
+
+def _jax(config, trainer, layer_sizes):
+    """The JAX + Optax contender (``benchmarks.jax_mlp``): the same data, statistics and Adam."""
+    from benchmarks import jax_mlp
+
+    features, labels = (t.numpy() for t in trainer.examples["train"])
+    normalize = trainer.model.get_layer("normalize")
+    mlp = jax_mlp.JaxMLP(features, labels, layer_sizes, np.asarray(normalize.mean).ravel(),
+                         np.asarray(normalize.variance).ravel(), trainer.config.batch_size,
+                         config.learning_rate)
+    mlp.epochs(1)  # trace and compile
+    per_epoch = harness.timed(lambda: mlp.epochs(1), 1)
+    count = _epochs_for(per_epoch, config.seconds_per_round)
+    return harness.Contender(JAX, lambda: harness.timed(lambda: mlp.epochs(count),
+                                                        count * len(labels)))
 
 
 def _numpy(config, trainer, layer_sizes):
@@ -298,23 +359,40 @@ def _available(config, name, say):
     return True
 
 
+def _jax_available(config, say):
+    from benchmarks import jax_mlp
+
+    if not config.include_jax:
+        return False
+    if not jax_mlp.available():
+        say("skipped the JAX + Optax contender: JAX or Optax is not installed "
+            "(pip install -e .[bench])")
+        return False
+    return True
+
+
 def run(config, say=print):
     """Times every problem of ``config``; returns its ``harness.Result``s (tfnet against each)."""
     results = []
+    with_jax = _jax_available(config, say)
     for name in config.problems:
         if not _available(config, name, say):
             continue
         description, problem = PROBLEMS[name]
         say(f"{description}: preparing the contenders ...")
         with tempfile.TemporaryDirectory() as run_dir:
-            trainer, tfnet_contender = _tfnet(config, problem, os.path.join(run_dir, "run"))
+            trainer, tfnet_contender = _tfnet(config, problem, os.path.join(run_dir, "run"),
+                                              config.jit_compile)
             layer_sizes = [int(np.prod(trainer.model.inputs[0].shape[1:])), *problem["hidden_units"],
                            int(trainer.model.outputs[0].shape[-1])]
             flops = flops_per_example(layer_sizes)
-            contenders = [
-                tfnet_contender,
-                _keras_fit(config, trainer, 1),
-                _keras_fit(config, trainer, 100),
+            contenders = [tfnet_contender]
+            if config.also_without_xla and config.jit_compile != "off":
+                contenders.append(_tfnet(config, problem, os.path.join(run_dir, "off"), "off")[1])
+            contenders += [_keras_fit(config, trainer, *setting) for setting in KERAS_SETTINGS]
+            if with_jax:
+                contenders.append(_jax(config, trainer, layer_sizes))
+            contenders += [
                 _numpy(config, trainer, layer_sizes),
                 harness.Contender("its matmuls alone", lambda: matmuls_alone(
                     layer_sizes, trainer.config.batch_size)),
@@ -322,14 +400,18 @@ def run(config, say=print):
             ]
             say(f"{description}: {config.rounds} rounds ...")
             timings = harness.measure(contenders, config.rounds, warmup_rounds=0)
-        keras_names = [c.name for c in contenders if c.name.startswith("Keras")]
-        timings["Keras fit, best steps_per_execution"] = [
-            min(times) for times in zip(*(timings[k] for k in keras_names))]
+        keras_names = [keras_name(*setting) for setting in KERAS_SETTINGS]
+        timings[KERAS_BEST] = [min(times) for times in zip(*(timings[k] for k in keras_names))]
         goals = GOALS.get(name, {})
-        for anchor in [*keras_names, "Keras fit, best steps_per_execution", "numpy",
-                       "its matmuls alone", "matmul peak"]:
-            results.append(harness.result(description, timings, "tfnet", anchor, "example",
+        ours, *others = [c.name for c in contenders if c.name.startswith("tfnet")]
+        anchors = [*keras_names, KERAS_BEST, *([JAX] if with_jax else []), "numpy",
+                   "its matmuls alone", "matmul peak"]
+        for anchor in anchors:
+            results.append(harness.result(description, timings, ours, anchor, "example",
                                           goals.get(anchor)))
+        for other in others:  # tfnet without XLA against the best of the others
+            for anchor in [KERAS_BEST, *([JAX] if with_jax else [])]:
+                results.append(harness.result(description, timings, other, anchor, "example"))
         # The bound: the share of the peak that this network's products reach by themselves.
         results.append(harness.result(description, timings, "its matmuls alone", "matmul peak",
                                       "example"))

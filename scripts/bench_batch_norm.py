@@ -3,7 +3,8 @@
     python scripts/bench_batch_norm.py --rounds=15
 
 Alternates the two in one process per configuration (shape, training or inference, XLA or not)
-and prints ours' median speed-up over Keras; exit status 1 when one is more than 10 percent slower.
+and prints ours' median speed-up over Keras; exit status 2 when one is more than 10 percent
+slower, 1 when a contender crashed.
 """
 
 import os
@@ -16,6 +17,8 @@ from tfnet import flags as tfnet_flags  # noqa: E402
 
 tfnet_flags.import_tensorflow_quietly()
 tfnet_flags.define_config_flags(batch_norm.BatchNormBenchConfig)
+harness.define_quick_flag()
 
 if __name__ == "__main__":
-    tfnet_flags.run(harness.script_main(batch_norm.run, batch_norm.BatchNormBenchConfig))
+    tfnet_flags.run(harness.script_main(batch_norm.run, batch_norm.BatchNormBenchConfig,
+                                        batch_norm.QUICK))
