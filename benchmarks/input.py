@@ -62,9 +62,10 @@ def synthetic_images(num_examples=10_000, shape=(32, 32, 3), num_classes=10, see
 def _epoch_contender(name, train_step, examples, config, augment, jit_compile):
     import tensorflow as tf
 
+    from tfnet.training.batches import MemoryBatches
     from tfnet.training.loop import TrainLoop
 
-    loop = TrainLoop(train_step, examples, config.batch_size, seed=0,
+    loop = TrainLoop(train_step, MemoryBatches(examples, 0, config.batch_size), seed=0,
                      position=tf.Variable(0, dtype=tf.int64), augment=augment,
                      jit_compile=jit_compile)
     steps = loop.steps_per_epoch

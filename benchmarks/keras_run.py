@@ -39,11 +39,10 @@ def train(config):
     from tfnet import model as model_lib
 
     splits = data_lib.load(config.dataset, config.data_dir)
-    train_split = splits.train.cache()
-    examples = data_lib.in_memory_splits({"train": train_split, "dev": splits.dev}, splits.info)
-    mean, variance = data_lib.normalization_statistics(train_split)
-    model = model_lib.build_model(splits.info.input_shape, splits.info.num_classes,
-                                  tuple(config.hidden_units), mean, variance)
+    prepared = data_lib.prepare(splits, 0, "")  # in memory, checked, with its statistics
+    examples, info = prepared.splits, prepared.info
+    model = model_lib.build_model(info.input_shape, info.num_classes,
+                                  tuple(config.hidden_units), info.mean, info.variance)
     model.compile(optimizer="adam",
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])

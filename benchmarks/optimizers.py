@@ -44,13 +44,14 @@ def _contender(name, config, jit_compile, examples, mean, variance):
 
     from tfnet import model as model_lib
     from tfnet.training import step as step_lib
+    from tfnet.training.batches import MemoryBatches
     from tfnet.training.loop import TrainLoop
 
     model = model_lib.build_model((64,), 10, tuple(config.hidden_units), mean, variance, seed=0)
     optimizer = optimizers_lib.get(name, 1e-3)
     optimizer.build(model.trainable_variables)
-    loop = TrainLoop(step_lib.make_train_step(model, optimizer), examples, config.batch_size,
-                     seed=0, position=tf.Variable(0, dtype=tf.int64), jit_compile=jit_compile)
+    loop = TrainLoop(step_lib.make_train_step(model, optimizer),
+                     MemoryBatches(examples, 0, config.batch_size), seed=0, position=tf.Variable(0, dtype=tf.int64), jit_compile=jit_compile)
     steps = config.steps_per_round
     loop(steps)  # trace and compile
     return harness.Contender(name, lambda: harness.timed(lambda: loop(steps), steps))

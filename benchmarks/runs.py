@@ -219,9 +219,8 @@ def _course_run(config):
     from tfnet import data as data_lib
 
     splits = data_lib.load("moons", num_examples=COURSE["num_examples"])
-    examples = data_lib.in_memory_splits({"train": splits.train, "test": splits.test}, splits.info)
     train, test = ((e.features.numpy().astype(np.float64), e.labels.numpy())
-                   for e in (examples["train"], examples["test"]))
+                   for e in (data_lib.in_memory(splits.train), data_lib.in_memory(splits.test)))
     m = len(train[1])
     layer_sizes = [train[0].shape[1], *COURSE["hidden_units"], splits.info.num_classes]
     long, short = config.course_epochs, config.course_short_epochs

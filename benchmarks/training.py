@@ -6,7 +6,7 @@ second in steady state of:
 - **tfnet**: the loop of a real ``tfnet.training.Trainer`` (its one train step, its XLA setting,
   ``--jit_compile``, on by default), a whole number of epochs per round; and the same with
   ``jit_compile=off`` (``also_without_xla``);
-- **Keras fit**: the same architecture (``trainer.build_model``) and optimiser
+- **Keras fit**: the same architecture (``tfnet.build.model``) and optimiser
   (``tfnet.optimizers``), ``model.fit`` on the same training split, timed per epoch by a callback
   after each call's first epoch, with ``steps_per_execution`` 1 and 100 and ``jit_compile=False``,
   and with ``steps_per_execution`` 100 and ``jit_compile=True`` asked explicitly (Keras'
@@ -277,16 +277,11 @@ def _keras_fit(config, trainer, steps_per_execution, jit_compile):
     """Keras fit's contender: the same architecture and optimiser, timed per epoch."""
     import keras
 
-    from tfnet import data as data_lib
-    from tfnet.training import trainer as trainer_lib
+    from tfnet import build
 
-    features, labels = (t.numpy() for t in trainer.examples["train"])
-    info = data_lib.DatasetInfo("", int(trainer.model.outputs[0].shape[-1]),
-                                tuple(trainer.model.inputs[0].shape[1:]), len(labels), 0, 0)
-    normalize = trainer.model.get_layer("normalize")
-    mean, variance = (np.asarray(normalize.mean).ravel(), np.asarray(normalize.variance).ravel())
-    model = trainer_lib.build_model(trainer.config, info, mean, variance)
-    model.compile(optimizer=trainer_lib.make_optimizer(trainer.config, trainer.steps_per_epoch),
+    features, labels = (t.numpy() for t in trainer.data.splits["train"])
+    model = build.model(trainer.config, trainer.info)  # the same path as the trainer's
+    model.compile(optimizer=build.optimizer(trainer.config, trainer.steps_per_epoch),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   steps_per_execution=steps_per_execution, jit_compile=jit_compile)
 
@@ -320,7 +315,7 @@ def _jax(config, trainer, layer_sizes):
     """The JAX + Optax contender (``benchmarks.jax_mlp``): the same data, statistics and Adam."""
     from benchmarks import jax_mlp
 
-    features, labels = (t.numpy() for t in trainer.examples["train"])
+    features, labels = (t.numpy() for t in trainer.data.splits["train"])
     normalize = trainer.model.get_layer("normalize")
     mlp = jax_mlp.JaxMLP(features, labels, layer_sizes, np.asarray(normalize.mean).ravel(),
                          np.asarray(normalize.variance).ravel(), trainer.config.batch_size,
@@ -333,7 +328,7 @@ def _jax(config, trainer, layer_sizes):
 
 
 def _numpy(config, trainer, layer_sizes):
-    features, labels = (t.numpy() for t in trainer.examples["train"])
+    features, labels = (t.numpy() for t in trainer.data.splits["train"])
     x = features.reshape(len(labels), -1).astype(np.float32)
     x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-3)
     mlp = NumpyMLP(layer_sizes, trainer.config.batch_size, config.learning_rate)
