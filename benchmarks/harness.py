@@ -96,6 +96,33 @@ def result(benchmark, timings, contender, anchor, unit, goal=None):
                   statistics.median(ratios), goal)
 
 
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """A measured figure that is not a speed (an accuracy, a memory peak), against its goal.
+
+    Attributes:
+      benchmark: what was measured.
+      name: the figure's name.
+      value: its value, in ``unit``.
+      unit: "%", "MB", ...
+      goal: the bound the value must reach, or None.
+      at_most: whether ``goal`` is an upper bound (memory) rather than a lower one (accuracy).
+    """
+
+    benchmark: str
+    name: str
+    value: float
+    unit: str
+    goal: float = None
+    at_most: bool = False
+
+    @property
+    def met(self):
+        if self.goal is None:
+            return True
+        return self.value <= self.goal if self.at_most else self.value >= self.goal
+
+
 def format_seconds(seconds):
     """``seconds`` to three significant digits in the unit that reads best: "17.2 µs",
     "1.34 ms", "2.1 s" (rounded first, so 999.96 µs reads "1 ms")."""
@@ -113,7 +140,22 @@ def format_rate(per_second):
 
 
 def markdown(results):
-    """The results as one Markdown table, one row per result."""
+    """The results as Markdown: a table of speeds (``Result``s), then one of other figures
+    (``Figure``s), if any."""
+    speeds = [r for r in results if isinstance(r, Result)]
+    figures = [r for r in results if isinstance(r, Figure)]
+    tables = [_speed_table(speeds)] if speeds else []
+    if figures:
+        lines = ["| benchmark | figure | value | goal | met |", "| --- | --- | ---: | ---: | --- |"]
+        for f in figures:
+            goal = "" if f.goal is None else f"{'≤' if f.at_most else '≥'} {f.goal:g} {f.unit}"
+            met = "" if f.goal is None else ("yes" if f.met else "**no**")
+            lines.append(f"| {f.benchmark} | {f.name} | {f.value:,.4g} {f.unit} | {goal} | {met} |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
+
+
+def _speed_table(results):
     lines = ["| benchmark | contender | against | time per unit | per second | × against | goal | met |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in results:

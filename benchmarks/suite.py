@@ -40,6 +40,7 @@ BENCHMARKS = {b.name: b for b in (
     Benchmark("batch_norm", "benchmarks.batch_norm", "BatchNormBenchConfig", "bench_batch_norm.py"),
     Benchmark("input", "benchmarks.input", "InputBenchConfig", "bench_input.py"),
     Benchmark("gradcheck", "benchmarks.gradcheck", "GradcheckBenchConfig", "bench_gradcheck.py"),
+    Benchmark("your_data", "benchmarks.your_data", "YourDataBenchConfig", "bench_your_data.py"),
 )}
 
 

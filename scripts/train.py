@@ -40,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    tfnet_flags.run(main)
+    tfnet_flags.run(main, fast_exit=True)

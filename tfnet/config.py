@@ -37,10 +37,12 @@ _field = setting
 
 
 fail = checks.fail
-# The rules of fields elsewhere (tfnet.compare, tfnet.study) that these modules name.
-positive, positive_int, positive_ints = (checks.check_positive, checks.check_positive_integer,
-                                         checks.check_positive_integers)
-choice, names_among = checks.choice, checks.names_among
+# The rules, from the one vocabulary, as the other configs (tfnet.compare, tfnet.study, the
+# benchmarks) name them.
+positive, non_negative = checks.check_positive, checks.check_non_negative
+positive_int, non_negative_int = checks.check_positive_integer, checks.check_non_negative_integer
+positive_ints, choice, names_among = (checks.check_positive_integers, checks.choice,
+                                      checks.names_among)
 
 
 def _keep_prob(name, value):
