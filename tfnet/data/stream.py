@@ -21,9 +21,10 @@ from tfnet.data.order import epoch_order, steps_per_epoch
 PREFETCH = 4
 
 
-def training_batches(split, seed, batch_size, start_step=0):
+def training_batches(split, seed, batch_size, start_step=0, prefetch=PREFETCH):
     """The mini-batches ``(features float32 [k, ...], labels int64 [k])`` of global steps
-    ``start_step, start_step + 1, ...`` of a readable ``split`` (endless; see the module)."""
+    ``start_step, start_step + 1, ...`` of a readable ``split`` (endless; see the module),
+    ``prefetch`` of them read ahead."""
     m, b = split.num_examples, int(batch_size)
     start_epoch, skipped = divmod(int(start_step), steps_per_epoch(m, b))
 
@@ -33,4 +34,4 @@ def training_batches(split, seed, batch_size, start_step=0):
         return split.read_batches(tf.data.Dataset.from_tensor_slices(order), b)
 
     epochs = tf.data.Dataset.range(start_epoch, 2**62)
-    return epochs.flat_map(epoch).prefetch(PREFETCH)
+    return epochs.flat_map(epoch).prefetch(prefetch)

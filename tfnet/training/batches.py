@@ -9,14 +9,16 @@ in the same order either way, and a run's position is its global step alone.
   of the epochs a call reaches are drawn just before it (``EpochSampler``). The whole loop,
   gathers included, can be compiled by XLA.
 - ``StreamBatches``: the split read from disk by a ``tf.data`` pipeline
-  (``tfnet.data.stream``) whose iterator the compiled loop calls once per step; the pipeline
-  starts at the loop's position, so a resumed run reads on from where its checkpoint left. The
-  iterator cannot be compiled by XLA: the step alone is.
+  (``tfnet.data.stream``) that starts at the loop's position, so a resumed run reads on from
+  where its checkpoint left; before each call, the call's mini-batches are read from it into a
+  window held in a variable, which the compiled loop gathers from as from the split in memory
+  (XLA included). The pipeline prefetches the next call's mini-batches during a call.
 
 Under ``tf.distribute`` each replica trains on rows ``[n·r/R, n·(r+1)/R)`` of the global
 mini-batch (``tfnet.data.order.replica_rows``).
 """
 
+import numpy as np
 import tensorflow as tf
 
 from tfnet.data import order as order_lib
@@ -60,8 +62,6 @@ class EpochSampler:
 class MemoryBatches:
     """The training split in memory (``tfnet.data.Examples``); see the module docstring."""
 
-    compiles_with_xla = True
-
     def __init__(self, examples, seed, batch_size, strategy=None):
         strategy = strategy or tf.distribute.get_strategy()
         self.seed = int(seed)
@@ -70,7 +70,7 @@ class MemoryBatches:
         self.steps_per_epoch = order_lib.steps_per_epoch(self.num_examples, self.batch_size)
         # Held flat, [m, d], and reshaped after the gather: XLA gathers whole rows of a 2-D
         # array about 1.6× faster than of the image's 4-D one on the CPU.
-        self._example_shape = examples.features.shape[1:]
+        self._example_shape = tuple(examples.features.shape[1:])
         flat = tf.reshape(examples.features, [self.num_examples, -1])
         with strategy.scope():  # one copy per replica, read where the replica runs
             self._features = tf.Variable(flat, trainable=False, name="train_features")
@@ -98,74 +98,117 @@ class MemoryBatches:
         del arguments
         return self.sampler.order(epoch)
 
-    def take(self, order, batch, size):
+    def take(self, order, batch, size, slot):
         """``take(replica_id, num_replicas) -> (features, labels)``: that replica's rows of
         mini-batch ``batch`` (0-based) of the epoch in ``order``, of ``size`` examples (graph
         code)."""
+        del slot
         indices = order_lib.batch_indices(order, batch, self.batch_size, size)
+        return _gather_rows(self._features, self._labels, indices, self._example_shape)
 
-        def take(replica_id, num_replicas):
-            mine = indices
-            if num_replicas > 1:
-                mine = tf.gather(indices, order_lib.replica_rows(tf.size(indices), replica_id,
-                                                                 num_replicas))
-            features = tf.gather(self._features, mine)
-            features = tf.reshape(features, tf.concat([tf.shape(mine), self._example_shape], 0))
-            return features, tf.gather(self._labels, mine)
 
-        return take
+def _gather_rows(features, labels, positions, example_shape):
+    """``take(replica_id, num_replicas)``: that replica's part (``order.replica_rows``) of the
+    rows at ``positions`` of ``features`` (held flat, [n, d]) and ``labels``, reshaped to
+    ``example_shape``."""
+
+    def take(replica_id, num_replicas):
+        mine = positions
+        if num_replicas > 1:
+            mine = tf.gather(positions, order_lib.replica_rows(tf.size(positions), replica_id,
+                                                               num_replicas))
+        rows = tf.gather(features, mine)
+        rows = tf.reshape(rows, tf.concat([tf.shape(mine, out_type=tf.int32),
+                                           tf.constant(example_shape, tf.int32)], 0))
+        return rows, tf.gather(labels, mine)
+
+    return take
 
 
 class StreamBatches:
-    """The training split streamed from disk (a readable ``tfnet.data.Split``); see the module
-    docstring."""
+    """The training split streamed from disk (a readable ``tfnet.data.Split``): before each
+    call, the mini-batches of its steps are read from the pipeline (``tfnet.data.stream``,
+    prefetched while the previous call trained) into a window the call gathers from, slot i
+    holding step ``start + i``. So the compiled loop is the in-memory one — XLA over the whole
+    loop, the same gathers — and a call is at most ``window_steps`` steps.
 
-    compiles_with_xla = False
+    Args:
+      split: the readable training split.
+      seed, batch_size: the run's.
+      strategy: the ``tf.distribute`` strategy (the window has a copy per replica).
+      window_bytes: about the largest window, as float32 (default 64 MB): it sets
+        ``window_steps``, at least 1 and at most 1,024.
+    """
 
-    def __init__(self, split, seed, batch_size):
+    def __init__(self, split, seed, batch_size, strategy=None, window_bytes=64 * 2**20):
+        strategy = strategy or tf.distribute.get_strategy()
         self.split, self.seed = split, int(seed)
         self.num_examples = split.num_examples
-        self.batch_size = int(batch_size)
-        self.steps_per_epoch = order_lib.steps_per_epoch(self.num_examples, self.batch_size)
+        self.batch_size = b = int(batch_size)
+        self.steps_per_epoch = order_lib.steps_per_epoch(self.num_examples, b)
+        self._example_shape = tuple(split.example_shape)
+        width = int(np.prod(self._example_shape, dtype=np.int64))
+        self.window_steps = int(min(1024, max(1, window_bytes // (4 * b * width))))
+        with strategy.scope():
+            self._features = tf.Variable(tf.zeros([self.window_steps * b, width]),
+                                         trainable=False, name="window_features")
+            self._labels = tf.Variable(tf.zeros([self.window_steps * b], tf.int64),
+                                       trainable=False, name="window_labels")
         self._iterator, self._next_step = None, None
+        dataset = stream_lib.training_batches(split, seed, b)
+        self._fill = tf.function(self._fill_eagerly, autograph=False, input_signature=[
+            tf.data.IteratorSpec(dataset.element_spec), tf.TensorSpec([], tf.int32)])
 
     def reserve(self, max_steps_per_call):
-        del max_steps_per_call  # the stream reads one mini-batch per step, however many
+        del max_steps_per_call  # a call is bounded by the window instead (max_steps_per_call)
+
+    @property
+    def max_steps_per_call(self):
+        return self.window_steps
 
     def before_call(self, start, num_steps):
-        """The pipeline's iterator, started (again) at ``start`` unless it is there already."""
-        del num_steps
+        """Reads the mini-batches of steps ``start … start + num_steps − 1`` into the window,
+        from the pipeline's iterator, started (again) at ``start`` unless it is there already."""
         if self._iterator is None or self._next_step != start:
-            dataset = stream_lib.training_batches(self.split, self.seed, self.batch_size, start)
-            self._iterator = iter(dataset)
-            self._next_step = start
-        return (self._iterator,)
+            self._iterator = iter(stream_lib.training_batches(
+                self.split, self.seed, self.batch_size, start, prefetch=self.window_steps))
+        self._fill(self._iterator, tf.constant(num_steps, tf.int32))
+        self._next_step = start + num_steps  # the iterator's position, whatever the call does
+        return ()
+
+    def _fill_eagerly(self, iterator, count):
+        """Reads ``count`` mini-batches into slots 0 … count − 1 (each padded to b rows: a
+        smaller last mini-batch leaves its slot's tail unused), with one write of the window."""
+        b, width = self.batch_size, self._features.shape[1]
+
+        def body(slot, features, labels):
+            x, y = iterator.get_next()
+            padding = [[0, b - tf.shape(y)[0]]]
+            return (slot + 1,
+                    features.write(slot, tf.pad(tf.reshape(x, [-1, width]), padding + [[0, 0]])),
+                    labels.write(slot, tf.pad(y, padding)))
+
+        _, features, labels = tf.while_loop(
+            lambda slot, *_: slot < count, body,
+            (tf.constant(0), tf.TensorArray(tf.float32, size=count, element_shape=[b, width]),
+             tf.TensorArray(tf.int64, size=count, element_shape=[b])))
+        self._features[:count * b].assign(tf.reshape(features.stack(), [-1, width]))
+        self._labels[:count * b].assign(tf.reshape(labels.stack(), [-1]))
 
     def after_call(self, start, consumed):
-        """The call read ``consumed`` mini-batches from ``start``."""
-        self._next_step = start + consumed
+        del start, consumed  # the window was read from the iterator before the call
 
     @property
     def argument_specs(self):
-        dataset = stream_lib.training_batches(self.split, self.seed, self.batch_size)
-        return (tf.data.IteratorSpec(dataset.element_spec),)
+        return ()
 
     def epoch(self, epoch, arguments):
-        """What the steps of ``epoch`` share: the pipeline's iterator, at this step already."""
-        del epoch
-        return arguments[0]
+        del epoch, arguments
+        return None
 
-    def take(self, iterator, batch, size):
-        del batch  # the iterator is at this step already
-        features, labels = iterator.get_next()
-        # Its static shape, as the in-memory gather has: the same kernels run on it.
-        features = tf.ensure_shape(features, (size, *self.split.example_shape))
-        labels = tf.ensure_shape(labels, (size,))
-
-        def take(replica_id, num_replicas):
-            if num_replicas == 1:
-                return features, labels
-            rows = order_lib.replica_rows(tf.shape(labels)[0], replica_id, num_replicas)
-            return tf.gather(features, rows), tf.gather(labels, rows)
-
-        return take
+    def take(self, shared, batch, size, slot):
+        """``take(replica_id, num_replicas) -> (features, labels)``: the rows of window slot
+        ``slot`` (the call's step of that index: its mini-batch, ``size`` examples)."""
+        del shared, batch
+        positions = tf.cast(slot, tf.int64) * self.batch_size + tf.range(size, dtype=tf.int64)
+        return _gather_rows(self._features, self._labels, positions, self._example_shape)

@@ -131,8 +131,7 @@ class TrainLoop:
       log_capacity: the most logged costs one call returns; a call runs at most
         ``log_capacity · log_every_steps`` steps. Default 1024.
       strategy: the ``tf.distribute`` strategy the step runs under. Default: the current one.
-      jit_compile: compile with XLA (one device only): the whole loop where the batches allow
-        it (in memory), else each step. Default False.
+      jit_compile: compile the whole loop with XLA (one device only). Default False.
       xla_fallback: where XLA cannot compile the step (an op without a deterministic XLA kernel
         under op determinism, such as MaxPool's gradient): None raises
         ``XlaUnavailableError``; a callable ``xla_fallback(reason)`` is told and the loop runs
@@ -154,32 +153,28 @@ class TrainLoop:
         self.steps_per_epoch = batches.steps_per_epoch
         self.log_every_steps = int(log_every_steps)
         self.log_capacity = int(log_capacity)
-        self.max_steps_per_call = self.log_capacity * self.log_every_steps
+        self.max_steps_per_call = min(self.log_capacity * self.log_every_steps,
+                                      getattr(batches, "max_steps_per_call", 2**62))
         batches.reserve(self.max_steps_per_call)
         self.position = position
         self._seed = int(seed)
         self._augment = augment
         self._stop_on_nonfinite = bool(stop_on_nonfinite)
-        self._plain_step = train_step
+        self._train_step = train_step
         self._xla_fallback = xla_fallback
         self._compiled_once = False
         quiet_per_run_tracing_notice()
         self._build(bool(jit_compile))
 
     def _build(self, jit_compile):
-        """The compiled call: XLA over the whole loop where the batches allow it, over each step
-        where they do not (a stream's iterator), or none."""
+        """The compiled call, by XLA or not."""
         self.jit_compile = jit_compile
-        whole_loop_xla = jit_compile and self.batches.compiles_with_xla
-        self._train_step = self._plain_step
-        if jit_compile and not whole_loop_xla:
-            self._train_step = _compiled_step(self._plain_step)
 
         def loop(num_steps, *arguments):  # a function of this loop's own: traced once
             return self._loop(num_steps, arguments)
 
         self._run = tf.function(
-            loop, jit_compile=whole_loop_xla, autograph=False,
+            loop, jit_compile=jit_compile, autograph=False,
             input_signature=[tf.TensorSpec([], tf.int64, name="num_steps"),
                              *self.batches.argument_specs])
 
@@ -239,7 +234,7 @@ class TrainLoop:
             return tf.logical_and(state.done < num_steps, tf.logical_not(state.stopped))
 
         def one_step(state, epoch, shared, batch, size):
-            take = self.batches.take(shared, batch, size)
+            take = self.batches.take(shared, batch, size, state.done)  # done: the call's step
             cost, finite = self._train_step(self._augmented(take, epoch, batch))
             return self._record(state, start, cost, finite)
 
@@ -303,17 +298,3 @@ class TrainLoop:
             return self._augment(features, seed), labels
 
         return augmented
-
-
-def _compiled_step(train_step):
-    """``train_step`` compiled by XLA as a function of one device's mini-batch (for a loop that
-    XLA cannot compile whole: a streamed split's iterator)."""
-
-    @tf.function(jit_compile=True, autograph=False)
-    def step(features, labels):
-        return train_step(lambda replica_id, num_replicas: (features, labels))
-
-    def compiled(take):
-        return step(*take(0, 1))
-
-    return compiled

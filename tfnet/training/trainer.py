@@ -220,7 +220,7 @@ class Trainer:
         train = self.data.splits["train"]
         if self.data.in_memory("train"):
             return batches_lib.MemoryBatches(train, config.seed, config.batch_size, self.strategy)
-        return batches_lib.StreamBatches(train, config.seed, config.batch_size)
+        return batches_lib.StreamBatches(train, config.seed, config.batch_size, self.strategy)
 
     def _train_subset(self, config):
         """The training examples evaluated after each evaluated epoch: ``train_eval_examples``
