@@ -212,3 +212,17 @@ def one_error_line(completed, message):
     lines = completed.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), completed.stderr
     assert "epoch" not in completed.stdout
+
+
+def train_config(model_dir, defaults=None, **overrides):
+    """The tests' one way to a ``TrainConfig``: a run in ``model_dir`` that writes nowhere else
+    (no export unless asked, and then beside it in ``saved_models``), checkpointed by step count
+    only (a test must not depend on time), with a test module's ``defaults`` and a test's
+    ``overrides`` on top."""
+    from tfnet.config import TrainConfig
+
+    values = dict(model_dir=str(model_dir), export=False, checkpoint_every_seconds=0.0,
+                  export_dir=os.path.join(os.path.dirname(str(model_dir)), "saved_models"))
+    values.update(defaults or {})
+    values.update(overrides)
+    return TrainConfig(**values)

@@ -10,21 +10,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import train_config
 from helpers import run_script, script_command, script_env
-from tfnet import config as config_lib
 from tfnet import training
 
 OPTIMIZERS = ["gd", "momentum", "rmsprop", "adam"]
 
 
-def _config(model_dir, **overrides):
-    values = dict(
-        dataset="moons", optimizer="adam", learning_rate=0.01, batch_size=64, epochs=2,
-        hidden_units=(16, 8), seed=11, model_dir=str(model_dir), export=False,
-        checkpoint_every_steps=1000,
-    )
-    values.update(overrides)
-    return config_lib.TrainConfig(**values)
+RUN = dict(dataset="moons", optimizer="adam", learning_rate=0.01, batch_size=64, epochs=2,
+           hidden_units=(16, 8), seed=11, checkpoint_every_steps=1000,
+           checkpoint_every_seconds=60.0)
 
 
 def _weights(result):
@@ -43,9 +38,9 @@ CASES["adam_synchronized_batch_norm_l2"] = dict(
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_mirrored_over_two_devices_matches_one_device(tmp_path, two_cpu_strategy, case):
     # 2 epochs of moons at global batch 64 = 26 steps (13 per epoch, the last of 32 examples).
-    single = training.train(_config(tmp_path / "single", **CASES[case]),
+    single = training.train(train_config(tmp_path / "single", RUN, **CASES[case]),
                             strategy=tf.distribute.get_strategy(), verbose=0)
-    mirrored = training.train(_config(tmp_path / "mirrored", **CASES[case]),
+    mirrored = training.train(train_config(tmp_path / "mirrored", RUN, **CASES[case]),
                               strategy=two_cpu_strategy, verbose=0)
     assert two_cpu_strategy.num_replicas_in_sync == 2
     names = [w.path for w in single.model.weights]
@@ -60,10 +55,10 @@ def test_mirrored_over_two_devices_matches_one_device(tmp_path, two_cpu_strategy
 @pytest.mark.parametrize("first, then", [("mirrored", "default"), ("default", "mirrored")])
 def test_a_checkpoint_resumes_under_another_strategy(tmp_path, two_cpu_strategy, first, then):
     strategies = {"default": tf.distribute.get_strategy(), "mirrored": two_cpu_strategy}
-    reference = training.train(_config(tmp_path / "reference"), strategy=strategies["default"], verbose=0)
+    reference = training.train(train_config(tmp_path / "reference", RUN), strategy=strategies["default"], verbose=0)
     model_dir = tmp_path / "switched"
-    training.train(_config(model_dir, epochs=1), strategy=strategies[first], verbose=0)
-    resumed = training.train(_config(model_dir, epochs=2), strategy=strategies[then], verbose=0)
+    training.train(train_config(model_dir, RUN, epochs=1), strategy=strategies[first], verbose=0)
+    resumed = training.train(train_config(model_dir, RUN, epochs=2), strategy=strategies[then], verbose=0)
     assert [r["epoch"] for r in resumed.history] == [1, 2]
     names = [w.path for w in reference.model.weights]
     assert [w.path for w in resumed.model.weights] == names

@@ -22,6 +22,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config  # no public disabler
 
+from helpers import train_config
 from helpers import (
     assert_same_final_state,
     kill_frozen_when,
@@ -32,7 +33,6 @@ from helpers import (
     script_env,
     writing_checkpoint,
 )
-from tfnet import config as config_lib
 from tfnet import data, locks, training
 from tfnet.training import recovery, run_dir
 
@@ -41,13 +41,9 @@ RUN = dict(dataset="moons", epochs=2, hidden_units=(8,), seed=5, deterministic=T
            checkpoint_every_steps=1, keep_checkpoints=5, jit_compile="off", export=False)
 
 
-def _config(model_dir, **overrides):
-    return config_lib.TrainConfig(**dict(RUN, model_dir=str(model_dir), **overrides))
-
-
 def _args(model_dir, **overrides):
-    """The flags of ``_config(model_dir, **overrides)``, for scripts/train.py."""
-    return _config(model_dir, **overrides).to_flags().splitlines()
+    """The flags of ``train_config(model_dir, RUN, **overrides)``, for scripts/train.py."""
+    return train_config(model_dir, RUN, **overrides).to_flags().splitlines()
 
 
 def _start(args, stdout=subprocess.DEVNULL):
@@ -60,7 +56,7 @@ def reference(tmp_path_factory):
     """An uninterrupted 2-epoch run: the others must end as it does. Its last checkpoints,
     22 to 26, are what the damaged-checkpoint cases copy and damage."""
     model_dir = tmp_path_factory.mktemp("reference") / "run"
-    training.train(_config(model_dir), verbose=0)
+    training.train(train_config(model_dir, RUN), verbose=0)
     return model_dir
 
 
@@ -85,7 +81,7 @@ def _other_model(prefix):
     """Replaces the checkpoint by one of a run with 16 hidden units instead of 8, as a copy
     from another run would: same objects, weights of other shapes."""
     with tempfile.TemporaryDirectory() as other_dir:
-        other = training.Trainer(_config(other_dir, hidden_units=(16,), deterministic=False),
+        other = training.Trainer(train_config(other_dir, RUN, hidden_units=(16,), deterministic=False),
                                  verbose=0)
         other.close()
     _remove_shard(prefix)
@@ -137,7 +133,7 @@ def test_a_damaged_checkpoint_is_moved_aside_and_the_run_resumes_from_the_one_be
         reference, tmp_path, capsys, case):
     model_dir = tmp_path / "run"
     damaged = _damaged_copy(reference, model_dir, [(case, 26)])
-    training.train(_config(model_dir), verbose=2)
+    training.train(train_config(model_dir, RUN), verbose=2)
     checkpoints = model_dir / "checkpoints"
     out, err = capsys.readouterr()
     [warning] = err.splitlines()
@@ -241,11 +237,11 @@ def test_lost_best_weights_stop_the_export_instead_of_exporting_others(reference
     with pytest.raises(recovery.NoReadableCheckpointError, match=r"none of its checkpoints can "
                        r"be read, 1 tried .*The best weights are lost: resume with "
                        r"--early_stopping_patience=0"):
-        training.train(_config(model_dir, early_stopping_patience=5), verbose=0)
+        training.train(train_config(model_dir, RUN, early_stopping_patience=5), verbose=0)
     # Moved aside, the same command still refuses: the run recorded a best that is not there.
     with pytest.raises(recovery.NoReadableCheckpointError, match="no checkpoint of the best "
                        "weights, dev accuracy"):
-        training.train(_config(model_dir, early_stopping_patience=5), verbose=0)
+        training.train(train_config(model_dir, RUN, early_stopping_patience=5), verbose=0)
 
 
 # -- A write killed midway --------------------------------------------------------------------
@@ -269,7 +265,7 @@ def test_a_run_killed_while_writing_a_checkpoint_resumes_from_the_last_complete_
         reader.get_tensor(key)  # every tensor reads, checksum verified
 
     # The killed run's lock went with it: the same run resumes, with no warning.
-    training.train(_config(model_dir), verbose=2)
+    training.train(train_config(model_dir, RUN), verbose=2)
     out, err = capsys.readouterr()
     assert f"resumed from {checkpoints / f'ckpt-{latest}'} (epoch 2" in out and not err
     assert not any(p.name.endswith("_temp") for p in checkpoints.iterdir())  # cleaned up
@@ -284,9 +280,9 @@ def _files(directory):
 
 def test_a_second_run_on_a_model_dir_in_use_is_refused_and_deletes_nothing(reference, tmp_path):
     model_dir = tmp_path / "run"
-    training.train(_config(model_dir, epochs=1), verbose=0)
+    training.train(train_config(model_dir, RUN, epochs=1), verbose=0)
     determinism_was_enabled = tf_config.is_op_determinism_enabled()
-    first = training.Trainer(_config(model_dir), verbose=0)  # holds the lock until close()
+    first = training.Trainer(train_config(model_dir, RUN), verbose=0)  # holds the lock until close()
     try:
         before = _files(model_dir)
         # The most destructive second command: it would delete the run it found.
@@ -311,7 +307,7 @@ def test_overwriting_a_run_keeps_the_lock_file_it_holds(tmp_path):
     model_dir.mkdir()
     (model_dir / "config.json").write_text("{}")
     (model_dir / "checkpoints").mkdir()
-    lock = run_dir.prepare(_config(model_dir, resume=False, overwrite=True))
+    lock = run_dir.prepare(train_config(model_dir, RUN, resume=False, overwrite=True))
     try:
         assert os.listdir(model_dir) == [run_dir.LOCK_FILE]  # the old run deleted, not the lock
         with pytest.raises(locks.LockHeldError, match=f"process {os.getpid()} on "):
@@ -440,5 +436,5 @@ def test_bad_embedded_data_stops_the_trainer_before_the_model_is_built(monkeypat
     built = []
     monkeypatch.setattr("tfnet.build.model", lambda *args: built.append(args))
     with pytest.raises(data.BadDataError) as raised:
-        training.Trainer(_config(tmp_path / "run", deterministic=False), verbose=0)
+        training.Trainer(train_config(tmp_path / "run", RUN, deterministic=False), verbose=0)
     assert str(raised.value).startswith(message) and not built

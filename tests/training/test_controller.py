@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfnet import config as config_lib
+from helpers import train_config
 from tfnet import training
 from tfnet.training import controller as controller_lib
 from tfnet.training.loop import LoopOutput
@@ -15,11 +15,7 @@ from tfnet.training.loop import LoopOutput
 STEPS_PER_EPOCH = 13  # moons: 800 training examples, batch 64
 
 
-def _config(tmp_path, name="run", **overrides):
-    values = dict(model_dir=str(tmp_path / name), export=False, hidden_units=(8,), seed=1,
-                  checkpoint_every_seconds=0.0, jit_compile="off")
-    values.update(overrides)
-    return config_lib.TrainConfig(**values)
+SMALL = dict(hidden_units=(8,), seed=1, jit_compile="off")
 
 
 def _checkpoint_steps(directory):
@@ -136,7 +132,7 @@ def test_a_call_runs_to_the_next_event_and_lasts_about_a_second_at_most():
 
 
 def test_evaluations_every_few_epochs_and_the_last_checkpoints_by_steps(tmp_path):
-    config = _config(tmp_path, epochs=7, eval_every_epochs=3, checkpoint_every_steps=20,
+    config = train_config(tmp_path / "run", SMALL, epochs=7, eval_every_epochs=3, checkpoint_every_steps=20,
                      keep_checkpoints=100)
     result = training.train(config, verbose=0)
     assert [r["epoch"] for r in result.history] == [3, 6, 7]
@@ -148,19 +144,19 @@ def test_evaluations_every_few_epochs_and_the_last_checkpoints_by_steps(tmp_path
 def test_a_run_resumed_where_evaluation_became_due_evaluates_that_epoch_first(tmp_path):
     # A run evaluated every 2 epochs, checkpointed every epoch; it is made to look killed after
     # its checkpoint at the end of epoch 1, which was not evaluated then.
-    training.train(_config(tmp_path, epochs=2, eval_every_epochs=2, checkpoint_every_steps=13),
+    training.train(train_config(tmp_path / "run", SMALL, epochs=2, eval_every_epochs=2, checkpoint_every_steps=13),
                    verbose=0)
     checkpoints = tmp_path / "run" / "checkpoints"
     assert _checkpoint_steps(checkpoints) == [13, 26]
     first = str(checkpoints / "ckpt-13")
     tf.compat.v1.train.update_checkpoint_state(str(checkpoints), first, all_model_checkpoint_paths=[first])
-    resumed = training.train(_config(tmp_path, epochs=2, eval_every_epochs=1), verbose=0)
+    resumed = training.train(train_config(tmp_path / "run", SMALL, epochs=2, eval_every_epochs=1), verbose=0)
     assert [r["epoch"] for r in resumed.history] == [1, 2]
     assert [r["step"] for r in resumed.history] == [13, 26]
 
 
 def test_a_diverging_run_stops_at_the_first_non_finite_step_and_keeps_the_last_checkpoint(tmp_path):
-    config = _config(tmp_path, optimizer="keras_sgd", learning_rate=1e12, checkpoint_every_steps=2,
+    config = train_config(tmp_path / "run", SMALL, optimizer="keras_sgd", learning_rate=1e12, checkpoint_every_steps=2,
                      steps_per_loop=0, log_every_steps=1)
     with pytest.raises(training.NonFiniteError) as raised:
         training.train(config, verbose=0)
@@ -174,7 +170,7 @@ def test_a_diverging_run_stops_at_the_first_non_finite_step_and_keeps_the_last_c
 
 
 def test_skip_step_drops_the_non_finite_updates_and_says_so(tmp_path, capsys):
-    config = _config(tmp_path, optimizer="keras_sgd", learning_rate=1e12, epochs=1,
+    config = train_config(tmp_path / "run", SMALL, optimizer="keras_sgd", learning_rate=1e12, epochs=1,
                      on_nonfinite="skip_step")
     training.train(config, verbose=2)
     assert "update skipped" in capsys.readouterr().out

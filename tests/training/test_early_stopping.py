@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfnet import config as config_lib
+from helpers import train_config
 from tfnet import data as data_lib
 from tfnet import diagnosis, training
 from tfnet.training import actions
@@ -15,11 +15,7 @@ from tfnet.training import actions
 STEPS_PER_EPOCH = 13
 
 
-def _config(tmp_path, name="run", **overrides):
-    values = dict(model_dir=str(tmp_path / name), export=False, hidden_units=(8,), seed=1,
-                  checkpoint_every_seconds=0.0, jit_compile="off")
-    values.update(overrides)
-    return config_lib.TrainConfig(**values)
+SMALL = dict(hidden_units=(8,), seed=1, jit_compile="off")
 
 
 def test_epochs_without_improvement_count_epochs_not_evaluations(tmp_path):
@@ -77,7 +73,7 @@ _EARLY = dict(optimizer="keras_adam", learning_rate=0.01, seed=1, deterministic=
 
 def test_early_stopping_exports_the_best_weights_and_a_rerun_trains_no_further(tmp_path, capsys):
     export_dir = tmp_path / "saved_models"
-    config = _config(tmp_path, **_EARLY, epochs=10, early_stopping_patience=3,
+    config = train_config(tmp_path / "run", SMALL, **_EARLY, epochs=10, early_stopping_patience=3,
                      early_stopping_min_delta=0.02, export=True, export_dir=str(export_dir))
     training.train(config, verbose=0)
     model_dir = tmp_path / "run"
@@ -116,14 +112,14 @@ def test_early_stopping_exports_the_best_weights_and_a_rerun_trains_no_further(t
 def test_a_run_resumed_with_early_stopping_switched_on_exports_its_best_weights(tmp_path):
     export_dir = tmp_path / "saved_models"
     early = dict(_EARLY, seed=0)  # its best epoch, the 6th of 7, is not its last
-    training.train(_config(tmp_path, **early, epochs=7), verbose=0)
+    training.train(train_config(tmp_path / "run", SMALL, **early, epochs=7), verbose=0)
     # best/ is kept without early stopping too, because patience may be set on resume.
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "best"))
     history = json.loads((tmp_path / "run" / "results.json").read_text())["history"]
     best, best_epoch, waited = _best_by_the_rule(history, 0.0)
     assert best_epoch < len(history) and history[-1]["dev_accuracy"] < best  # restoring matters
 
-    training.train(_config(tmp_path, **early, epochs=7, early_stopping_patience=waited,
+    training.train(train_config(tmp_path / "run", SMALL, **early, epochs=7, early_stopping_patience=waited,
                            export=True, export_dir=str(export_dir)), verbose=0)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["stopped_early"] and results["epochs"] == 7

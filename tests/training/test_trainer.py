@@ -9,26 +9,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from helpers import train_config
 from helpers import script_env
 from tfnet import config as config_lib
 from tfnet import data, diagnosis, training
 from tfnet.training import export
-from tfnet.training import trainer as trainer_lib
 from tfnet.training import xla
 
 
-def _config(tmp_path, **overrides):
-    values = dict(
-        dataset="moons", optimizer="keras_adam", epochs=3, hidden_units=(16, 8),
-        model_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "saved_models"), seed=5,
-    )
-    values.update(overrides)
-    return config_lib.TrainConfig(**values)
+RUN = dict(dataset="moons", optimizer="keras_adam", epochs=3, hidden_units=(16, 8), seed=5,
+           export=True, checkpoint_every_seconds=60.0)
 
 
 def test_same_seed_deterministic_runs_give_bit_identical_weights(tmp_path):
     def run(name, seed=5):  # each in its own model_dir: a shared one would resume, not re-run
-        config = _config(tmp_path, deterministic=True, export=False, seed=seed,
+        config = train_config(tmp_path / "run", RUN, deterministic=True, export=False, seed=seed,
                          model_dir=str(tmp_path / name))
         return training.train(config, verbose=0)
 
@@ -53,8 +48,8 @@ np.savez(sys.argv[5], *outputs, moons_signatures=sorted(moons), mnist_signatures
 
 
 def test_exports_serve_raw_inputs_and_uint8_images_in_a_fresh_process(tmp_path, shared_tfds):
-    moons = training.train(_config(tmp_path, model_dir=str(tmp_path / "moons"), epochs=2), verbose=0)
-    mnist = training.train(_config(tmp_path, model_dir=str(tmp_path / "mnist"), dataset="mnist_t10k",
+    moons = training.train(train_config(tmp_path / "run", RUN, model_dir=str(tmp_path / "moons"), epochs=2), verbose=0)
+    mnist = training.train(train_config(tmp_path / "run", RUN, model_dir=str(tmp_path / "mnist"), dataset="mnist_t10k",
                                    data_dir=shared_tfds, hidden_units=(16,), epochs=1,
                                    batch_size=256), verbose=0)
     assert moons.export_path == str(tmp_path / "saved_models" / "moons" / "1")
@@ -89,7 +84,7 @@ def test_dev_and_test_are_evaluated_unaugmented(tmp_path, shared_tfds):
     # With crop,rotate on, the reported figures are those of the returned model on the raw
     # splits, evaluated here independently: augmenting them would change them (rotated, shifted
     # digits are harder), as a planted bug that augments the dev split in evaluation shows.
-    config = _config(tmp_path, dataset="mnist_t10k", data_dir=shared_tfds, augment="crop,rotate",
+    config = train_config(tmp_path / "run", RUN, dataset="mnist_t10k", data_dir=shared_tfds, augment="crop,rotate",
                      hidden_units=(32,), epochs=1, batch_size=64, optimizer="adam",
                      learning_rate=0.003, export=False)
     result = training.train(config, verbose=0)
@@ -128,7 +123,7 @@ def test_diagnosis_follows_the_course_rules(train_error, dev_error, best_error, 
 )
 def test_config_validation_names_field_and_value(tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
-        config_lib.validate(_config(tmp_path, **{field: value}))
+        config_lib.validate(train_config(tmp_path / "run", RUN, **{field: value}))
 
 
 def _mlp(hidden_units, inputs=784):
@@ -175,7 +170,7 @@ def test_automatic_xla_is_off_for_convolutions_and_under_a_strategy_with_replica
 
 
 def test_running_a_finished_run_again_trains_writes_and_exports_nothing(tmp_path, capsys):
-    config = _config(tmp_path, epochs=2, jit_compile="off")
+    config = train_config(tmp_path / "run", RUN, epochs=2, jit_compile="off")
     first = training.train(config, verbose=0)
     run_dir = tmp_path / "run"
     files = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
@@ -188,7 +183,7 @@ def test_running_a_finished_run_again_trains_writes_and_exports_nothing(tmp_path
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != "run.lock"} == {
         p: t for p, t in files.items() if p.name != "run.lock"}
     assert export.versions(str(tmp_path / "saved_models" / "moons")) == [1]
-    more = training.train(_config(tmp_path, epochs=3, jit_compile="off"), verbose=0)  # more epochs
+    more = training.train(train_config(tmp_path / "run", RUN, epochs=3, jit_compile="off"), verbose=0)  # more epochs
     assert [r["epoch"] for r in more.history] == [1, 2, 3] and more.export_path.endswith("2")
 
 
@@ -214,7 +209,7 @@ def test_user_actions_see_every_evaluation_after_its_checkpoint(tmp_path):
         seen.append((dict(metrics), latest))
 
     steps_per_epoch = 13  # 800 training moons in mini-batches of 64
-    config = _config(tmp_path, epochs=4, eval_every_epochs=2, export=False,
+    config = train_config(tmp_path / "run", RUN, epochs=4, eval_every_epochs=2, export=False,
                      checkpoint_every_steps=2 * steps_per_epoch, checkpoint_every_seconds=0)
     result = training.train(config, verbose=0, actions=[action])
     assert [m for m, _ in seen] == [dict(r, run_dir=config.run_dir) for r in result.history]
@@ -225,7 +220,7 @@ def test_user_actions_see_every_evaluation_after_its_checkpoint(tmp_path):
 @pytest.mark.parametrize("train_eval_examples, size", [(0, 200), (50, 50), (10**6, 800)])
 def test_each_epoch_evaluates_a_fixed_subset_of_train_and_the_end_the_whole_split(
         tmp_path, train_eval_examples, size):
-    config = _config(tmp_path, epochs=2, export=False, train_eval_examples=train_eval_examples)
+    config = train_config(tmp_path / "run", RUN, epochs=2, export=False, train_eval_examples=train_eval_examples)
     trainer = training.Trainer(config, verbose=0)
     try:
         subset = trainer.train_subset

@@ -15,9 +15,10 @@ import pytest
 import tensorflow as tf
 
 import user_project
+from helpers import train_config
 from helpers import assert_same_final_state, latest_checkpoint_number
-from helpers import plugin_tags, read_scalars, run_script, script_command, script_env
-from tfnet import config as config_lib
+from helpers import REPO_ROOT, plugin_tags, read_scalars, run_forked, run_script, script_command
+from helpers import script_env
 from tfnet import data, training
 from tfnet.training import run_dir
 
@@ -32,12 +33,8 @@ def project(tmp_path_factory):
     return directory, images, table
 
 
-def _config(model_dir, **overrides):
-    values = dict(model_dir=str(model_dir), epochs=3, batch_size=16, seed=7, deterministic=True,
-                  export=False, jit_compile="off", checkpoint_every_seconds=0.0,
-                  learning_rate=0.01)
-    values.update(overrides)
-    return config_lib.TrainConfig(**values)
+RUN = dict(epochs=3, batch_size=16, seed=7, deterministic=True, jit_compile="off",
+           learning_rate=0.01)
 
 
 def _weights(result):
@@ -57,7 +54,7 @@ def test_a_users_cnn_trains_the_same_for_any_k_from_memory_or_streamed(project, 
     splits = data.load(images, dev_fraction=0.25)
 
     def run(name, **overrides):
-        return training.train(_config(tmp_path / name, **overrides), model=user_project.small_cnn,
+        return training.train(train_config(tmp_path / name, RUN, **overrides), model=user_project.small_cnn,
                               data=splits, verbose=0)
 
     one_step = run("memory_k1", steps_per_loop=1)
@@ -80,7 +77,7 @@ def test_a_users_cnn_trains_the_same_for_any_k_from_memory_or_streamed(project, 
     with pytest.raises(training.XlaUnavailableError, match=r"jit_compile must be off or auto for "
                        r"this run: XLA cannot compile its training step \(.*MaxPool"):
         run("xla_deterministic", jit_compile="on")
-    fallback = training.train(_config(tmp_path / "auto", jit_compile="auto", steps_per_loop=1),
+    fallback = training.train(train_config(tmp_path / "auto", RUN, jit_compile="auto", steps_per_loop=1),
                               model=user_project.small_cnn, data=splits, verbose=0)
     _assert_same_weights(one_step, fallback)
 
@@ -130,7 +127,7 @@ def test_sigkill_of_a_streamed_run_then_resume_under_another_k_is_bit_identical(
 def test_a_damaged_checkpoint_is_moved_aside_and_the_run_resumes_from_the_one_before(project, tmp_path):
     _, images, _ = project
     splits = data.load(images, dev_fraction=0.25)
-    config = _config(tmp_path / "run", epochs=2, checkpoint_every_steps=4, keep_checkpoints=5,
+    config = train_config(tmp_path / "run", RUN, epochs=2, checkpoint_every_steps=4, keep_checkpoints=5,
                      memory_budget_mb=TINY_BUDGET)
     training.train(config, model=user_project.small_cnn, data=splits, verbose=0)
     checkpoints = tmp_path / "run" / "checkpoints"
@@ -140,7 +137,7 @@ def test_a_damaged_checkpoint_is_moved_aside_and_the_run_resumes_from_the_one_be
         f.truncate(16)
     resumed = training.train(config, model=user_project.small_cnn, data=splits, verbose=0)
     assert os.listdir(checkpoints / "damaged")
-    reference = training.train(_config(tmp_path / "reference", epochs=2, memory_budget_mb=TINY_BUDGET),
+    reference = training.train(train_config(tmp_path / "reference", RUN, epochs=2, memory_budget_mb=TINY_BUDGET),
                                model=user_project.small_cnn, data=splits, verbose=0)
     _assert_same_weights(resumed, reference)
 
@@ -148,7 +145,7 @@ def test_a_damaged_checkpoint_is_moved_aside_and_the_run_resumes_from_the_one_be
 def test_a_second_writer_of_the_same_run_is_refused_before_it_writes(project, tmp_path):
     _, _, table = project
     splits = data.load(table, label_column="species")
-    config = _config(tmp_path / "run")
+    config = train_config(tmp_path / "run", RUN)
     first = training.Trainer(config, model=user_project.subclassed, data=splits, verbose=0)
     try:
         with pytest.raises(run_dir.RunDirError, match="another run is writing it"):
@@ -162,9 +159,9 @@ def test_the_nan_guard_stops_a_users_diverging_model_and_skips_on_request(projec
     _, _, table = project
     splits = data.load(table, label_column="species")
     with pytest.raises(training.NonFiniteError, match="non-finite cost or gradient"):
-        training.train(_config(tmp_path / "stop", optimizer="keras_sgd", learning_rate=1e30),
+        training.train(train_config(tmp_path / "stop", RUN, optimizer="keras_sgd", learning_rate=1e30),
                        model=user_project.subclassed, data=splits, verbose=0)
-    skipped = training.train(_config(tmp_path / "skip", optimizer="keras_sgd", learning_rate=1e30,
+    skipped = training.train(train_config(tmp_path / "skip", RUN, optimizer="keras_sgd", learning_rate=1e30,
                                      on_nonfinite="skip_step", epochs=1),
                              model=user_project.subclassed, data=splits, verbose=0)
     assert all(np.isfinite(w).all() for w in _weights(skipped))
@@ -173,7 +170,7 @@ def test_the_nan_guard_stops_a_users_diverging_model_and_skips_on_request(projec
 def test_tensorboard_export_early_stopping_and_diagnosis_for_a_users_model(project, tmp_path):
     _, images, _ = project
     splits = data.load(images, dev_fraction=0.25)
-    config = _config(tmp_path / "run", epochs=6, histograms=True, export=True,
+    config = train_config(tmp_path / "run", RUN, epochs=6, histograms=True, export=True,
                      export_dir=str(tmp_path / "saved"), early_stopping_patience=1,
                      early_stopping_min_delta=1.0, memory_budget_mb=TINY_BUDGET, log_every_steps=1)
     result = training.train(config, model=user_project.small_cnn, data=splits, verbose=0)
@@ -207,7 +204,7 @@ def test_tensorboard_export_early_stopping_and_diagnosis_for_a_users_model(proje
 def test_a_users_model_fn_under_mirrored_trains_as_one_device(project, tmp_path, two_cpu_strategy):
     _, _, table = project
     splits = data.load(table, label_column="species")
-    runs = [training.train(_config(tmp_path / name, epochs=2), model=user_project.subclassed,
+    runs = [training.train(train_config(tmp_path / name, RUN, epochs=2), model=user_project.subclassed,
                            data=splits, strategy=strategy, verbose=0)
             for name, strategy in (("one", tf.distribute.get_strategy()),
                                    ("mirrored", two_cpu_strategy))]
@@ -219,7 +216,7 @@ def test_a_users_model_fn_under_mirrored_trains_as_one_device(project, tmp_path,
     built = user_project.subclassed(info)
     built(tf.zeros((1, 4)))
     with pytest.raises(training.ModelError, match="built inside the strategy's scope"):
-        training.train(_config(tmp_path / "outside"), model=built, data=splits,
+        training.train(train_config(tmp_path / "outside", RUN), model=built, data=splits,
                        strategy=two_cpu_strategy, verbose=0)
 
 
@@ -282,12 +279,21 @@ def _one_line(completed, pattern):
     assert "epoch" not in completed.stdout
 
 
-@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_is_one_line_and_exit_1_with_nothing_written(project, bad_paths, tmp_path, case):
+def test_bad_input_is_one_line_and_exit_1_with_nothing_written(project, bad_paths, tmp_path):
+    """Each case of BAD_INPUTS through scripts/train.py, as a user runs it (processes forked from
+    one that imported TensorFlow once)."""
     directory = project[0]
-    flags, dataset, message = BAD_INPUTS[case]
-    model_dir = tmp_path / "run"
-    completed = _script(directory, f"--dataset={dataset.format(**bad_paths)}", *flags,
-                        f"--model_dir={model_dir}", "--epochs=1", check=False)
-    _one_line(completed, message)
-    assert not model_dir.exists() or os.listdir(model_dir) == [run_dir.LOCK_FILE]
+    cases = sorted(BAD_INPUTS)
+    steps = [dict(argv=[os.path.join(REPO_ROOT, "scripts", "train.py"),
+                        f"--dataset={BAD_INPUTS[case][1].format(**bad_paths)}", *BAD_INPUTS[case][0],
+                        f"--model_dir={tmp_path / case}", "--epochs=1"]) for case in cases]
+    ran = run_forked(steps, cwd=str(directory), out_dir=str(tmp_path / "out"))
+    assert len(ran) == len(cases)
+    for case, (code, stdout, stderr) in zip(cases, ran):
+        completed = subprocess.CompletedProcess([], code, stdout, stderr)
+        try:
+            _one_line(completed, BAD_INPUTS[case][2])
+        except AssertionError as error:
+            raise AssertionError(f"case {case}: {error}") from None
+        model_dir = tmp_path / case
+        assert not model_dir.exists() or os.listdir(model_dir) == [run_dir.LOCK_FILE], case

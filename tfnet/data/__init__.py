@@ -20,8 +20,7 @@ and computes those statistics. Each epoch's order is a pure function of (seed, e
 (``order``), for the in-memory and the streamed path alike.
 """
 
-from tfnet.data import preparation
-from tfnet.data import sources
+from tfnet.data import preparation, sources
 from tfnet.data.embedded import EMBEDDED_DATASETS, make_embedded
 from tfnet.data.order import (
     augmentation_seed,
@@ -62,6 +61,8 @@ __all__ = [
     "make_embedded",
     "normalization_statistics",
     "prepare",
+    "preparation",
     "replica_rows",
+    "sources",
     "steps_per_epoch",
 ]
