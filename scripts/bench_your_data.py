@@ -7,7 +7,7 @@ The CNN (--model=cnn --conv_filters=32,64 --batch_norm, b=64) against Keras fit 
 settings, and its test accuracy after a whole 10-epoch run; the mnist_t10k MLP with its training
 split streamed from a file against the same in memory; the peak memory of training on a 100 MB
 and a multi-GB .npz file (benchmarks/your_data.py says what each contender is). Alternating
-rounds; exit status 2 when a goal is missed (CNN >= 98 % and >= 1.2x Keras; streaming >= 0.8x;
+rounds; exit status 2 when a goal is missed (CNN test accuracy >= 0.98 and >= 1.2x Keras; streaming >= 0.8x;
 the big file's peak within 200 MB of the small one's and under 1,500 MB), 1 when a contender
 crashed.
 """

@@ -6,8 +6,9 @@ A ``RowFile`` maps its file into memory and copies out the rows it is asked for 
 indexing: 10 µs for 64 rows of 784 floats, where a ``pread`` per row took 200 µs), so reading a
 few rows costs memory for those rows only and a file far bigger than memory can be trained on.
 The pages it touches would count in the process's resident memory until the kernel needs them
-back, so every ``RELEASE_BYTES`` read it tells the kernel it no longer needs them
-(``madvise(MADV_DONTNEED)``: they stay in the page cache, not in the process).
+back — and the kernel maps a whole page-cache folio, up to megabytes, around each row it faults
+in — so after every read it tells the kernel it no longer needs them (``madvise(MADV_DONTNEED)``:
+they stay in the page cache, not in the process).
 """
 
 import hashlib
@@ -25,9 +26,6 @@ import tensorflow as tf
 from tfnet.data_checks import BadDataError
 from tfnet.data.splits import CHUNK, ArraySplit, Split
 
-# Bytes read from a mapped file between two releases of its pages (see the module docstring).
-RELEASE_BYTES = 64 * 2**20
-
 # A zip local file header: signature, versions, flags, method, times, CRC, sizes, then the
 # lengths of the name and the extra field (struct format of its first 30 bytes).
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
@@ -41,7 +39,6 @@ class RowFile:
         self.dtype, self.shape = np.dtype(dtype), tuple(int(d) for d in shape)
         self.row_bytes = self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
         self._map = self._rows = None
-        self._read_since_release = 0
 
     @classmethod
     def of_npy(cls, path, member_offset=0):
@@ -78,13 +75,13 @@ class RowFile:
         if self._rows is None:
             with open(self.path, "rb") as f:
                 self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self._map.madvise(mmap.MADV_RANDOM)  # no read-ahead around scattered rows
             self._rows = np.frombuffer(self._map, self.dtype, int(np.prod(self.shape)),
                                        self.offset).reshape(self.shape)
         rows = self._rows[np.asarray(positions, np.int64)].astype(np.float32, copy=False)
-        self._read_since_release += rows.nbytes
-        if self._read_since_release >= RELEASE_BYTES:
-            self._map.madvise(mmap.MADV_DONTNEED)  # out of the process, still in the page cache
-            self._read_since_release = 0
+        # Out of the process, still in the page cache: the kernel maps a whole page-cache
+        # folio (up to megabytes) around each row it faults in.
+        self._map.madvise(mmap.MADV_DONTNEED)
         return rows
 
     def __getstate__(self):  # a mapping does not travel to another process

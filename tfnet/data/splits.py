@@ -93,7 +93,7 @@ class Split:
         """An unshuffled ``tf.data.Dataset`` of ``(features [k, ...], labels [k])`` batches of
         ``batch_size`` (the last smaller), in the split's order."""
         positions = tf.data.Dataset.range(self.num_examples)
-        return self.read_batches(positions, batch_size)
+        return bounded(self.read_batches(positions, batch_size))
 
     def read_batches(self, positions, batch_size):
         """``positions`` (a dataset of int64 scalars) read in batches of ``batch_size``: a
@@ -184,6 +184,16 @@ class DatasetSplit(Split):
 
     def batches(self, batch_size=CHUNK):
         return self.dataset.batch(batch_size)
+
+
+def bounded(dataset):
+    """``dataset`` with tf.data's automatic buffering off: the buffers a pipeline of tfnet's
+    sets itself are the only ones, so reading a split bigger than memory takes memory for a few
+    batches, not for an autotuned share of the machine's."""
+    options = tf.data.Options()
+    options.experimental_optimization.inject_prefetch = False
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def carve(split, fraction, seed=0):

@@ -16,6 +16,7 @@ mini-batches are prefetched while the compiled loop trains on the current one.
 import tensorflow as tf
 
 from tfnet.data.order import epoch_order, steps_per_epoch
+from tfnet.data.splits import bounded
 
 # Mini-batches read ahead of the one being trained on.
 PREFETCH = 4
@@ -34,4 +35,4 @@ def training_batches(split, seed, batch_size, start_step=0, prefetch=PREFETCH):
         return split.read_batches(tf.data.Dataset.from_tensor_slices(order), b)
 
     epochs = tf.data.Dataset.range(start_epoch, 2**62)
-    return epochs.flat_map(epoch).prefetch(prefetch)
+    return bounded(epochs.flat_map(epoch).prefetch(prefetch))
