@@ -2,13 +2,16 @@
 
     python scripts/study_optimizers.py                      # moons, circles, flower: 8 optimisers
     python scripts/study_optimizers.py --problems=moons,mnist_t10k --data_dir=../shared/tfds
+    python scripts/study_optimizers.py --ray_address=auto   # on the Ray cluster of this machine
     tensorboard --logdir runs/study                         # every trial, on the HParams dashboard
 
 Per problem and optimiser (ours and Keras' twins): the learning rate tuned over a log grid by dev
 accuracy (seed 0; the test split is never read to choose), the chosen rate trained with --seeds
 seeds, and only those runs evaluated on the test split. Writes results.csv, report.md,
 sensitivity.png and profile.png into --output_dir (and says where), one run directory per trial.
-Running the same command again reads the finished trials back and runs only the others.
+Each trial trains inside a Ray worker: Ray starts on this machine for the study unless
+--ray_address names a cluster. Running the same command again reads the finished trials back and
+runs only the others.
 """
 
 import sys
@@ -18,9 +21,10 @@ from absl import flags
 from tfnet import flags as tfnet_flags
 
 tfnet_flags.import_tensorflow_quietly()
-from tfnet import study  # noqa: E402  (TensorFlow imported quietly first)
+from tfnet import study, trials  # noqa: E402  (TensorFlow imported quietly first)
 
 tfnet_flags.define_config_flags(study.StudyConfig)
+tfnet_flags.define_config_flags(trials.ClusterConfig)
 FLAGS = flags.FLAGS
 
 
@@ -42,11 +46,13 @@ flags.register_multi_flags_validator(["problems", "data_dir"], _problems_availab
 def main(argv):
     del argv
     from tfnet import locks
+    from tfnet.study import runner
 
     config = tfnet_flags.config_from_flags(study.StudyConfig)
+    cluster = tfnet_flags.config_from_flags(trials.ClusterConfig)
     try:
-        report, paths = study.run(config)
-    except locks.LockHeldError as error:
+        report, paths = study.run(config, cluster)
+    except (locks.LockHeldError, ValueError, runner.TrialsFailedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print("\n" + report)

@@ -56,9 +56,6 @@ class StudyConfig:
         config_lib.positive_int)
     epochs: int = config_lib.setting(
         0, "Epochs of every trial; 0: each problem's own budget.", config_lib.non_negative_int)
-    parallel: int = config_lib.setting(
-        min(2, os.cpu_count() or 1), "Trials trained at once, each worker a process of its own.",
-        config_lib.positive_int)
     output_dir: str = config_lib.setting(
         "runs/study", "Where results.csv, report.md, the PNGs and one run directory per trial go.")
     data_dir: str = config_lib.setting(
