@@ -10,10 +10,11 @@ accuracy (seed 0; the test split is never read to choose), the chosen rate train
 seeds, and only those runs evaluated on the test split. Writes results.csv, report.md,
 sensitivity.png and profile.png into --output_dir (and says where), one run directory per trial.
 Each trial trains inside a Ray worker: Ray starts on this machine for the study unless
---ray_address names a cluster. Running the same command again reads the finished trials back and
-runs only the others.
+--ray_address names a cluster. Ctrl-C or `kill` stops it (exit status 128 + the signal's number);
+running the same command again reads the finished trials back and runs only the others.
 """
 
+import signal
 import sys
 
 from absl import flags
@@ -43,6 +44,10 @@ flags.register_multi_flags_validator(["problems", "data_dir"], _problems_availab
                                      message="invalid --problems")
 
 
+def _interrupt(signum, frame):
+    raise trials.Interrupted(signum)
+
+
 def main(argv):
     del argv
     from tfnet import locks
@@ -50,11 +55,18 @@ def main(argv):
 
     config = tfnet_flags.config_from_flags(study.StudyConfig)
     cluster = tfnet_flags.config_from_flags(trials.ClusterConfig)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         report, paths = study.run(config, cluster)
     except (locks.LockHeldError, ValueError, runner.TrialsFailedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except trials.Interrupted as interruption:
+        print(f"Study interrupted by {signal.Signals(interruption.signum).name}: finished trials "
+              f"are kept in {config.output_dir}; run the same command again to resume.",
+              file=sys.stderr, flush=True)
+        return 128 + interruption.signum
     print("\n" + report)
     for name, path in paths.items():
         print(f"{name}: {path}")

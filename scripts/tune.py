@@ -106,17 +106,8 @@ def _report(record, done, total, best):
           flush=True)
 
 
-class _Interrupted(BaseException):
-    """SIGINT or SIGTERM, raised by ``_interrupt`` to unwind the search (a BaseException, like
-    KeyboardInterrupt, so that no ``except Exception`` on the way swallows it)."""
-
-    def __init__(self, signum):
-        super().__init__(signum)
-        self.signum = signum
-
-
 def _interrupt(signum, frame):
-    raise _Interrupted(signum)
+    raise trials.Interrupted(signum)
 
 
 def main(argv):
@@ -132,8 +123,9 @@ def main(argv):
         asha_reduction_factor=FLAGS.asha_reduction_factor,
     )
     cluster = tfnet_flags.config_from_flags(trials.ClusterConfig)
-    # Ctrl-C (SIGINT) and `kill` (SIGTERM) unwind the search; Ray ends its running trials, which
-    # have no record, so they run again (from their last checkpoint) when it is restarted.
+    # Ctrl-C (SIGINT) and `kill` (SIGTERM) unwind the search (while trials run, once Tune has
+    # stopped them); the trials running have no record, so they run again (from their last
+    # checkpoint) when it is restarted.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -141,7 +133,7 @@ def main(argv):
     except ValueError as error:  # another search holds the directory, an unusable cluster
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 1
-    except _Interrupted as interruption:
+    except trials.Interrupted as interruption:
         print(f"Search interrupted by {signal.Signals(interruption.signum).name}: finished trials "
               f"are recorded in {FLAGS.search_dir}/search.json and are not re-run; run the same "
               "command again to resume.", file=sys.stderr, flush=True)

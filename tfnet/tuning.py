@@ -273,6 +273,7 @@ def run_search(space, config, cluster=None, report=None):
     from tfnet import trials
 
     check_space(space, config.base_config)
+    _scheduler(config, space.to_dict())  # refuses ASHA settings that cannot stop a trial
     try:
         lock = locks.DirectoryLock.acquire(config.search_dir, "search.lock")
     except locks.LockHeldError as held:
@@ -316,26 +317,29 @@ def _run_rounds(state, config, cluster, report):
                 continue
             pending[trial["trial"]] = trial
             runs.append(trials.Trial(trial["trial"], train_config))
-        scheduler = None
-        if config.scheduler == "asha":
-            scheduler = trials.Asha(
-                max_epochs=_max_epochs(planned["space"], config.base_config),
-                metric="dev_loss" if config.metric == "dev_loss" else "dev_accuracy",
-                grace_period=config.asha_grace_period,
-                reduction_factor=config.asha_reduction_factor)
         trials.run(runs, os.path.join(config.search_dir, "tune"), cluster,
                    on_outcome=lambda outcome: finish(
                        _record(pending[outcome.name], outcome, config)),
-                   scheduler=scheduler)
+                   scheduler=_scheduler(config, planned["space"]))
     return _sorted_records(state, config)
 
 
-def _max_epochs(space_dict, base_config):
-    """The most epochs a trial of the round can run: the space's, if it samples them."""
-    parameter = space_dict.get("epochs")
-    if parameter is None:
-        return base_config.epochs
-    return parameter["high"] if parameter["scale"] == "int" else max(parameter["values"])
+def _scheduler(config, space_dict):
+    """The round's ``tfnet.trials.Asha`` (on the dev metric, up to the most epochs a trial of
+    ``space_dict`` can run), or None."""
+    from tfnet import trials
+
+    if config.scheduler != "asha":
+        return None
+    epochs = space_dict.get("epochs")
+    if epochs is None:
+        max_epochs = config.base_config.epochs
+    else:
+        max_epochs = epochs["high"] if epochs["scale"] == "int" else max(epochs["values"])
+    return trials.Asha(max_epochs=max_epochs,
+                       metric="dev_loss" if config.metric == "dev_loss" else "dev_accuracy",
+                       grace_period=config.asha_grace_period,
+                       reduction_factor=config.asha_reduction_factor)
 
 
 def _load(space, config):

@@ -1,5 +1,5 @@
 """The optimiser study: the protocol (choose α by dev, read test only for the chosen α's seeds),
-its summaries by hand, and a tiny study end to end, resumed."""
+its summaries by hand, and a tiny study end to end on Ray (conftest.ray_local), resumed."""
 
 import csv
 import math
@@ -63,9 +63,9 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-def test_a_tiny_study_chooses_by_dev_reads_test_for_the_chosen_and_resumes(tmp_path):
+def test_a_tiny_study_chooses_by_dev_reads_test_for_the_chosen_and_resumes(ray_local, tmp_path):
     config = study.StudyConfig(problems=("moons",), optimizers=("gd", "adam"), seeds=2,
-                               lr_points=3, epochs=5, parallel=1, output_dir=str(tmp_path))
+                               lr_points=3, epochs=5, output_dir=str(tmp_path))
     said = []
     text, paths = study.run(config, say=said.append)
     rows = _rows(paths["results.csv"])
@@ -87,6 +87,7 @@ def test_a_tiny_study_chooses_by_dev_reads_test_for_the_chosen_and_resumes(tmp_p
     for name in ("sensitivity.png", "profile.png"):
         assert open(paths[name], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())  # HParams
+    assert not (tmp_path / "tune").exists()  # Ray Tune's files go with its runs
 
     said.clear()  # run again: every trial is read back, none trained
     again, _ = study.run(config, say=said.append)

@@ -23,6 +23,6 @@ guaranteed:
 """
 
 from tfnet.trials.cluster import ClusterConfig, connect
-from tfnet.trials.runner import Asha, Outcome, Trial, run
+from tfnet.trials.runner import Asha, Interrupted, Outcome, Trial, run
 
-__all__ = ["Asha", "ClusterConfig", "Outcome", "Trial", "connect", "run"]
+__all__ = ["Asha", "ClusterConfig", "Interrupted", "Outcome", "Trial", "connect", "run"]

@@ -16,6 +16,8 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import signal
+import threading
 
 from tfnet.trials import cluster as cluster_lib
 from tfnet.trials import worker
@@ -28,6 +30,15 @@ MAX_RESTARTS = 3
 _TUNE_ENVIRONMENT = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
                      "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
 STATUSES = ("ok", "diverged", "failed", "stopped")
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM stopped the run (after Tune stopped its trials); ``signum`` says which.
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it."""
+
+    def __init__(self, signum):
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,12 +83,14 @@ class Asha:
     """Tune's ASHA scheduler (asynchronous successive halving; Li et al. 2020, arXiv:1810.05934)
     on a dev metric at the trials' evaluation points.
 
-    Rungs are at ``grace_period · reduction_factor^k`` epochs below ``max_epochs``; a trial
-    reaching a rung stops unless its metric is within the best ``1 / reduction_factor`` of those
-    recorded at that rung so far (the first to arrive always goes on).
+    Rungs are at ``grace_period · reduction_factor^k`` epochs, below the last epoch (stopping a
+    trial there saves nothing, and would leave it without its results): a trial reaching a rung
+    stops unless its metric is within the best ``1 / reduction_factor`` of those recorded at that
+    rung so far (the first to arrive always goes on). A trial that goes past every rung trains
+    to its end.
 
     Args:
-      max_epochs: the trials' largest number of epochs.
+      max_epochs: the trials' largest number of epochs, > ``grace_period``.
       metric: "dev_accuracy" or "dev_loss". Default "dev_accuracy".
       grace_period: epochs before a trial can be stopped, >= 1. Default 1.
       reduction_factor: η, > 1. Default 3.
@@ -93,19 +106,23 @@ class Asha:
 
         if self.metric not in ("dev_accuracy", "dev_loss"):
             config_lib.fail("metric", "dev_accuracy or dev_loss for ASHA", self.metric)
-        if not isinstance(self.grace_period, int) or not 1 <= self.grace_period <= self.max_epochs:
-            config_lib.fail("grace_period", f"an integer in [1, the epochs: {self.max_epochs}]",
-                            self.grace_period)
+        if (isinstance(self.grace_period, bool) or not isinstance(self.grace_period, int)
+                or not 1 <= self.grace_period < self.max_epochs):
+            config_lib.fail("asha_grace_period", "an integer from 1 to the epochs - 1 "
+                            f"({self.max_epochs - 1}): ASHA stops trials before their last "
+                            "epoch", self.grace_period)
         if not self.reduction_factor > 1:
-            config_lib.fail("reduction_factor", "> 1", self.reduction_factor)
+            config_lib.fail("asha_reduction_factor", "> 1", self.reduction_factor)
 
     def make(self):
         from ray.tune.schedulers import ASHAScheduler
 
+        # max_t is the last rung's bound: the epoch before the last, which no trial is stopped
+        # for reaching (stop_last_trials=False).
         return ASHAScheduler(time_attr="epoch", metric=self.metric,
                              mode="max" if self.metric == "dev_accuracy" else "min",
-                             max_t=self.max_epochs, grace_period=self.grace_period,
-                             reduction_factor=self.reduction_factor)
+                             max_t=self.max_epochs - 1, grace_period=self.grace_period,
+                             reduction_factor=self.reduction_factor, stop_last_trials=False)
 
 
 def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
@@ -120,6 +137,11 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
       on_outcome: optional callable ``on_outcome(outcome)``, called in this process as each
         trial ends.
       scheduler: optional ``Asha``; default: every trial runs to its end.
+
+    Raises:
+      Interrupted: SIGINT or SIGTERM arrived (in the main thread) while trials ran, or whatever
+        ``on_outcome`` raised: either way only once Tune has stopped the trials still running,
+        which get no outcome (their run directories resume where their checkpoints are).
     """
     if not trials:
         return []
@@ -132,9 +154,10 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
     with cluster_lib.connect(cluster), _environment(_TUNE_ENVIRONMENT):
         from ray import tune
 
-        from tfnet.trials.progress import Progress
+        from tfnet.trials.progress import Progress, Stop
 
-        progress = Progress(on_outcome)
+        stop = Stop()
+        progress = Progress(stop, on_outcome)
 
         shutil.rmtree(tune_dir, ignore_errors=True)  # an experiment a killed search left
         trainable = tune.with_resources(tune.with_parameters(worker.train_trial, configs=configs),
@@ -147,11 +170,16 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
                 trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(
                 name=os.path.basename(tune_dir), storage_path=os.path.dirname(tune_dir),
-                verbose=0, callbacks=[progress],
+                verbose=0, callbacks=[progress], stop=stop,
                 failure_config=tune.FailureConfig(max_failures=MAX_RESTARTS),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
-        tuner.fit()
-    shutil.rmtree(tune_dir, ignore_errors=True)
+        try:
+            with _signals_stop(stop):
+                tuner.fit()
+        finally:
+            shutil.rmtree(tune_dir, ignore_errors=True)
+    if stop.interruption is not None:
+        raise stop.interruption
     missing = [name for name in names if name not in progress.outcomes]
     if missing:
         raise RuntimeError(f"Ray Tune ended without an outcome for trials {missing}")
@@ -173,6 +201,27 @@ def _with_absolute_paths(config):
                if getattr(config, name) is not None}
     changes["model_dir"] = os.path.abspath(config.run_dir)
     return dataclasses.replace(config, **changes)
+
+
+@contextlib.contextmanager
+def _signals_stop(stop):
+    """While trials run, SIGINT and SIGTERM set ``stop.interruption`` (Tune then stops every
+    trial and returns) instead of raising at whatever line of Tune the main thread is on; the
+    previous handlers come back after. Outside the main thread, where handlers cannot be set,
+    it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum, frame):
+        stop.interruption = stop.interruption or Interrupted(signum)
+
+    previous = {number: signal.signal(number, note) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @contextlib.contextmanager
