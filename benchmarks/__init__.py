@@ -8,5 +8,6 @@ Not part of the installed package: run them from the repository with ``scripts/b
 - ``optimizers``: each of tfnet's optimisers against its Keras twin, in the real training step;
 - ``batch_norm``: tfnet's ``BatchNorm`` against ``keras.layers.BatchNormalization``;
 - ``gradcheck``: the gradient checker against ``tf.test.compute_gradient``;
-- ``input``: the training loop's input work alone against the whole loop.
+- ``input``: the training loop's input work alone against the whole loop;
+- ``trials``: trials on Ray Tune (``tfnet.trials``) against the process pool tfnet ran them in.
 """

@@ -15,8 +15,10 @@ import sys
 import time
 
 import pytest
+from absl import flags as absl_flags
 
 from helpers import REPO_ROOT, assert_same_final_state, run_forked, script_env
+from tfnet import flags as tfnet_flags
 from tfnet import search_space as search_space_lib
 from tfnet import training, tuning
 from tfnet.config import TrainConfig
@@ -125,17 +127,16 @@ def test_a_search_on_two_nodes_loses_one_and_ends_as_if_it_had_not(ray_cluster, 
     # ... to end as it would have without the interruption.
     _assert_ends_as_if_uninterrupted(resumed, tmp_path)
 
-    # The best trial's flags reproduce it with scripts/train.py, bit for bit.
+    # The best trial's flags reproduce it, bit for bit, parsed as scripts/train.py parses them.
     best = records[0]
-    rerun_dir = tmp_path / "best"
-    completed = subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "scripts", "train.py"),
-         f"--flagfile={search_dir / 'best_flags.txt'}", f"--model_dir={rerun_dir}", "--noexport",
-         "--noevaluate_test"], env=script_env(), capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr
-    rerun = json.loads((rerun_dir / "results.json").read_text())
+    flag_values = absl_flags.FlagValues()
+    tfnet_flags.define_train_flags(flag_values)
+    flag_values(["train.py", f"--flagfile={search_dir / 'best_flags.txt'}",
+                 f"--model_dir={tmp_path / 'best'}", "--noexport", "--noevaluate_test"])
+    training.train(tfnet_flags.train_config_from_flags(flag_values), verbose=0)
+    rerun = json.loads((tmp_path / "best" / "results.json").read_text())
     assert (rerun["dev_accuracy"], rerun["dev_loss"]) == (best["dev_accuracy"], best["dev_loss"])
-    assert_same_final_state(str(rerun_dir), best["model_dir"])
+    assert_same_final_state(str(tmp_path / "best"), best["model_dir"])
 
 
 def test_a_killed_driver_resumes_its_search_without_rerunning_finished_trials(ray_cluster,

@@ -12,6 +12,7 @@ ranking and files agree with them.
 import csv
 import json
 import math
+import os
 import re
 
 import numpy as np
@@ -286,14 +287,13 @@ def test_trials_the_configuration_refuses_fail_without_running_and_keep_the_spac
 def test_trial_config_puts_the_sampled_values_in_place():
     config = tuning.trial_config({"learning_rate": 0.1 + 0.2, "deterministic": True, "epochs": 5,
                                   "keep_prob": "0.8,0.9", "beta": 0.9},
-                                 TrainConfig(epochs=2, data_dir="data"), "/runs/t0")
+                                 TrainConfig(epochs=2), "runs/t0")
     assert (config.learning_rate, config.deterministic, config.epochs, config.keep_prob,
             config.beta) == (0.30000000000000004, True, 5, (0.8, 0.9), 0.9)
-    # The run goes to its directory, resumes there, exports nothing, never reads test; paths
-    # are absolute (a Ray worker's working directory is not the driver's).
+    # The run goes to its directory (absolute: a Ray worker's working directory is not the
+    # driver's), resumes there, exports nothing, never reads test.
     assert (config.model_dir, config.export, config.evaluate_test, config.resume,
-            config.overwrite) == ("/runs/t0", False, False, True, False)
-    assert config.data_dir.startswith("/") and config.data_dir.endswith("/data")
+            config.overwrite) == (os.path.abspath("runs/t0"), False, False, True, False)
 
 
 @pytest.mark.parametrize("values, hidden_units", [

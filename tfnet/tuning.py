@@ -236,7 +236,7 @@ def trial_config(values, base_config, model_dir):
     """The ``TrainConfig`` of one trial: ``base_config`` with ``values`` in place.
 
     ``units`` and ``layers`` become ``hidden_units=(units,) * layers``; the run goes to
-    ``model_dir`` (absolute), resumes there, exports nothing and never reads the test split.
+    ``model_dir`` (made absolute), resumes there, exports nothing and never reads the test split.
 
     Raises:
       ValueError: the sampled configuration is refused (``config.validate``).
@@ -247,10 +247,9 @@ def trial_config(values, base_config, model_dir):
         units, layers = values.pop("units"), values.pop("layers")
         depth["hidden_units"] = (units,) * layers
     changes = {name: field_value(name, value) for name, value in values.items()}
-    data_dir = base_config.data_dir and os.path.abspath(base_config.data_dir)
     config = dataclasses.replace(
-        base_config, **changes, **depth, data_dir=data_dir, model_dir=os.path.abspath(model_dir),
-        export=False, evaluate_test=False, resume=True, overwrite=False)
+        base_config, **changes, **depth, model_dir=os.path.abspath(model_dir), export=False,
+        evaluate_test=False, resume=True, overwrite=False)
     return config_lib.validate(config)
 
 
@@ -269,6 +268,8 @@ def run_search(space, config, cluster=None, report=None):
       ValueError: when ``check_space`` refuses ``space`` and ``config.base_config``, when
         ``config.search_dir`` holds a search with other settings, when another search of
         ``config.search_dir`` is running, or when ``cluster`` cannot be used.
+      tfnet.trials.Interrupted: SIGINT or SIGTERM while trials ran (Tune stopped them first;
+        the finished ones are recorded), and whatever ``report`` raised.
     """
     from tfnet import trials
 

@@ -37,15 +37,7 @@ def run(config, cluster=None, say=print):
         say(f"tuning: {len(tuning)} trials ({len(config.problems)} problems × "
             f"{len(config.optimizers)} optimisers × {config.lr_points} learning rates, seed 0)")
         tuning_rows = runner.run_all(tuning, config, cluster, say)
-        chosen, unchosen = {}, []
-        for problem in config.problems:
-            for optimizer in config.optimizers:
-                rate = protocol.choose([r for r in tuning_rows
-                                        if (r["problem"], r["optimizer"]) == (problem, optimizer)])
-                if rate is None:
-                    unchosen.append((problem, optimizer))
-                else:
-                    chosen[problem, optimizer] = rate
+        chosen, unchosen = protocol.choose_all(config, tuning_rows)
         seeds = protocol.seed_trials(config, chosen)
         say(f"seeds: {len(seeds)} trials (each chosen learning rate × {config.seeds} seeds)")
         seed_rows = runner.run_all(seeds, config, cluster, say)

@@ -111,6 +111,20 @@ def choose(records):
     return best["learning_rate"]
 
 
+def choose_all(config, tuning_rows):
+    """``({(problem, optimizer): chosen α}, [(problem, optimizer) whose every α diverged])``."""
+    chosen, unchosen = {}, []
+    for problem in config.problems:
+        for optimizer in config.optimizers:
+            rate = choose([r for r in tuning_rows
+                           if (r["problem"], r["optimizer"]) == (problem, optimizer)])
+            if rate is None:
+                unchosen.append((problem, optimizer))
+            else:
+                chosen[problem, optimizer] = rate
+    return chosen, unchosen
+
+
 def seed_trials(config, chosen):
     """The chosen learning rates, ``{(problem, optimizer): α}``, trained with every seed."""
     return [Trial(problem, optimizer, rate, seed, True)

@@ -26,10 +26,10 @@ from tfnet.trials import worker
 MAX_RESTARTS = 3
 # How Tune is run: trials keep the driver's working directory (their paths are absolute anyway);
 # no CSV / JSON / TensorBoard loggers of Tune's own, no experiment table on the terminal (the
-# new output engine prints one even at verbose=0), and SIGINT left to the caller.
+# new output engine prints one even at verbose=0), and no SIGINT handler of Tune's: SIGINT and
+# SIGTERM stop the run here (_signals_stop).
 _TUNE_ENVIRONMENT = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
                      "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
-STATUSES = ("ok", "diverged", "failed", "stopped")
 
 
 class Interrupted(BaseException):
@@ -196,11 +196,9 @@ def _trial_dirname(trial):
 
 def _with_absolute_paths(config):
     """``config`` with its directories absolute: a worker's working directory is not ours."""
-    changes = {name: os.path.abspath(getattr(config, name))
-               for name in ("model_dir", "data_dir", "export_dir")
-               if getattr(config, name) is not None}
-    changes["model_dir"] = os.path.abspath(config.run_dir)
-    return dataclasses.replace(config, **changes)
+    data_dir = config.data_dir and os.path.abspath(config.data_dir)
+    return dataclasses.replace(config, model_dir=os.path.abspath(config.run_dir),
+                               data_dir=data_dir)
 
 
 @contextlib.contextmanager
