@@ -70,15 +70,16 @@ def _ray_temp_dir():
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """Ray on this machine (2 CPUs), started once per test session (each pytest-xdist worker
-    its own) in a temporary directory of its own; tfnet.trials runs inside a Ray initialised
-    like this one as it is."""
+    """Ray on this machine with one CPU (the suite runs on two cores, two pytest-xdist workers:
+    one trial at a time each, each worker importing TensorFlow once per run of trials),
+    started once per test session (each xdist worker its own) in a temporary directory of its
+    own; tfnet.trials runs inside a Ray initialised like this one as it is."""
     import ray
 
     from tfnet.trials import cluster
 
     temp_dir = _ray_temp_dir()
-    ray.init(num_cpus=2, _temp_dir=temp_dir, **cluster.init_options())
+    ray.init(num_cpus=1, _temp_dir=temp_dir, **cluster.init_options())
     yield
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)

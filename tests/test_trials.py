@@ -66,9 +66,9 @@ def test_each_trial_ends_with_its_outcome_and_sigint_stops_the_rest(ray_local, t
 
 def test_a_trial_too_wide_for_every_node_is_refused(ray_local):
     with pytest.raises(ValueError, match=re.escape(
-            "cpus_per_trial must be at most the CPUs of the cluster's largest node (2). "
-            "Received: cpus_per_trial=3.0")):
-        with trials.connect(trials.ClusterConfig(cpus_per_trial=3.0)):
+            "cpus_per_trial must be at most the CPUs of the cluster's largest node (1). "
+            "Received: cpus_per_trial=2.0")):
+        with trials.connect(trials.ClusterConfig(cpus_per_trial=2.0)):
             pass
 
 

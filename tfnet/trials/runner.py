@@ -30,6 +30,13 @@ MAX_RESTARTS = 3
 # SIGTERM stop the run here (_signals_stop).
 _TUNE_ENVIRONMENT = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
                      "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
+# Without a scheduler to act on each report at once, a trial's reports reach the driver in
+# batches of at least a second (Tune's result buffering: the trial's worker collects them), not
+# one round trip each: a trial whose epochs take milliseconds would otherwise wait on the
+# driver after each one (the moons part of the optimiser study ran 1.4 to 1.6 times as fast
+# so, on two shared cores). A report that
+# carries a checkpoint ends its batch, so Tune always holds the last checkpoint reported.
+_BUFFERED_RESULTS = {"TUNE_RESULT_BUFFER_LENGTH": "1000", "TUNE_RESULT_BUFFER_MIN_TIME_S": "1.0"}
 
 
 class Interrupted(BaseException):
@@ -151,7 +158,8 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
     cluster = cluster or cluster_lib.ClusterConfig()
     configs = {trial.name: _with_absolute_paths(trial.config) for trial in trials}
     tune_dir = os.path.abspath(tune_dir)
-    with cluster_lib.connect(cluster), _environment(_TUNE_ENVIRONMENT):
+    environment = dict(_TUNE_ENVIRONMENT, **({} if scheduler else _BUFFERED_RESULTS))
+    with cluster_lib.connect(cluster), _environment(environment):
         from ray import tune
 
         from tfnet.trials.progress import Progress, Stop

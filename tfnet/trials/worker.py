@@ -49,6 +49,8 @@ def train_trial(tune_config, configs):
     import ray
     from ray import tune
 
+    from tfnet import training
+
     config = configs[tune_config["trial"]]
     node_id = ray.get_runtime_context().get_node_id()
     lock = _take_over(config.run_dir)
@@ -63,12 +65,8 @@ def train_trial(tune_config, configs):
     report = _Report(config.run_dir, node_id)
     outcome = dict(outcome="ok", error="")
     try:
-        from tfnet import training
-
         training.train(config, verbose=0, actions=[report])
     except Exception as error:  # noqa: BLE001 - the trial's own failure is its result
-        from tfnet import training
-
         kind = "diverged" if isinstance(error, training.NonFiniteError) else "failed"
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         outcome = dict(outcome=kind, error=f"{type(error).__name__}: {first_line}")
