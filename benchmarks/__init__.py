@@ -14,4 +14,5 @@ or all of them, their tables written to one page, with ``scripts/bench_all.py``.
 - ``input``: the training loop's input work alone against the whole loop;
 - ``jax_mlp`` (the JAX + Optax contender, needs the ``bench`` extra), ``keras_run`` (Keras ``fit``
   as a whole process), ``suite`` (every benchmark, and the page of their results).
+- ``trials``: trials on Ray Tune (``tfnet.trials``) against the process pool tfnet ran them in.
 """

@@ -6,6 +6,8 @@ Nothing here changes numerics for single-device code: ops still run on /cpu:0 by
 """
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -58,6 +60,47 @@ def shared_tfds():
     if not os.path.isdir(os.path.join(SHARED_TFDS, "mnist_t10k")):
         pytest.skip(f"mnist_t10k not found under {SHARED_TFDS} (../shared is absent)")
     return SHARED_TFDS
+
+
+def _ray_temp_dir():
+    # Short, under /tmp: Ray's socket paths (<temp dir>/session_<date>_<pid>/sockets/...) must fit
+    # in 107 bytes, which pytest's tmp_path can exceed.
+    return tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """Ray on this machine with one CPU (the suite runs on two cores, two pytest-xdist workers:
+    one trial at a time each, each worker importing TensorFlow once per run of trials),
+    started once per test session (each xdist worker its own) in a temporary directory of its
+    own; tfnet.trials runs inside a Ray initialised like this one as it is."""
+    import ray
+
+    from tfnet.trials import cluster
+
+    temp_dir = _ray_temp_dir()
+    ray.init(num_cpus=1, _temp_dir=temp_dir, **cluster.init_options())
+    yield
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A two-node Ray cluster on localhost (tests/ray_cluster.py), for the drivers a test starts
+    with ``ray_cluster.env`` and ``--ray_address=ray_cluster.address``; stopped at the end of the
+    module (its own processes only)."""
+    from ray_cluster import LocalCluster
+
+    temp_dir = _ray_temp_dir()
+    cluster = LocalCluster(temp_dir)
+    try:
+        cluster.start_head()
+        cluster.start_second()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 # The few tests that take a minute or more, started first: pytest-xdist hands tests to its

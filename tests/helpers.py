@@ -143,15 +143,6 @@ def plugin_tags(log_dir, plugin):
     return tags
 
 
-def runs_trial(pid, model_dir):
-    """Whether process ``pid`` is alive and running with ``--model_dir=<model_dir>`` (Linux)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f"--model_dir={model_dir}".encode() in f.read().split(b"\0")
-    except OSError:
-        return False
-
-
 def latest_checkpoint_number(model_dir):
     """The number of the latest checkpoint in ``model_dir/checkpoints``'s state file; 0 if none."""
     state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))

@@ -27,7 +27,7 @@ NOT_RUNNABLE = (
     (r"^tensorboard\b", "serves until stopped"),
     (r"^tfds build", "downloads a dataset"),
     (r"\$HOME|gs://", "needs a downloaded dataset or a bucket"),
-    (r"TF_CONFIG=", "needs a cluster of machines"),
+    (r"TF_CONFIG=|^ray start|--ray_address=", "needs a cluster of machines"),
     (r"--tpu=", "needs a TPU"),
 )
 # Flags appended per script: shorter runs, the same commands.
@@ -45,6 +45,8 @@ SHORTER = {
                            "--large_layers=4,4,2", "--batch=2"],
     "bench_input.py": ["--rounds=1", "--datasets=mnist_t10k", "--mnist_augment=flip",
                        "--hidden_units=8"],
+    "bench_trials.py": ["--rounds=1", "--workloads=search", "--search_trials=1",
+                        "--search_epochs=1"],
 }
 # Benchmarks exit 1 when a goal is missed, which a shortened run may well do.
 MAY_MISS_A_GOAL = {name for name in SHORTER if name.startswith("bench_")}

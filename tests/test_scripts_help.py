@@ -31,11 +31,12 @@ def _expected_flags(script):
         expected |= set(re.findall(r"\"(\w+)\"", names.group(1)))
     elif names:  # tune.py: every training flag but those set per trial
         expected |= _fields(config_lib.TrainConfig) - {"model_dir", "export_dir", "export_name",
-                                                         "export", "evaluate_test"}
+                                                         "export", "evaluate_test", "resume",
+                                                         "overwrite"}
     for module, class_name in re.findall(r"define_config_flags\((\w+)\.(\w+)\)", source):
         import importlib
 
-        package = "tfnet" if module in ("compare", "study") else "benchmarks"
+        package = "benchmarks" if script.startswith("bench_") else "tfnet"
         config_class = getattr(importlib.import_module(f"{package}.{module}"), class_name)
         expected |= _fields(config_class)
     return expected

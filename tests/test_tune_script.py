@@ -1,222 +1,251 @@
-"""End to end: scripts/tune.py runs real scripts/train.py trials on the embedded moons set.
+"""End to end: scripts/tune.py on a two-node Ray cluster on localhost (tests/ray_cluster.py),
+with a node and then a driver killed mid-search, and the bad input it refuses in one line.
 
-Tiny trials (1 epoch, one or two small hidden layers) keep this file near two minutes on two
-shared cores: three searches of two trials (parallel, sequential, interrupted by SIGTERM and
-resumed), two retrainings from the best flagfile and three refused command lines.
-Expected values are read back from what the trials themselves wrote (results.json, their
-TensorBoard events), so the checks are that the search's records agree with them.
+Trials are tiny (moons, 10 epochs, a checkpoint at every epoch: 13 steps). What a resumed trial
+must end as is computed here independently: the same trial trained uninterrupted in this
+process, compared bit for bit (every checkpointed tensor, every evaluated figure).
 """
 
-import csv
-import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
-import tensorflow as tf
-from tensorboard.plugins.hparams import metadata
+from absl import flags as absl_flags
 
-from helpers import runs_trial
+from helpers import REPO_ROOT, assert_same_final_state, run_forked, script_env
+from tfnet import flags as tfnet_flags
+from tfnet import search_space as search_space_lib
+from tfnet import training, tuning
+from tfnet.config import TrainConfig
 
 SPACE = {
     "learning_rate": {"scale": "log", "low": 1e-3, "high": 0.3},
     "beta1": {"scale": "one_minus_log", "low": 0.8, "high": 0.99},
     "hidden_units": {"scale": "choice", "values": ["4", "8"]},
 }
-
-# Width and depth searched: each trial gets --hidden_units=units,...,units (layers times). YAML.
-DEPTH_YAML = ("learning_rate: {scale: log, low: 1.0e-3, high: 0.3}\n"
-              "units: {scale: choice, values: [4, 8]}\n"
-              "layers: {scale: int, low: 1, high: 2}\n")
-
-TINY_TRIALS = ("--optimizer=keras_adam", "--epochs=1", "--deterministic", "--batch_size=64")
-
-
-def _env(repo_root):
-    return dict(os.environ, PYTHONPATH=repo_root, TF_CPP_MIN_LOG_LEVEL="2")
+STEPS_PER_EPOCH = 13  # moons: 800 training examples, b = 64
+TRIALS = ("--optimizer=keras_adam", "--epochs=10", "--deterministic",
+          f"--checkpoint_every_steps={STEPS_PER_EPOCH}", "--checkpoint_every_seconds=0")
+# The fixed settings tune.py builds from TRIALS (every other flag at its default).
+BASE = TrainConfig(optimizer="keras_adam", epochs=10, deterministic=True,
+                   checkpoint_every_steps=STEPS_PER_EPOCH, checkpoint_every_seconds=0.0)
+SEARCH = ("--rounds=1", "--trials_per_round=4")
 
 
-def _command(repo_root, script, *args):
-    return [sys.executable, os.path.join(repo_root, "scripts", script), *args]
+def _tune_command(space_path, search_dir, *args):
+    return [sys.executable, os.path.join(REPO_ROOT, "scripts", "tune.py"),
+            f"--search_space={space_path}", f"--search_dir={search_dir}", *TRIALS, *SEARCH, *args]
 
 
-def _run(repo_root, script, *args):
-    return subprocess.run(_command(repo_root, script, *args), env=_env(repo_root),
-                          capture_output=True, text=True, timeout=300)
+def _start_search(cluster, tmp_path, search_dir):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(SPACE))
+    command = _tune_command(space, search_dir, f"--ray_address={cluster.address}")
+    env = dict(script_env(), **cluster.auth_env)
+    return command, env, subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True)
 
 
-def _tune_args(tmp_path, name, *args, space_text=None):
-    space = tmp_path / ("space.yaml" if space_text else "space.json")
-    space.write_text(space_text or json.dumps(SPACE))
-    return [f"--search_space={space}", f"--search_dir={tmp_path / name}", *TINY_TRIALS, *args]
-
-
-def _tune(repo_root, tmp_path, name, *args, space_text=None):
-    result = _run(repo_root, "tune.py", *_tune_args(tmp_path, name, *args, space_text=space_text))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return tmp_path / name, result.stdout
-
-
-def _summaries(directory):
-    """(tag, value proto) of every summary in the events files directly inside ``directory``."""
-    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                yield value.tag, value
-
-
-def _logged_hidden_units(values):
-    """The hidden_units string train.py logs for a trial's sampled values."""
-    if "layers" in values:
-        return ",".join([str(values["units"])] * values["layers"])
-    return values["hidden_units"]
-
-
-def _check_search(search_dir, expected_trials, hparam_names=tuple(SPACE)):
-    records = json.loads((search_dir / "results.json").read_text())
-    assert sorted(r["trial"] for r in records) == sorted(expected_trials)
-    assert all(r["status"] == "ok" for r in records)
-    accuracies = [r["dev_accuracy"] for r in records]
-    assert accuracies == sorted(accuracies, reverse=True)
-    with open(search_dir / "results.csv") as f:
-        assert [row["trial"] for row in csv.DictReader(f)] == [r["trial"] for r in records]
-
-    # The HParams dashboard's experiment: the searched parameters and the dev/train metrics.
-    [experiment] = [metadata.parse_experiment_plugin_data(v.metadata.plugin_data.content)
-                    for tag, v in _summaries(search_dir) if tag == "_hparams_/experiment"]
-    assert [h.name for h in experiment.hparam_infos] == list(hparam_names)
-    assert {(m.name.group, m.name.tag) for m in experiment.metric_infos} >= {
-        ("dev", "epoch_accuracy"), ("dev", "epoch_loss")}
-    for record in records:
-        trial_dir = search_dir / record["trial"]
-        # Each trial is a session of that experiment, logged with its sampled values ...
-        [session] = [metadata.parse_session_start_info_plugin_data(v.metadata.plugin_data.content)
-                     for tag, v in _summaries(trial_dir) if tag == "_hparams_/session_start_info"]
-        assert session.hparams["learning_rate"].number_value == pytest.approx(
-            record["values"]["learning_rate"], rel=1e-12)
-        assert session.hparams["hidden_units"].string_value == _logged_hidden_units(
-            record["values"])
-        # ... whose values lie in the declared domains, or the dashboard would hide the trial ...
-        for info in experiment.hparam_infos:
-            if info.WhichOneof("domain") == "domain_discrete":
-                assert session.hparams[info.name] in list(info.domain_discrete.values)
-        # ... and the dashboard's dev metric is the one the table ranks by (TF2 logs tensors).
-        dev_accuracy = [float(tf.make_ndarray(v.tensor)) for tag, v in _summaries(trial_dir / "dev")
-                        if tag == "epoch_accuracy"]
-        assert dev_accuracy[-1] == pytest.approx(record["dev_accuracy"], abs=1e-6)
-    return records
-
-
-def _check_best_flagfile_reproduces(repo_root, tmp_path, search_dir, best):
-    """train.py --flagfile=best_flags.txt --deterministic retrains ``best`` to its dev metric."""
-    rerun_dir = tmp_path / f"rerun-{search_dir.name}"
-    result = _run(repo_root, "train.py", f"--flagfile={search_dir / 'best_flags.txt'}",
-                  "--deterministic", f"--model_dir={rerun_dir}", "--noexport")
-    assert result.returncode == 0, result.stdout + result.stderr
-    rerun = json.loads((rerun_dir / "results.json").read_text())
-    assert rerun["dev_accuracy"] == best["dev_accuracy"]
-    assert rerun["dev_loss"] == pytest.approx(best["dev_loss"], rel=1e-6)
-
-
-def test_parallel_search_and_its_best_flagfile_reproduce(repo_root, tmp_path):
-    search_dir, output = _tune(repo_root, tmp_path, "parallel", "--rounds=1",
-                               "--trials_per_round=2", "--parallel=2", "--search_seed=3")
-    assert "[2/2]" in output and "best so far" in output
-    records = _check_search(search_dir, ["round0-trial000", "round0-trial001"])
-    _check_best_flagfile_reproduces(repo_root, tmp_path, search_dir, records[0])
-
-
-def test_sequential_coarse_to_fine_search_of_width_and_depth(repo_root, tmp_path):
-    # One trial per round: round 1 zooms to ±padding × width around round 0's trial.
-    search_dir, output = _tune(repo_root, tmp_path, "sequential", "--rounds=2",
-                               "--trials_per_round=1", "--parallel=1", space_text=DEPTH_YAML)
-    assert "[1/2] round0-trial000" in output and "[2/2] round1-trial000" in output
-    records = _check_search(search_dir, ["round0-trial000", "round1-trial000"],
-                            hparam_names=["learning_rate", "hidden_units"])
-    state = json.loads((search_dir / "search.json").read_text())
-    alpha0 = state["rounds"][0]["trials"][0]["values"]["learning_rate"]
-    round1 = state["rounds"][1]["space"]["learning_rate"]
-    np.testing.assert_allclose(np.log10([round1["low"], round1["high"]]),
-                               [max(-3, np.log10(alpha0) - 0.1 * np.log10(300)),
-                                min(np.log10(0.3), np.log10(alpha0) + 0.1 * np.log10(300))],
-                               atol=1e-12)
-    # The trials received the composed flag; the best flagfile keeps it, and reproduces.
-    best_flags = (search_dir / "best_flags.txt").read_text().splitlines()
-    assert f"--hidden_units={_logged_hidden_units(records[0]['values'])}" in best_flags
-    _check_best_flagfile_reproduces(repo_root, tmp_path, search_dir, records[0])
-
-
-def _wait_for(condition, process, timeout=240):
+def _wait_for(condition, process, timeout=300):
     deadline = time.monotonic() + timeout
     while not condition():
         assert process.poll() is None, f"tune.py exited early: {process.communicate()}"
         assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
-def test_sigterm_stops_the_search_and_a_rerun_finishes_it(repo_root, tmp_path):
-    args = _tune_args(tmp_path, "interrupted", "--rounds=1", "--trials_per_round=2",
-                      "--parallel=1")
-    search_dir = tmp_path / "interrupted"
+def _checkpointed_step(run_dir):
+    """The global step of the run's latest checkpoint (its state file names it); 0 if none."""
+    try:
+        with open(os.path.join(run_dir, "checkpoints", "checkpoint")) as f:
+            return int(re.search(r'^model_checkpoint_path: ".*-(\d+)"', f.read(), re.M).group(1))
+    except (OSError, AttributeError):
+        return 0
+
+
+def _running_with_checkpoints(search_dir, epochs):
+    """{trial: the process training it} of the trials running (no results.json yet) that have
+    checkpointed ``epochs`` epochs or more. A trial reports each checkpoint to Tune before it
+    trains on, so by its second checkpoint its first one is Tune's."""
+    running = {}
+    for run_dir in search_dir.glob("round*"):
+        if (run_dir / "results.json").exists():
+            continue
+        if _checkpointed_step(run_dir) >= epochs * STEPS_PER_EPOCH:
+            holder = re.match(r"process (\d+) on ", (run_dir / "run.lock").read_text())
+            if holder:  # the run's lock names the process training it
+                running[run_dir.name] = int(holder.group(1))
+    return running
+
+
+def _records(search_dir):
+    with open(os.path.join(search_dir, "results.json")) as f:
+        return json.load(f)
+
+
+def _assert_ends_as_if_uninterrupted(record, tmp_path):
+    """``record``'s run ends bit-identical to the same trial trained here without a stop."""
+    reference = tmp_path / "reference" / record["trial"]
+    training.train(tuning.trial_config(record["values"], BASE, str(reference)), verbose=0)
+    expected, actual = (json.loads((path / "results.json").read_text())
+                        for path in (reference, tmp_path / "search" / record["trial"]))
+    for history in (expected["history"], actual["history"]):
+        for epoch in history:
+            epoch.pop("seconds")  # wall-clock time
+    assert actual["history"] == expected["history"]
+    assert_same_final_state(str(reference), record["model_dir"])
+
+
+def test_a_search_on_two_nodes_loses_one_and_ends_as_if_it_had_not(ray_cluster, tmp_path):
+    ray_cluster.ensure_second()
+    search_dir = tmp_path / "search"
+    command, env, process = _start_search(ray_cluster, tmp_path, search_dir)
+    try:
+        # The second node dies once the trial it runs has reported a checkpoint to Tune.
+        _wait_for(lambda: any(ray_cluster.runs("second", pid) for pid in
+                              _running_with_checkpoints(search_dir, 2).values()), process)
+        ray_cluster.kill("second")
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stdout + stderr
+    records = _records(search_dir)
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records), records
+    # Trials ran on both nodes ...
+    assert len({attempt["node_id"] for r in records for attempt in r["attempts"]}) == 2
+    # ... and the one on the node that died went on on the other, from its last checkpoint
+    # (Tune's), not from its first epoch ...
+    [resumed] = [r for r in records if len(r["attempts"]) > 1]
+    first, second = resumed["attempts"]
+    assert first["node_id"] != second["node_id"] and second["first_epoch"] >= 2
+    assert "[4/4]" in stdout and "FAILED" not in stdout
+    # ... to end as it would have without the interruption.
+    _assert_ends_as_if_uninterrupted(resumed, tmp_path)
+
+    # The best trial's flags reproduce it, bit for bit, parsed as scripts/train.py parses them.
+    best = records[0]
+    flag_values = absl_flags.FlagValues()
+    tfnet_flags.define_train_flags(flag_values)
+    flag_values(["train.py", f"--flagfile={search_dir / 'best_flags.txt'}",
+                 f"--model_dir={tmp_path / 'best'}", "--noexport", "--noevaluate_test"])
+    training.train(tfnet_flags.train_config_from_flags(flag_values), verbose=0)
+    rerun = json.loads((tmp_path / "best" / "results.json").read_text())
+    assert (rerun["dev_accuracy"], rerun["dev_loss"]) == (best["dev_accuracy"], best["dev_loss"])
+    assert_same_final_state(str(tmp_path / "best"), best["model_dir"])
+
+
+def test_a_killed_driver_resumes_its_search_without_rerunning_finished_trials(ray_cluster,
+                                                                              tmp_path):
+    ray_cluster.ensure_second()
+    search_dir = tmp_path / "search"
     state_path = search_dir / "search.json"
+    command, env, process = _start_search(ray_cluster, tmp_path, search_dir)
 
     def state():
         return json.loads(state_path.read_text()) if state_path.exists() else {}
 
-    process = subprocess.Popen(_command(repo_root, "tune.py", *args), env=_env(repo_root),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # SIGTERM once the first trial is recorded and the second runs.
-        _wait_for(lambda: state().get("records") and state().get("running"), process)
-        [(running_trial, running)] = state()["running"].items()
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=60)
+        # SIGKILL once a trial is recorded and another has reported a checkpoint.
+        _wait_for(lambda: state().get("records") and _running_with_checkpoints(search_dir, 2),
+                  process)
+        # While it runs, a second search of the same directory is refused.
+        config = tuning.SearchConfig(str(search_dir), base_config=BASE, rounds=1,
+                                     trials_per_round=4)
+        with pytest.raises(ValueError, match=re.escape(
+                f"search_dir must be free of another running search (process {process.pid} on ")):
+            tuning.run_search(search_space_lib.SearchSpace.from_dict(SPACE), config)
+        process.send_signal(signal.SIGSTOP)  # a still picture: what ran, what was recorded
+        running = list(_running_with_checkpoints(search_dir, 2))
+        finished = set(state()["records"])
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == 128 + signal.SIGTERM, stdout + stderr
-    assert (f"Search interrupted by SIGTERM: finished trials are recorded in {search_dir}/"
-            "search.json and are not re-run; run the same command again to resume.") in stderr
-    assert "[1/2] round0-trial000" in stdout and "[2/2]" not in stdout
-    # The trial it was running was killed with it and is not recorded.
-    assert running_trial == "round0-trial001"
-    assert not runs_trial(running["pid"], running["model_dir"])
-    assert set(state()["records"]) == {"round0-trial000"} and state()["running"] == {}
-    finished = search_dir / "round0-trial000"
-    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in finished.iterdir()
-              if p.is_file()}
+    snapshot = {name: {p.name: (p.stat().st_mtime_ns, p.read_bytes())
+                       for p in (search_dir / name).rglob("*") if p.is_file()}
+                for name in finished}
 
-    result = _run(repo_root, "tune.py", *args)
-    assert result.returncode == 0, result.stdout + result.stderr
-    # Only the unfinished trial ran; the finished one's files are untouched.
-    assert "[2/2] round0-trial001" in result.stdout and "] round0-trial000" not in result.stdout
-    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in finished.iterdir()
-            if p.is_file()} == before
-    _check_search(search_dir, ["round0-trial000", "round0-trial001"])
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    records = {r["trial"]: r for r in _records(search_dir)}
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records.values())
+    # Only the unfinished trials ran; the finished ones' files are untouched.
+    ran = re.findall(r"^\[\d/4\] (\S+) ", completed.stdout, re.MULTILINE)
+    assert sorted(ran) == sorted(set(records) - finished)
+    assert {name: {p.name: (p.stat().st_mtime_ns, p.read_bytes())
+                   for p in (search_dir / name).rglob("*") if p.is_file()}
+            for name in finished} == snapshot
+    # The trials running at the kill resumed from their checkpoints, and end as if never stopped.
+    assert running
+    for name in running:
+        assert records[name]["attempts"][0]["first_epoch"] >= 2
+        _assert_ends_as_if_uninterrupted(records[name], tmp_path)
 
 
-@pytest.mark.parametrize("name, text, args, message", [
-    # The file parses (its own errors are tested in test_search_space.py) but names a flag the
-    # search sets itself.
-    ("space.json", json.dumps({"model_dir": {"scale": "choice", "values": ["a"]}}), [],
-     "--search_space={space}: parameters must be training flags other than model_dir, "
-     "export_dir, export_name, export, evaluate_test, or units and layers. Received: model_dir"),
-    ("space.yaml", "learning_rate: {scale: log, low: 1.0e-4\nbeta: [", [],
-     "--search_space={space}: search space file must be a readable YAML file (while parsing a "
-     "flow mapping"),
-    # A fixed --hidden_units would be silently replaced by the sampled units and layers.
-    ("space.yaml", DEPTH_YAML, ["--hidden_units=16,8"],
-     "--hidden_units must not be given when --search_space={space} has units and layers, which "
-     "compose each trial's hidden units. Received: --hidden_units=16,8"),
-], ids=["reserved_flag", "invalid_yaml", "hidden_units_with_depth"])
-def test_bad_search_space_flag_is_named(repo_root, tmp_path, name, text, args, message):
-    space = tmp_path / name
-    space.write_text(text)
-    result = _run(repo_root, "tune.py", f"--search_space={space}", "--optimizer=keras_adam",
-                  f"--search_dir={tmp_path / 'search'}", *args)
-    assert result.returncode != 0
-    assert message.format(space=space) in result.stderr
+def test_bad_input_stops_the_search_with_one_line_before_any_trial(ray_cluster, tmp_path):
+    spaces = {"unknown_flag": {"learning_rate": SPACE["learning_rate"],
+                               "no_such_flag": {"scale": "choice", "values": [1]}},
+              "reserved_flag": {"model_dir": {"scale": "choice", "values": ["a"]}}}
+    paths = {}
+    for name, space in spaces.items():
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(space))
+    paths["invalid_yaml"] = tmp_path / "space.yaml"
+    paths["invalid_yaml"].write_text("learning_rate: {scale: log, low: 1.0e-4\nbeta: [")
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(SPACE))
+    depth = tmp_path / "depth.yaml"
+    depth.write_text("units: {scale: choice, values: [4, 8]}\nlayers: {scale: int, low: 1, high: 2}\n")
+    closed = f"127.0.0.1:{_closed_port()}"
+    cases = [  # (arguments, the error's first line)
+        ([f"--search_space={paths['unknown_flag']}"],
+         f"FATAL Flags parsing error: flag --search_space={paths['unknown_flag']}: "
+         f"--search_space={paths['unknown_flag']}: search space must be made of training flags "
+         "other than model_dir, export_dir, export_name, export, evaluate_test, resume, "
+         "overwrite, or units and layers. Received: search space=['no_such_flag']"),
+        ([f"--search_space={paths['reserved_flag']}"],
+         "search space must be made of training flags other than model_dir, export_dir, "
+         "export_name, export, evaluate_test, resume, overwrite, or units and layers. Received: "
+         "search space=['model_dir']"),
+        ([f"--search_space={paths['invalid_yaml']}"],
+         "search space file must be a readable YAML file (while parsing a flow mapping"),
+        ([f"--search_space={depth}", "--hidden_units=16,8"],
+         f"--hidden_units must not be given when --search_space={depth} has units and layers, "
+         "which compose each trial's hidden units. Received: --hidden_units=16,8"),
+        ([f"--search_space={good}", f"--ray_address={closed}"],
+         "error: ray_address must be the HOST:PORT of a reachable Ray head (Connection refused). "
+         f"Received: ray_address='{closed}'"),
+        ([f"--search_space={good}", f"--ray_address={ray_cluster.address}", "--cpus_per_trial=2"],
+         "error: cpus_per_trial must be at most the CPUs of the cluster's largest node (1). "
+         "Received: cpus_per_trial=2.0"),
+    ]
+    steps = [dict(argv=[os.path.join(REPO_ROOT, "scripts", "tune.py"), *args,
+                        f"--search_dir={tmp_path / f'search{i}'}", *TRIALS])
+             for i, (args, _) in enumerate(cases)]
+    env = dict(script_env(), **ray_cluster.auth_env)
+    ran = run_forked(steps, cwd=tmp_path, out_dir=str(tmp_path / "out"), env=env)
+    assert len(ran) == len(cases)
+    for i, ((args, message), (status, stdout, stderr)) in enumerate(zip(cases, ran)):
+        assert status == 1, (args, stderr)
+        lines = stderr.splitlines()
+        assert message in lines[0], (message, stderr)
+        if lines[0].startswith("FATAL"):
+            assert lines[1:] == ["Pass --helpshort or --helpfull to see help on flags."]
+        else:
+            assert len(lines) == 1, stderr
+        # No trial ran: at most the lock of the directory was taken.
+        search_dir = tmp_path / f"search{i}"
+        assert not search_dir.exists() or os.listdir(search_dir) == ["search.lock"]
+        assert stdout == ""
+
+
+def _closed_port():
+    """A port nothing listens on (bound, then released)."""
+    from ray_cluster import free_port
+
+    return free_port()

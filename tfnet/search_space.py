@@ -30,16 +30,14 @@ import os
 import numpy as np
 import yaml
 
-
-def _fail(name, rule, value):
-    raise ValueError(f"{name} must be {rule}. Received: {name}={value!r}")
+from tfnet._checks import fail
 
 
 def _require_numbers(name, rule, low, high):
     """Refuses bounds that are not numbers, naming them: PyYAML reads ``1e-4`` as the string
     "1e-4" (YAML 1.1 wants ``1.0e-4``), and a JSON "1e-4" in quotes is a string too."""
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
-        _fail(name, f"{rule}, both numbers (in YAML write 1.0e-4, not 1e-4, which PyYAML reads "
+        fail(name, f"{rule}, both numbers (in YAML write 1.0e-4, not 1e-4, which PyYAML reads "
               "as a string; in JSON no quotes)", (low, high))
 
 
@@ -59,7 +57,7 @@ class LogUniform:
     def __post_init__(self):
         _require_numbers(self.name, "a log-uniform range (low, high)", self.low, self.high)
         if not 0 < self.low <= self.high:
-            _fail(self.name, "a log-uniform range (low, high) with 0 < low <= high",
+            fail(self.name, "a log-uniform range (low, high) with 0 < low <= high",
                   (self.low, self.high))
 
     def to_scale(self, value):
@@ -92,7 +90,7 @@ class OneMinusLogUniform(LogUniform):
     def __post_init__(self):
         _require_numbers(self.name, "a one-minus-log-uniform range (low, high)", self.low, self.high)
         if not 0 <= self.low <= self.high < 1:
-            _fail(self.name, "a one-minus-log-uniform range (low, high) with 0 <= low <= high < 1",
+            fail(self.name, "a one-minus-log-uniform range (low, high) with 0 <= low <= high < 1",
                   (self.low, self.high))
 
     def to_scale(self, value):
@@ -123,7 +121,7 @@ class IntUniform:
     def __post_init__(self):
         ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high))
         if not ints or self.low > self.high:
-            _fail(self.name, "an integer range (low, high) with low <= high",
+            fail(self.name, "an integer range (low, high) with low <= high",
                   (self.low, self.high))
 
     def to_scale(self, value):
@@ -154,9 +152,9 @@ class Choice:
     def __post_init__(self):
         values = tuple(self.values)
         if not values or len(set(values)) != len(values):
-            _fail(f"{self.name}.values", "a non-empty list of distinct values", list(values))
+            fail(f"{self.name}.values", "a non-empty list of distinct values", list(values))
         if len({type(v) for v in values}) != 1 or not isinstance(values[0], (str, int, float)):
-            _fail(f"{self.name}.values", "all of one type: str, int, float or bool", list(values))
+            fail(f"{self.name}.values", "all of one type: str, int, float or bool", list(values))
         object.__setattr__(self, "values", values)
 
     def sample(self, rng, n):
@@ -181,7 +179,7 @@ class SearchSpace:
         parameters = tuple(self.parameters)
         names = [p.name for p in parameters]
         if not parameters or len(set(names)) != len(names):
-            _fail("parameters", "a non-empty list with distinct names", names)
+            fail("parameters", "a non-empty list with distinct names", names)
         object.__setattr__(self, "parameters", parameters)
 
     @property
@@ -203,16 +201,16 @@ class SearchSpace:
     def from_dict(cls, spec):
         """Builds a space from ``{"name": {"scale": ..., ...}}``; raises ValueError when invalid."""
         if not isinstance(spec, dict):
-            _fail("search space", 'a mapping {"name": {"scale": ..., ...}}', spec)
+            fail("search space", 'a mapping {"name": {"scale": ..., ...}}', spec)
         parameters = []
         for name, entry in spec.items():
             entry = dict(entry) if isinstance(entry, dict) else {}
             scale = entry.pop("scale", None)
             if scale not in _SCALES:
-                _fail(f"{name}.scale", f"one of {', '.join(_SCALES)}", scale)
+                fail(f"{name}.scale", f"one of {', '.join(_SCALES)}", scale)
             expected = {"values"} if scale == "choice" else {"low", "high"}
             if set(entry) != expected:
-                _fail(f"{name}", f"given exactly the keys scale, {', '.join(sorted(expected))}",
+                fail(f"{name}", f"given exactly the keys scale, {', '.join(sorted(expected))}",
                       sorted(entry))
             if scale == "choice":
                 entry["values"] = tuple(entry["values"])
@@ -235,7 +233,7 @@ class SearchSpace:
         except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
             # json.JSONDecodeError is a ValueError; the one-line reason follows the path.
             reason = " ".join(str(error).split())
-            _fail("search space file", f"a readable {kind} file ({reason})", str(path))
+            fail("search space file", f"a readable {kind} file ({reason})", str(path))
         return cls.from_dict(spec)
 
 
@@ -254,9 +252,9 @@ def narrow(space, best_trials, padding=0.1, narrow_choices=True):
       narrow_choices: narrow choices to the values of the best trials. Default True.
     """
     if not best_trials:
-        _fail("best_trials", "a non-empty list of trials", best_trials)
+        fail("best_trials", "a non-empty list of trials", best_trials)
     if not padding >= 0:
-        _fail("padding", ">= 0", padding)
+        fail("padding", ">= 0", padding)
     narrowed = []
     for parameter in space.parameters:
         used = [trial[parameter.name] for trial in best_trials]

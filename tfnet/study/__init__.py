@@ -4,8 +4,9 @@
 2019) for every problem of ``config.problems`` (``tfnet.study.problems``) and every optimiser of
 ``config.optimizers`` — ours and Keras' twins, from the optimiser records — and writes the
 outputs of ``tfnet.study.report`` into ``config.output_dir``. Each trial is a run of
-``tfnet.training`` in a directory of its own, so the study is resumable: run again, it reads the
-finished trials back and runs the others; one study at a time holds ``study.lock`` there.
+``tfnet.training`` in a directory of its own, trained in a Ray worker (``tfnet.trials``: this
+machine, or a cluster), so the study is resumable: run again, it reads the finished trials back
+and runs the others; one study at a time holds ``study.lock`` there.
 
     from tfnet import study
     report, paths = study.run(study.StudyConfig(problems=("moons",), seeds=3))
@@ -17,29 +18,29 @@ from tfnet.study.problems import Problem
 from tfnet.study.protocol import StudyConfig
 
 
-def run(config, say=print):
-    """Runs the study ``config`` describes; returns (the Markdown report, {output: path})."""
-    from tfnet import locks
+def run(config, cluster=None, say=print):
+    """Runs the study ``config`` describes on Ray (``cluster``, a ``tfnet.trials.ClusterConfig``;
+    default: this machine, a CPU per trial); returns (the Markdown report, {output: path}).
+
+    Raises:
+      locks.LockHeldError: another study is running in ``config.output_dir``.
+      ValueError: ``cluster`` cannot be used.
+      runner.TrialsFailedError: trials failed (not diverged); the others are kept.
+    """
+    from tfnet import locks, trials
     from tfnet.study import protocol, report, runner
 
     os.makedirs(config.output_dir, exist_ok=True)
-    with locks.DirectoryLock.acquire(config.output_dir, "study.lock"):
+    with locks.DirectoryLock.acquire(config.output_dir, "study.lock"), \
+            trials.connect(cluster or trials.ClusterConfig()):
         tuning = protocol.tuning_trials(config)
         say(f"tuning: {len(tuning)} trials ({len(config.problems)} problems × "
             f"{len(config.optimizers)} optimisers × {config.lr_points} learning rates, seed 0)")
-        tuning_rows = runner.run_all(tuning, config, say)
-        chosen, unchosen = {}, []
-        for problem in config.problems:
-            for optimizer in config.optimizers:
-                rate = protocol.choose([r for r in tuning_rows
-                                        if (r["problem"], r["optimizer"]) == (problem, optimizer)])
-                if rate is None:
-                    unchosen.append((problem, optimizer))
-                else:
-                    chosen[problem, optimizer] = rate
+        tuning_rows = runner.run_all(tuning, config, cluster, say)
+        chosen, unchosen = protocol.choose_all(config, tuning_rows)
         seeds = protocol.seed_trials(config, chosen)
         say(f"seeds: {len(seeds)} trials (each chosen learning rate × {config.seeds} seeds)")
-        seed_rows = runner.run_all(seeds, config, say)
+        seed_rows = runner.run_all(seeds, config, cluster, say)
         return report.write(config, tuning_rows + seed_rows, chosen, unchosen)
 
 

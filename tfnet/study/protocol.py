@@ -56,9 +56,6 @@ class StudyConfig:
         config_lib.positive_int)
     epochs: int = config_lib.setting(
         0, "Epochs of every trial; 0: each problem's own budget.", config_lib.non_negative_int)
-    parallel: int = config_lib.setting(
-        min(2, os.cpu_count() or 1), "Trials trained at once, each worker a process of its own.",
-        config_lib.positive_int)
     output_dir: str = config_lib.setting(
         "runs/study", "Where results.csv, report.md, the PNGs and one run directory per trial go.")
     data_dir: str = config_lib.setting(
@@ -112,6 +109,20 @@ def choose(records):
         return None
     best = min(finished, key=lambda r: (-r["dev_accuracy"], r["dev_loss"], r["learning_rate"]))
     return best["learning_rate"]
+
+
+def choose_all(config, tuning_rows):
+    """``({(problem, optimizer): chosen α}, [(problem, optimizer) whose every α diverged])``."""
+    chosen, unchosen = {}, []
+    for problem in config.problems:
+        for optimizer in config.optimizers:
+            rate = choose([r for r in tuning_rows
+                           if (r["problem"], r["optimizer"]) == (problem, optimizer)])
+            if rate is None:
+                unchosen.append((problem, optimizer))
+            else:
+                chosen[problem, optimizer] = rate
+    return chosen, unchosen
 
 
 def seed_trials(config, chosen):

@@ -1,29 +1,29 @@
-"""Running the study's trials: in this process or in worker processes, resumably.
+"""Running the study's trials on Ray Tune (``tfnet.trials``), resumably.
 
 Each trial is one ``tfnet.training.train`` run in its own directory,
 ``<output_dir>/runs/<problem>/<optimizer>/lr<α>-seed<s>/``. Its record (one row of
 ``results.csv``) is read back from the run's ``results.json`` — or, for a run whose cost became
 non-finite, from the ``diverged.json`` the study writes beside it — so a study run again skips
 every finished trial without building anything, and a trial interrupted half-way resumes from
-its last checkpoint.
-
-With ``parallel`` > 1 the trials are spread over that many worker processes (spawned, each
-importing TensorFlow once), which suits a CPU whose cores a small network's step cannot all use.
+its last checkpoint. A trial that fails otherwise (its data refused, say) stops the study after
+its phase, naming it (``TrialsFailedError``).
 """
 
-import concurrent.futures
 import json
 import math
-import multiprocessing
 import os
-import time
 
 from tfnet import optimizers
+from tfnet import trials as trials_lib
 from tfnet.study import problems as problems_lib
 
 DIVERGED_FILE = "diverged.json"
 # Each optimiser's counterpart: a Keras twin's is ours, ours' is its twin.
 _COUNTERPART = {**optimizers.TWINS, **{twin: ours for ours, twin in optimizers.TWINS.items()}}
+
+
+class TrialsFailedError(RuntimeError):
+    """Trials of the study failed for another reason than a diverged cost."""
 
 
 def record(trial, config):
@@ -38,22 +38,6 @@ def record(trial, config):
     if results is None or (trial.evaluate_test and not results["finished_with"]["evaluate_test"]):
         return None
     return _row(trial, config, results, None)
-
-
-def run_trial(trial, config):
-    """Trains ``trial`` (unless finished: see ``record``) and returns its row."""
-    row = record(trial, config)
-    if row is not None:
-        return row
-    from tfnet import training
-
-    train_config = trial.train_config(config)
-    try:
-        training.train(train_config, verbose=0)
-    except training.NonFiniteError as error:
-        with open(os.path.join(train_config.run_dir, DIVERGED_FILE), "w") as f:
-            json.dump({"message": str(error)}, f)
-    return record(trial, config)
 
 
 def _row(trial, config, results, diverged):
@@ -93,51 +77,41 @@ def _read_json(path):
         return None
 
 
-def _quiet_worker():
-    """A worker's set-up: TensorFlow imported without its start-up lines, Python logging at
-    WARNING (as the scripts run)."""
-    from absl import logging
+def run_all(trials, config, cluster, say):
+    """Runs ``trials`` on Ray (``cluster``: a ``tfnet.trials.ClusterConfig``), saying each
+    result; returns their rows in the order of ``trials``. Finished trials are read back, not run.
 
-    from tfnet import flags as tfnet_flags
-
-    tfnet_flags.import_tensorflow_quietly()
-    logging.set_verbosity(logging.WARNING)
-
-
-def _timed_trial(trial, config):
-    started = time.perf_counter()
-    row = run_trial(trial, config)
-    return row, time.perf_counter() - started
-
-
-def run_all(trials, config, say):
-    """Runs ``trials`` (``config.parallel`` at a time), saying each result; returns their rows
-    in the order of ``trials``. Finished trials are read back, not run."""
+    Raises:
+      TrialsFailedError: some trials failed (not diverged), each named with its reason.
+    """
     rows = [record(trial, config) for trial in trials]
-    todo = [index for index, row in enumerate(rows) if row is None]
+    todo = {trial.name: index for index, (trial, row) in enumerate(zip(trials, rows))
+            if row is None}
     if len(todo) < len(trials):
         say(f"{len(trials) - len(todo)} of {len(trials)} trials already finished")
+    failures = []
 
-    def report(index, seconds):
-        row, trial = rows[index], trials[index]
-        outcome = ("diverged" if row["diverged"] else
-                   f"dev {row['dev_accuracy']:.4f} train {row['train_accuracy']:.4f}"
-                   + (f" test {row['test_accuracy']:.4f}" if row["test_accuracy"] is not None else ""))
-        finished = sum(r is not None for r in rows)
-        say(f"[{finished}/{len(trials)}] {trial.name}: {outcome} ({seconds:.1f} s)")
+    def finished(outcome):
+        index = todo[outcome.name]
+        trial = trials[index]
+        if outcome.status == "failed":
+            failures.append(f"{trial.name}: {outcome.error}")
+            say(f"[{sum(r is not None for r in rows)}/{len(trials)}] {trial.name}: FAILED: "
+                f"{outcome.error}")
+            return
+        if outcome.status == "diverged":
+            with open(os.path.join(trial.train_config(config).run_dir, DIVERGED_FILE), "w") as f:
+                json.dump({"message": outcome.error}, f)
+        rows[index] = row = record(trial, config)
+        said = ("diverged" if row["diverged"] else
+                f"dev {row['dev_accuracy']:.4f} train {row['train_accuracy']:.4f}"
+                + (f" test {row['test_accuracy']:.4f}" if row["test_accuracy"] is not None else "")
+                + f" ({row['seconds']:.1f} s)")
+        say(f"[{sum(r is not None for r in rows)}/{len(trials)}] {trial.name}: {said}")
 
-    if config.parallel == 1 or len(todo) <= 1:
-        for index in todo:
-            rows[index], seconds = _timed_trial(trials[index], config)
-            report(index, seconds)
-        return rows
-    context = multiprocessing.get_context("spawn")  # a fresh TensorFlow in each worker
-    with concurrent.futures.ProcessPoolExecutor(min(config.parallel, len(todo)),
-                                                mp_context=context,
-                                                initializer=_quiet_worker) as pool:
-        futures = {pool.submit(_timed_trial, trials[index], config): index for index in todo}
-        for future in concurrent.futures.as_completed(futures):
-            index = futures[future]
-            rows[index], seconds = future.result()
-            report(index, seconds)
+    trials_lib.run([trials_lib.Trial(trial.name, trial.train_config(config))
+                    for trial in trials if trial.name in todo],
+                   os.path.join(config.output_dir, "tune"), cluster, on_outcome=finished)
+    if failures:
+        raise TrialsFailedError(f"{len(failures)} trials failed: " + "; ".join(failures))
     return rows

@@ -1,0 +1,245 @@
+"""Running trials on Ray Tune: one Tune experiment over given training runs, outcomes as they end.
+
+``run(trials, tune_dir, cluster)`` starts one Tune trial per ``Trial`` (``worker.train_trial``),
+``cluster.cpus_per_trial`` CPUs each, at most ``cluster.max_concurrent_trials`` at once, in
+worker processes that Tune reuses from trial to trial, and calls ``on_outcome(outcome)`` in this
+process as each one ends. Tune's own files (its experiment state and each running trial's last
+checkpoint) are in ``tune_dir``, which must be on storage every node reaches; they serve only
+while the experiment runs, and are deleted with it. Tune's failure handling restarts a trial
+whose worker or node died, up to ``MAX_RESTARTS`` times, from the last state it reported.
+
+Nothing of Tune reaches the terminal (no progress tables, no loggers writing their own results
+and TensorBoard files): what the caller says about each outcome is the output.
+"""
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import threading
+
+from tfnet.trials import cluster as cluster_lib
+from tfnet.trials import worker
+
+# Restarts of a trial whose worker or node died before Tune gives it up as failed.
+MAX_RESTARTS = 3
+# How Tune is run: trials keep the driver's working directory (their paths are absolute anyway);
+# no CSV / JSON / TensorBoard loggers of Tune's own, no experiment table on the terminal (the
+# new output engine prints one even at verbose=0), and no SIGINT handler of Tune's: SIGINT and
+# SIGTERM stop the run here (_signals_stop).
+_TUNE_ENVIRONMENT = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+                     "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
+# Without a scheduler to act on each report at once, a trial's reports reach the driver in
+# batches of at least a second (Tune's result buffering: the trial's worker collects them), not
+# one round trip each: a trial whose epochs take milliseconds would otherwise wait on the
+# driver after each one (the moons part of the optimiser study ran 1.4 to 1.6 times as fast
+# so, on two shared cores). A report that
+# carries a checkpoint ends its batch, so Tune always holds the last checkpoint reported.
+_BUFFERED_RESULTS = {"TUNE_RESULT_BUFFER_LENGTH": "1000", "TUNE_RESULT_BUFFER_MIN_TIME_S": "1.0"}
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM stopped the run (after Tune stopped its trials); ``signum`` says which.
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it."""
+
+    def __init__(self, signum):
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One training run to make: ``name`` is unique among the trials of a ``run``."""
+
+    name: str
+    config: object  # a tfnet.config.TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What became of one trial.
+
+    Attributes:
+      name: the trial's name.
+      status: "ok" (trained to the end: its run directory holds ``results.json``), "diverged"
+        (a non-finite cost stopped it), "failed" (the run refused its configuration or data, or
+        Ray lost it more than ``MAX_RESTARTS`` times), or "stopped" (the scheduler stopped it).
+      error: why it diverged or failed, in one line; "" otherwise.
+      last: its last evaluated epoch as reported (``worker.EPOCH_KEYS``; epoch 0 and NaNs when
+        it reported none).
+      attempts: one dict per attempt that reported, in order: ``node_id``, the Ray node it ran
+        on, and ``first_epoch``, the first epoch it reported (past 1 after a restart from a
+        checkpoint).
+    """
+
+    name: str
+    status: str
+    error: str
+    last: dict
+    attempts: tuple
+
+    @property
+    def node_id(self):
+        """The node of the last attempt, or None when no attempt reported."""
+        return self.attempts[-1]["node_id"] if self.attempts else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Asha:
+    """Tune's ASHA scheduler (asynchronous successive halving; Li et al. 2020, arXiv:1810.05934)
+    on a dev metric at the trials' evaluation points.
+
+    Rungs are at ``grace_period · reduction_factor^k`` epochs, below the last epoch (stopping a
+    trial there saves nothing, and would leave it without its results): a trial reaching a rung
+    stops unless its metric is within the best ``1 / reduction_factor`` of those recorded at that
+    rung so far (the first to arrive always goes on). A trial that goes past every rung trains
+    to its end.
+
+    Args:
+      max_epochs: the trials' largest number of epochs, > ``grace_period``.
+      metric: "dev_accuracy" or "dev_loss". Default "dev_accuracy".
+      grace_period: epochs before a trial can be stopped, >= 1. Default 1.
+      reduction_factor: η, > 1. Default 3.
+    """
+
+    max_epochs: int
+    metric: str = "dev_accuracy"
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+
+    def __post_init__(self):
+        from tfnet import config as config_lib
+
+        if self.metric not in ("dev_accuracy", "dev_loss"):
+            config_lib.fail("metric", "dev_accuracy or dev_loss for ASHA", self.metric)
+        if (isinstance(self.grace_period, bool) or not isinstance(self.grace_period, int)
+                or not 1 <= self.grace_period < self.max_epochs):
+            config_lib.fail("asha_grace_period", "an integer from 1 to the epochs - 1 "
+                            f"({self.max_epochs - 1}): ASHA stops trials before their last "
+                            "epoch", self.grace_period)
+        if not self.reduction_factor > 1:
+            config_lib.fail("asha_reduction_factor", "> 1", self.reduction_factor)
+
+    def make(self):
+        from ray.tune.schedulers import ASHAScheduler
+
+        # max_t is the last rung's bound: the epoch before the last, which no trial is stopped
+        # for reaching (stop_last_trials=False).
+        return ASHAScheduler(time_attr="epoch", metric=self.metric,
+                             mode="max" if self.metric == "dev_accuracy" else "min",
+                             max_t=self.max_epochs - 1, grace_period=self.grace_period,
+                             reduction_factor=self.reduction_factor, stop_last_trials=False)
+
+
+def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
+    """Runs ``trials`` on Ray Tune; returns their ``Outcome``s in the order of ``trials``.
+
+    Args:
+      trials: ``Trial``s with distinct names. Their run directories must be on storage every
+        node reaches (one machine: any).
+      tune_dir: Tune's directory for this experiment (emptied first, deleted at the end).
+      cluster: a ``cluster.ClusterConfig``; Ray is connected as it says unless it already is.
+        Default: Ray on this machine, a CPU per trial.
+      on_outcome: optional callable ``on_outcome(outcome)``, called in this process as each
+        trial ends.
+      scheduler: optional ``Asha``; default: every trial runs to its end.
+
+    Raises:
+      Interrupted: SIGINT or SIGTERM arrived (in the main thread) while trials ran, or whatever
+        ``on_outcome`` raised: either way only once Tune has stopped the trials still running,
+        which get no outcome (their run directories resume where their checkpoints are).
+    """
+    if not trials:
+        return []
+    names = [trial.name for trial in trials]
+    if len(set(names)) != len(names):
+        raise ValueError(f"trial names must be distinct. Received: {names}")
+    cluster = cluster or cluster_lib.ClusterConfig()
+    configs = {trial.name: _with_absolute_paths(trial.config) for trial in trials}
+    tune_dir = os.path.abspath(tune_dir)
+    environment = dict(_TUNE_ENVIRONMENT, **({} if scheduler else _BUFFERED_RESULTS))
+    with cluster_lib.connect(cluster), _environment(environment):
+        from ray import tune
+
+        from tfnet.trials.progress import Progress, Stop
+
+        stop = Stop()
+        progress = Progress(stop, on_outcome)
+
+        shutil.rmtree(tune_dir, ignore_errors=True)  # an experiment a killed search left
+        trainable = tune.with_resources(tune.with_parameters(worker.train_trial, configs=configs),
+                                        {"cpu": cluster.cpus_per_trial})
+        tuner = tune.Tuner(
+            trainable, param_space={"trial": tune.grid_search(names)},
+            tune_config=tune.TuneConfig(
+                scheduler=scheduler.make() if scheduler else None, reuse_actors=True,
+                max_concurrent_trials=cluster.max_concurrent_trials or None,
+                trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
+            run_config=tune.RunConfig(
+                name=os.path.basename(tune_dir), storage_path=os.path.dirname(tune_dir),
+                verbose=0, callbacks=[progress], stop=stop,
+                failure_config=tune.FailureConfig(max_failures=MAX_RESTARTS),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+        try:
+            with _signals_stop(stop):
+                tuner.fit()
+        finally:
+            shutil.rmtree(tune_dir, ignore_errors=True)
+    if stop.interruption is not None:
+        raise stop.interruption
+    missing = [name for name in names if name not in progress.outcomes]
+    if missing:
+        raise RuntimeError(f"Ray Tune ended without an outcome for trials {missing}")
+    return [progress.outcomes[name] for name in names]
+
+
+def _trial_name(trial):
+    return trial.config["trial"]
+
+
+def _trial_dirname(trial):
+    return trial.config["trial"].replace(os.sep, "_")
+
+
+def _with_absolute_paths(config):
+    """``config`` with its directories absolute: a worker's working directory is not ours."""
+    data_dir = config.data_dir and os.path.abspath(config.data_dir)
+    return dataclasses.replace(config, model_dir=os.path.abspath(config.run_dir),
+                               data_dir=data_dir)
+
+
+@contextlib.contextmanager
+def _signals_stop(stop):
+    """While trials run, SIGINT and SIGTERM set ``stop.interruption`` (Tune then stops every
+    trial and returns) instead of raising at whatever line of Tune the main thread is on; the
+    previous handlers come back after. Outside the main thread, where handlers cannot be set,
+    it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum, frame):
+        stop.interruption = stop.interruption or Interrupted(signum)
+
+    previous = {number: signal.signal(number, note) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def _environment(values):
+    """Sets environment variables for the block, then puts back what was there."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
