@@ -103,10 +103,11 @@ def ray_cluster():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-# The few tests that take a minute or more, started first: pytest-xdist hands tests to its
-# workers in collection order, so one collected last would run alone after the others finished.
-LONGEST = ("tests/test_readme.py::test_every_readme_command_works_in_the_order_written",)
+# The tests that take a minute or so (each page's commands), started first: pytest-xdist hands
+# tests to its workers in collection order, so one collected last would run alone after the
+# others finished.
+LONGEST = ("tests/test_readme.py::test_every_command_of_the_page_works_in_the_order_written",)
 
 
 def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: item.nodeid not in LONGEST)
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST))

@@ -1,6 +1,6 @@
 """Shared test helpers: running the scripts in a subprocess (or many, forked from one that
 imported TensorFlow once), killing them at chosen moments, reading their checkpoints, TensorBoard
-events and error lines."""
+events and error lines, and writing prepared TFDS datasets."""
 
 import json
 import os
@@ -217,3 +217,48 @@ def train_config(model_dir, defaults=None, **overrides):
     values.update(defaults or {})
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def write_tfds(data_dir, name, splits, key, feature, num_classes):
+    """Writes a prepared TFDS dataset, as ``tfds.builder(name, data_dir=data_dir)`` reads it (its
+    files and metadata, version 1.0.0): ``splits`` {split: (x, y)}, the features under ``key``
+    as the TFDS feature ``feature`` (e.g. ``tfds.features.Image(shape=(28, 28, 1))``), the
+    labels under "label" as ``ClassLabel(num_classes)``; ``(key, "label")`` are its supervised
+    keys."""
+    import tensorflow_datasets as tfds
+
+    features = tfds.features.FeaturesDict({
+        key: feature, "label": tfds.features.ClassLabel(num_classes=num_classes)})
+    version_dir = os.path.join(data_dir, name, "1.0.0")
+    os.makedirs(version_dir)
+    for split, (x, y) in splits.items():
+        path = os.path.join(version_dir, f"{name}-{split}.tfrecord-00000-of-00001")
+        with tf.io.TFRecordWriter(path) as writer:
+            for features_row, label in zip(x, y):
+                writer.write(features.serialize_example({key: features_row, "label": label}))
+    tfds.folder_dataset.write_metadata(
+        data_dir=version_dir, features=features, supervised_keys=(key, "label"),
+        split_infos=[tfds.core.SplitInfo(name=split, shard_lengths=[len(y)], num_bytes=0)
+                     for split, (_, y) in splits.items()],
+    )
+
+
+def write_mnist_standin(data_dir, num_train=500, num_test=200, seed=0):
+    """Writes a stand-in for the offline ``mnist_t10k`` into ``data_dir`` (for a checkout
+    without ``../shared``): the real one's name, features (``image``, 28×28×1 uint8) and 10
+    classes, ``num_train`` and ``num_test`` examples. Each class is a random 7×7 pattern of
+    4×4-pixel blocks, each image its class's pattern at a random brightness plus noise, so a
+    small network learns it in an epoch or two."""
+    import tensorflow_datasets as tfds
+
+    rng = np.random.default_rng(seed)
+    patterns = np.kron(rng.random((10, 7, 7)) < 0.4, np.ones((4, 4)))  # [10, 28, 28]
+
+    def examples(m):
+        labels = rng.integers(0, 10, m)
+        brightness = rng.uniform(150, 255, (m, 1, 1))
+        pixels = patterns[labels] * brightness + rng.normal(0, 30, (m, 28, 28))
+        return np.clip(pixels, 0, 255).astype(np.uint8)[..., None], labels
+
+    write_tfds(data_dir, "mnist_t10k", {"train": examples(num_train), "test": examples(num_test)},
+               "image", tfds.features.Image(shape=(28, 28, 1)), num_classes=10)

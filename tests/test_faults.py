@@ -31,6 +31,7 @@ from helpers import (
     run_script,
     script_command,
     script_env,
+    write_tfds,
     writing_checkpoint,
 )
 from tfnet import data, locks, training
@@ -320,29 +321,6 @@ def test_overwriting_a_run_keeps_the_lock_file_it_holds(tmp_path):
 
 BAD_DATA = ("bad_label", "mismatched_split_shapes", "non_finite_feature")
 
-def _write_tfds(data_dir, name, splits, shape):
-    """Writes a prepared TFDS dataset of float features of ``shape`` and labels of 2 classes,
-    as ``tfds.builder(name, data_dir=data_dir)`` reads it: its files and metadata."""
-    import tensorflow_datasets as tfds
-
-    features = tfds.features.FeaturesDict({
-        "features": tfds.features.Tensor(shape=shape, dtype=np.float32),
-        "label": tfds.features.ClassLabel(num_classes=2),
-    })
-    version_dir = os.path.join(data_dir, name, "1.0.0")
-    os.makedirs(version_dir)
-    for split, (x, y) in splits.items():
-        path = os.path.join(version_dir, f"{name}-{split}.tfrecord-00000-of-00001")
-        with tf.io.TFRecordWriter(path) as writer:
-            for features_row, label in zip(x, y):
-                writer.write(features.serialize_example({"features": features_row, "label": label}))
-    tfds.folder_dataset.write_metadata(
-        data_dir=version_dir, features=features, supervised_keys=("features", "label"),
-        split_infos=[tfds.core.SplitInfo(name=split, shard_lengths=[len(y)], num_bytes=0)
-                     for split, (_, y) in splits.items()],
-    )
-
-
 def _moons(m, seed, width=2):
     x, y = data.make_embedded("moons", num_examples=m, seed=seed)
     return np.pad(x, [(0, 0), (0, width - 2)]), y
@@ -375,10 +353,13 @@ def _bad_tfds_datasets():
 def bad_tfds_runs(tmp_path_factory):
     """Each bad dataset written as a prepared TFDS dataset, and scripts/train.py started on
     each, all at once; -> case: (completed run, its model_dir)."""
+    import tensorflow_datasets as tfds
+
     root = tmp_path_factory.mktemp("bad_data")
     started = {}
     for case, (name, shape, splits, _) in _bad_tfds_datasets().items():
-        _write_tfds(str(root / "tfds"), name, splits, shape)
+        write_tfds(str(root / "tfds"), name, splits, "features",
+                   tfds.features.Tensor(shape=shape, dtype=np.float32), num_classes=2)
         model_dir = root / case
         args = _args(model_dir, dataset=name, data_dir=str(root / "tfds"))
         started[case] = (_start(args, stdout=subprocess.PIPE), model_dir)

@@ -1,11 +1,20 @@
-"""README.md followed as a newcomer follows it: every command of its bash blocks and every
-self-contained Python block, in the order written, in one fresh workspace.
+"""The pages followed as a newcomer follows them: every command of README.md and of each page
+in docs/, in the order written, each page in a fresh workspace of its own.
 
-The commands are read from README.md itself, so the two cannot drift. Each runs as written, with
-flags appended that only shorten it (absl keeps a flag's last value: fewer epochs, rounds,
-trials), because the property is that the commands work in this order — the run directory the
-main job prints is the one later commands name, the flagfiles, checkpoints and exports they read
-exist — not what they measure. Commands this machine cannot run are listed with the reason.
+The commands are read from the pages themselves, so the two cannot drift: the commands of each
+bash block, each ```python block (run as ``python -c`` would run it), and each ```python block
+whose first line is ``# <name>.py`` (written to that file, as the page asks its reader to save
+it). Each command runs as written, with flags appended that only shorten it (absl keeps a flag's
+last value: fewer epochs, rounds, trials, benchmarks), because the property is that the commands
+work in this order — the run directory the main job prints is the one later commands name, the
+files, flagfiles, checkpoints and exports they read exist — not what they measure. A docs page
+starts where the Quickstart leaves its reader: a page that names the main job's run or export
+gets the main job run first. Commands this machine cannot run are listed with the reason.
+
+The workspace is a fresh checkout's view: scripts/ and examples/ of this repository, and
+``../shared/tfds`` beside it — this machine's where it has one, else a small stand-in
+mnist_t10k generated for the test (``helpers.write_mnist_standin``), so the pages run on a
+fresh clone too.
 """
 
 import os
@@ -15,9 +24,11 @@ import sys
 
 import pytest
 
-from helpers import REPO_ROOT, run_forked
+from helpers import REPO_ROOT, run_forked, write_mnist_standin
 
-README = os.path.join(REPO_ROOT, "README.md")
+README = "README.md"
+DOCS = os.path.join(REPO_ROOT, "docs")
+PAGES = (README, *(f"docs/{name}" for name in sorted(os.listdir(DOCS)) if name.endswith(".md")))
 SHARED = os.path.join(os.path.dirname(REPO_ROOT), "shared")
 
 # Commands, or parts of `&&` chains, that a test cannot run here, and why.
@@ -38,6 +49,7 @@ SHORTER = {
     "experiments.py": ["--quick"],
     "study_optimizers.py": ["--epochs=1", "--lr_points=2", "--seeds=1", "--optimizers=adam"],
     "bench_training.py": ["--rounds=1", "--problems=course", "--seconds_per_round=0.05"],
+    "bench_runs.py": ["--quick", "--benchmarks=main_job"],
     "bench_optimizers.py": ["--rounds=1", "--steps_per_round=5", "--optimizers=gd",
                             "--jit_compile=off"],
     "bench_batch_norm.py": ["--rounds=1", "--iterations=2", "--shapes=dense", "--jit_compile=off"],
@@ -47,23 +59,36 @@ SHORTER = {
                        "--hidden_units=8"],
     "bench_trials.py": ["--rounds=1", "--workloads=search", "--search_trials=1",
                         "--search_epochs=1"],
+    "bench_your_data.py": ["--quick", "--benchmarks=memory"],
+    # One benchmark, and the page written into the workspace, never over docs/benchmarks.md.
+    "bench_all.py": ["--quick", "--benchmarks=optimizers", "--write=benchmarks.md"],
 }
-# Benchmarks exit 1 when a goal is missed, which a shortened run may well do.
-MAY_MISS_A_GOAL = {name for name in SHORTER if name.startswith("bench_")}
+# Exit status 2 is a benchmark's missed goal, or an experiment's ordering that did not hold,
+# which a shortened run (or the stand-in mnist_t10k) may well give; 1 (a crash) never passes.
+# Goals are the benchmarks' business (tests/test_benchmarks.py), orderings the experiments' tests'.
+MAY_EXIT_2 = {name for name in SHORTER if name.startswith("bench_")} | {"experiments.py"}
+# A ```python block that starts so is a file the page asks its reader to save.
+FILE_BLOCK = re.compile(r"# (\w+\.py)\n")
 
 
-def readme_blocks(text):
-    """(language, code) of each fenced block of README.md, in order."""
+def read(page):
+    with open(os.path.join(REPO_ROOT, page)) as f:
+        return f.read()
+
+
+def fenced_blocks(text):
+    """(language, code) of each fenced block of a page, in order."""
     return re.findall(r"^```(\w*)\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
 
 
 def commands(text):
-    """The README's runnable steps in order: ("bash", argv) or ("python", source), and the
-    skipped commands with their reasons."""
+    """The page's runnable steps in order — ("bash", argv), ("python", source) or ("file",
+    (name, text)) — and the skipped commands with their reasons."""
     steps, skipped = [], []
-    for language, code in readme_blocks(text):
-        if language == "python" and code.startswith("import "):
-            steps.append(("python", code))
+    for language, code in fenced_blocks(text):
+        if language == "python":
+            saved = FILE_BLOCK.match(code)
+            steps.append(("file", (saved.group(1), code)) if saved else ("python", code))
         if language != "bash":
             continue
         for line in code.replace("\\\n", " ").splitlines():
@@ -80,6 +105,19 @@ def commands(text):
     return steps, skipped
 
 
+def main_job_run_dir():
+    """The run directory README's Quickstart shows the main job printing."""
+    return re.search(r"^TensorBoard logs: (runs/\S+)", read(README), re.MULTILINE).group(1)
+
+
+def needs_main_job(page, text):
+    """Whether a docs page uses what the Quickstart's main job leaves (its run, its export)."""
+    return page != README and (main_job_run_dir() in text or "saved_models/moons/" in text)
+
+
+RUNNABLE_PAGES = [page for page in PAGES if commands(read(page))[0]]
+
+
 def _shortened(argv):
     assert argv[0] == "python" and argv[1].startswith("scripts/"), f"not a script: {argv}"
     script = os.path.basename(argv[1])
@@ -87,50 +125,83 @@ def _shortened(argv):
     return [sys.executable, *argv[1:], *extra], script
 
 
+def _planned(kind, step):
+    """A step as ``helpers.run_forked`` runs it, and how a failure names it."""
+    if kind == "python":
+        return dict(source=step, allowed=[0]), step.splitlines()[0] + " ..."
+    if kind == "file":
+        name, text = step
+        return (dict(source=f"open({name!r}, 'w').write({text!r})", allowed=[0]),
+                f"save {name}")
+    argv, script = _shortened(step)
+    return (dict(argv=argv[1:], allowed=[0, 2] if script in MAY_EXIT_2 else [0]),
+            shlex.join(step))
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory):
+    """This machine's ../shared where it holds mnist_t10k, else one with a stand-in of it."""
+    if os.path.isdir(os.path.join(SHARED, "tfds", "mnist_t10k")):
+        return SHARED
+    shared = tmp_path_factory.mktemp("shared")
+    write_mnist_standin(str(shared / "tfds"))
+    return str(shared)
+
+
 @pytest.fixture
-def workspace(tmp_path):
+def workspace(tmp_path, shared_dir):
     """A fresh checkout's view: scripts/ and examples/ of this repository, ../shared beside it."""
-    if not os.path.isdir(os.path.join(SHARED, "tfds", "mnist_t10k")):
-        pytest.skip("../shared/tfds/mnist_t10k is not on this machine (README uses it)")
     repo = tmp_path / "tfnet"
     repo.mkdir()
     for name in ("scripts", "examples"):
         os.symlink(os.path.join(REPO_ROOT, name), repo / name)
-    os.symlink(SHARED, tmp_path / "shared")
+    os.symlink(shared_dir, tmp_path / "shared")
     return repo
 
 
-def test_the_readme_finds_its_commands():
-    steps, skipped = commands(open(README).read())
-    scripts = {os.path.basename(argv[1]) for kind, argv in steps if kind == "bash"}
-    # Every script is shown in README.md (and so run here), as are the install and the tests.
-    assert scripts == {name for name in os.listdir(os.path.join(REPO_ROOT, "scripts"))
-                       if name.endswith(".py")}
-    assert any("pytest" in part for part, _ in skipped)
+def test_the_pages_find_their_commands():
+    shown, skipped_anywhere = set(), []
+    for page in PAGES:
+        steps, skipped = commands(read(page))
+        shown |= {os.path.basename(argv[1]) for kind, argv in steps if kind == "bash"}
+        skipped_anywhere += skipped
+    # Every script is shown on some page (and so run here).
+    assert shown == {name for name in os.listdir(os.path.join(REPO_ROOT, "scripts"))
+                     if name.endswith(".py")}
+    # README shows the install and the main job first, then the tests (the block .ci/run reads).
+    steps, skipped = commands(read(README))
+    assert steps[0] == ("bash", ["python", "scripts/train.py"])
+    test_command = read(README).split("<!-- test-command -->\n```bash\n", 1)[1].split("```")[0]
+    assert "pytest" in test_command and any(part in test_command for part, _ in skipped)
     assert any(kind == "python" for kind, _ in steps)
 
 
-def test_every_readme_command_works_in_the_order_written(workspace, tmp_path):
-    text = open(README).read()
+def test_every_page_names_the_main_jobs_run_and_existing_files():
+    """Each page names the run directory the main job prints (README's Quickstart shows it), and
+    links only to files that exist."""
+    for page in PAGES:
+        text = read(page)
+        for named in re.findall(r"runs/moons-adam-[0-9a-f]{8}", text):
+            assert named == main_job_run_dir(), f"{page} names {named}"
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+            path = os.path.normpath(os.path.join(REPO_ROOT, os.path.dirname(page), target))
+            assert os.path.exists(path), f"{page} links to {target}, which does not exist"
+
+
+@pytest.mark.parametrize("page", RUNNABLE_PAGES)
+def test_every_command_of_the_page_works_in_the_order_written(page, workspace, tmp_path):
+    text = read(page)
     steps, _ = commands(text)
-    main_job_dir = re.search(r"^TensorBoard logs: (runs/\S+)", text, re.MULTILINE).group(1)
-    planned, shown = [], []
-    for kind, step in steps:
-        if kind == "python":
-            planned.append(dict(source=step, allowed=[0]))
-            shown.append(step.splitlines()[0] + " ...")
-        else:
-            argv, script = _shortened(step)
-            planned.append(dict(argv=argv[1:],
-                                allowed=[0, 2] if script in MAY_MISS_A_GOAL else [0]))
-            shown.append(shlex.join(step))
-    ran = run_forked(planned, cwd=workspace, out_dir=str(tmp_path / "out"))
+    main_job = ("bash", ["python", "scripts/train.py"])
+    if needs_main_job(page, text):
+        steps = [main_job, *steps]
+    planned, shown = zip(*(_planned(kind, step) for kind, step in steps))
+    ran = run_forked(list(planned), cwd=workspace, out_dir=str(tmp_path / "out"))
     for i, step in enumerate(planned):
-        assert i < len(ran), f"README step {i + 1} never ran: {shown[i]}"
+        assert i < len(ran), f"{page} step {i + 1} never ran: {shown[i]}"
         code, stdout, stderr = ran[i]
         assert code in step["allowed"], (
-            f"README step {i + 1} exited {code}: {shown[i]}\n"
+            f"{page} step {i + 1} exited {code}: {shown[i]}\n"
             f"stdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}")
-        if i == 0:  # the Quickstart's main job: the run directory README's later commands name
-            assert step["argv"][0] == "scripts/train.py"
-            assert f"TensorBoard logs: {main_job_dir}" in stdout, stdout
+        if steps[i] == main_job:  # the run directory the pages name
+            assert f"TensorBoard logs: {main_job_run_dir()}" in stdout, stdout
