@@ -41,6 +41,7 @@ BENCHMARKS = {b.name: b for b in (
     Benchmark("input", "benchmarks.input", "InputBenchConfig", "bench_input.py"),
     Benchmark("gradcheck", "benchmarks.gradcheck", "GradcheckBenchConfig", "bench_gradcheck.py"),
     Benchmark("your_data", "benchmarks.your_data", "YourDataBenchConfig", "bench_your_data.py"),
+    Benchmark("trials", "benchmarks.trials", "TrialsBenchConfig", "bench_trials.py"),
 )}
 
 

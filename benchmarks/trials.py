@@ -38,6 +38,8 @@ from tfnet.config import names_among, non_negative_int, positive_int, setting
 GOAL = 1 / 1.1
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEARCH_SPACE = os.path.join(REPO_ROOT, "examples", "search_space.json")
+# --quick: one trial of one epoch each way, the study left out (seconds, not minutes).
+QUICK = dict(rounds=1, workloads=("search",), search_trials=1, search_epochs=1)
 # How often the pool looked at its trial processes.
 POLL_SECONDS = 0.1
 

@@ -57,8 +57,7 @@ SHORTER = {
                            "--large_layers=4,4,2", "--batch=2"],
     "bench_input.py": ["--rounds=1", "--datasets=mnist_t10k", "--mnist_augment=flip",
                        "--hidden_units=8"],
-    "bench_trials.py": ["--rounds=1", "--workloads=search", "--search_trials=1",
-                        "--search_epochs=1"],
+    "bench_trials.py": ["--quick"],
     "bench_your_data.py": ["--quick", "--benchmarks=memory"],
     # One benchmark, and the page written into the workspace, never over docs/benchmarks.md.
     "bench_all.py": ["--quick", "--benchmarks=optimizers", "--write=benchmarks.md"],
@@ -183,7 +182,8 @@ def test_every_page_names_the_main_jobs_run_and_existing_files():
         text = read(page)
         for named in re.findall(r"runs/moons-adam-[0-9a-f]{8}", text):
             assert named == main_job_run_dir(), f"{page} names {named}"
-        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+        prose = re.sub(r"^```.*?^```", "", text, flags=re.DOTALL | re.MULTILINE)
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", prose):
             path = os.path.normpath(os.path.join(REPO_ROOT, os.path.dirname(page), target))
             assert os.path.exists(path), f"{page} links to {target}, which does not exist"
 

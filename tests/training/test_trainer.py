@@ -23,8 +23,7 @@ RUN = dict(dataset="moons", optimizer="keras_adam", epochs=3, hidden_units=(16, 
 
 def test_same_seed_deterministic_runs_give_bit_identical_weights(tmp_path):
     def run(name, seed=5):  # each in its own model_dir: a shared one would resume, not re-run
-        config = train_config(tmp_path / "run", RUN, deterministic=True, export=False, seed=seed,
-                         model_dir=str(tmp_path / name))
+        config = train_config(tmp_path / name, RUN, deterministic=True, export=False, seed=seed)
         return training.train(config, verbose=0)
 
     first = run("first").model.get_weights()
@@ -48,10 +47,10 @@ np.savez(sys.argv[5], *outputs, moons_signatures=sorted(moons), mnist_signatures
 
 
 def test_exports_serve_raw_inputs_and_uint8_images_in_a_fresh_process(tmp_path, shared_tfds):
-    moons = training.train(train_config(tmp_path / "run", RUN, model_dir=str(tmp_path / "moons"), epochs=2), verbose=0)
-    mnist = training.train(train_config(tmp_path / "run", RUN, model_dir=str(tmp_path / "mnist"), dataset="mnist_t10k",
-                                   data_dir=shared_tfds, hidden_units=(16,), epochs=1,
-                                   batch_size=256), verbose=0)
+    moons = training.train(train_config(tmp_path / "moons", RUN, epochs=2), verbose=0)
+    mnist = training.train(train_config(tmp_path / "mnist", RUN, dataset="mnist_t10k",
+                                        data_dir=shared_tfds, hidden_units=(16,), epochs=1,
+                                        batch_size=256), verbose=0)
     assert moons.export_path == str(tmp_path / "saved_models" / "moons" / "1")
     assert mnist.export_path == str(tmp_path / "saved_models" / "mnist_t10k" / "1")
     x, _ = data.make_embedded("moons", num_examples=32, seed=99)  # raw, unnormalised inputs
