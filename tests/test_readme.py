@@ -46,7 +46,7 @@ SHORTER = {
     "train.py": ["--epochs=2"],
     "compare_optimizers.py": ["--epochs=2", "--optimizers=adam,keras_adam"],
     "tune.py": ["--epochs=1", "--rounds=1", "--trials_per_round=2"],
-    "experiments.py": ["--quick"],
+    "experiments.py": ["--quick", "--experiment=batch_norm"],  # each is tests/experiments' job
     "study_optimizers.py": ["--epochs=1", "--lr_points=2", "--seeds=1", "--optimizers=adam"],
     "bench_training.py": ["--rounds=1", "--problems=course", "--seconds_per_round=0.05"],
     "bench_runs.py": ["--quick", "--benchmarks=main_job"],
