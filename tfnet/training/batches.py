@@ -17,6 +17,8 @@ Under ``tf.distribute`` each replica trains on rows ``[n·r/R, n·(r+1)/R)`` of 
 mini-batch (``tfnet.data.order.replica_rows``).
 """
 
+import concurrent.futures
+
 import numpy as np
 import tensorflow as tf
 
@@ -155,6 +157,8 @@ class StreamBatches:
                                        trainable=False, name="window_labels")
         self._positions = stream_lib.WindowPositions(self.num_examples, seed, b)
         self._labels_of = np.asarray(split.labels, np.int64)
+        self._ahead = None  # (first step, the future of _read_steps from it)
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, "tfnet-stream")
         self._read = tf.function(lambda positions: tf.reshape(split.read_rows(positions),
                                                               [-1, width]),
                                  input_signature=[tf.TensorSpec([None], tf.int64)])
@@ -167,12 +171,27 @@ class StreamBatches:
         return self.window_steps
 
     def before_call(self, start, num_steps):
-        """Reads the examples of steps ``start … start + num_steps − 1`` into the window."""
-        positions = self._positions.positions(start, num_steps)
-        rows = len(positions)
-        self._features[:rows].assign(self._read(tf.constant(positions)))
-        self._labels[:rows].assign(self._labels_of[positions])
+        """Puts the examples of steps ``start … start + num_steps − 1`` into the window, then
+        starts reading the next ``window_steps`` steps' in a thread of its own, which the next
+        call takes if it starts where this one ends (it does, but after a restore)."""
+        if self._ahead is not None and self._ahead[0] == start:
+            positions, features = self._ahead[1].result()
+        else:
+            positions, features = self._read_steps(start, self.window_steps)
+        # The whole window in one assignment, which can take the read's buffer over (a slice
+        # assignment copies, and cost a quarter of a step); slots past the call are not used.
+        self._features.assign(features)
+        self._labels.assign(self._labels_of[positions])
+        following = start + num_steps
+        self._ahead = (following, self._reader.submit(self._read_steps, following,
+                                                      self.window_steps))
         return ()
+
+    def _read_steps(self, start, num_steps):
+        """``(positions, features)`` of steps ``start … start + num_steps − 1``, in window
+        layout (a call of fewer steps uses the first slots)."""
+        positions = self._positions.positions(start, num_steps)
+        return positions, self._read(tf.constant(positions))
 
     def after_call(self, start, consumed):
         del start, consumed  # the window was read before the call
