@@ -1,38 +1,55 @@
-"""The training split's mini-batches read from disk as training goes: a ``tf.data`` pipeline.
+"""The training split's mini-batches read from disk as training goes, a window of steps at a time.
 
-``training_batches(split, seed, batch_size, start_step)`` yields the mini-batches of global
-steps ``start_step, start_step + 1, ...`` in order: step g is mini-batch ``g mod ⌈m/b⌉`` of
-epoch ``g div ⌈m/b⌉``, the examples ``order[i·b : (i + 1)·b]`` of that epoch's order
+``window_positions(m, seed, b, start_step, num_steps)`` says which examples global steps
+``start_step … start_step + num_steps − 1`` train on: step g is mini-batch ``i = g mod ⌈m/b⌉``
+of epoch ``e = g div ⌈m/b⌉``, the examples ``order_e[i·b : (i + 1)·b]`` of that epoch's order
 (``tfnet.data.order.epoch_order``), the same mini-batch the in-memory path gathers. So the
-stream's position is the run's global step, which the checkpoint holds: a resumed run builds the
-pipeline again from the restored step, and every mini-batch is the one an uninterrupted run
-would have read. The first epoch's order is cut at the start step's mini-batch before anything
-is read, so resuming mid-epoch reads nothing twice.
+stream's position is the run's global step, which the checkpoint holds: a resumed run reads from
+the restored step on, and every mini-batch is the one an uninterrupted run would have read.
 
-The examples are read by position (``Split.read_batches``: parallel reads, in order), and a few
-mini-batches are prefetched while the compiled loop trains on the current one.
+The positions come laid out as the training loop's window is: slot k (rows ``k·b … k·b + b − 1``)
+holds step ``start_step + k``; an epoch's smaller last mini-batch fills the start of its slot and
+the rest of the slot reads example 0 (the loop takes only the mini-batch's own rows). One read of
+all of them (``Split.read_rows``) fills the window for a whole compiled call.
 """
 
-import tensorflow as tf
+import numpy as np
 
 from tfnet.data.order import epoch_order, steps_per_epoch
-from tfnet.data.splits import bounded
-
-# Mini-batches read ahead of the one being trained on.
-PREFETCH = 4
 
 
-def training_batches(split, seed, batch_size, start_step=0, prefetch=PREFETCH):
-    """The mini-batches ``(features float32 [k, ...], labels int64 [k])`` of global steps
-    ``start_step, start_step + 1, ...`` of a readable ``split`` (endless; see the module),
-    ``prefetch`` of them read ahead."""
-    m, b = split.num_examples, int(batch_size)
-    start_epoch, skipped = divmod(int(start_step), steps_per_epoch(m, b))
+class WindowPositions:
+    """``positions(start_step, num_steps)`` of one training split, run seed and batch size; keeps
+    the last epoch's order it drew, so that a window costs one draw per epoch it enters."""
 
-    def epoch(e):
-        first = tf.where(e == start_epoch, tf.constant(skipped * b, tf.int64), 0)
-        order = tf.cast(epoch_order(m, seed, e), tf.int64)[first:]
-        return split.read_batches(tf.data.Dataset.from_tensor_slices(order), b)
+    def __init__(self, num_examples, seed, batch_size):
+        self.num_examples, self.seed, self.batch_size = int(num_examples), int(seed), int(batch_size)
+        self.steps_per_epoch = steps_per_epoch(self.num_examples, self.batch_size)
+        self._epoch, self._order = None, None
 
-    epochs = tf.data.Dataset.range(start_epoch, 2**62)
-    return bounded(epochs.flat_map(epoch).prefetch(prefetch))
+    def order(self, epoch):
+        """Epoch ``epoch``'s order of the examples, int64 [m]."""
+        if epoch != self._epoch:
+            self._order = epoch_order(self.num_examples, self.seed, epoch).numpy().astype(np.int64)
+            self._epoch = epoch
+        return self._order
+
+    def positions(self, start_step, num_steps):
+        """int64 ``[num_steps · b]``: the examples of steps ``start_step …`` in window layout
+        (see the module)."""
+        b, per_epoch = self.batch_size, self.steps_per_epoch
+        positions = np.zeros((num_steps, b), np.int64)
+        step, end = int(start_step), int(start_step) + int(num_steps)
+        while step < end:
+            epoch, batch = divmod(step, per_epoch)
+            count = min(per_epoch - batch, end - step)  # this epoch's steps in the window
+            examples = self.order(epoch)[batch * b:(batch + count) * b]
+            slots = positions[step - start_step:step - start_step + count].reshape(-1)
+            slots[:len(examples)] = examples  # only an epoch's last mini-batch can be short
+            step += count
+        return positions.reshape(-1)
+
+
+def window_positions(num_examples, seed, batch_size, start_step, num_steps):
+    """``WindowPositions(num_examples, seed, batch_size).positions(start_step, num_steps)``."""
+    return WindowPositions(num_examples, seed, batch_size).positions(start_step, num_steps)

@@ -8,15 +8,16 @@ in the same order either way, and a run's position is its global step alone.
   ``tf.distribute``), each mini-batch gathered by position inside the compiled call. The orders
   of the epochs a call reaches are drawn just before it (``EpochSampler``). The whole loop,
   gathers included, can be compiled by XLA.
-- ``StreamBatches``: the split read from disk by a ``tf.data`` pipeline
-  (``tfnet.data.stream``) that starts at the loop's position, so a resumed run reads on from
-  where its checkpoint left; before each call, the call's mini-batches are read from it into a
-  window held in a variable, which the compiled loop gathers from as from the split in memory
-  (XLA included). The pipeline prefetches the next call's mini-batches during a call.
+- ``StreamBatches``: the split read from disk: before each call, the examples of the call's
+  steps (``tfnet.data.stream``, from the loop's position, so a resumed run reads on from where
+  its checkpoint left) are read in one go into a window held in a variable, which the compiled
+  loop gathers from as from the split in memory (XLA included).
 
 Under ``tf.distribute`` each replica trains on rows ``[n·r/R, n·(r+1)/R)`` of the global
 mini-batch (``tfnet.data.order.replica_rows``).
 """
+
+import concurrent.futures
 
 import numpy as np
 import tensorflow as tf
@@ -127,10 +128,10 @@ def _gather_rows(features, labels, positions, example_shape):
 
 class StreamBatches:
     """The training split streamed from disk (a readable ``tfnet.data.Split``): before each
-    call, the mini-batches of its steps are read from the pipeline (``tfnet.data.stream``,
-    prefetched while the previous call trained) into a window the call gathers from, slot i
-    holding step ``start + i``. So the compiled loop is the in-memory one — XLA over the whole
-    loop, the same gathers — and a call is at most ``window_steps`` steps.
+    call, the examples of its steps are read (``Split.read_rows``, one read for the call) into a
+    window the call gathers from, slot i holding step ``start + i`` (``tfnet.data.stream``). So
+    the compiled loop is the in-memory one — XLA over the whole loop, the same gathers — and a
+    call is at most ``window_steps`` steps.
 
     Args:
       split: the readable training split.
@@ -154,10 +155,13 @@ class StreamBatches:
                                          trainable=False, name="window_features")
             self._labels = tf.Variable(tf.zeros([self.window_steps * b], tf.int64),
                                        trainable=False, name="window_labels")
-        self._iterator, self._next_step = None, None
-        dataset = stream_lib.training_batches(split, seed, b)
-        self._fill = tf.function(self._fill_eagerly, autograph=False, input_signature=[
-            tf.data.IteratorSpec(dataset.element_spec), tf.TensorSpec([], tf.int32)])
+        self._positions = stream_lib.WindowPositions(self.num_examples, seed, b)
+        self._labels_of = np.asarray(split.labels, np.int64)
+        self._ahead = None  # (first step, the future of _read_steps from it)
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, "tfnet-stream")
+        self._read = tf.function(lambda positions: tf.reshape(split.read_rows(positions),
+                                                              [-1, width]),
+                                 input_signature=[tf.TensorSpec([None], tf.int64)])
 
     def reserve(self, max_steps_per_call):
         del max_steps_per_call  # a call is bounded by the window instead (max_steps_per_call)
@@ -167,36 +171,30 @@ class StreamBatches:
         return self.window_steps
 
     def before_call(self, start, num_steps):
-        """Reads the mini-batches of steps ``start … start + num_steps − 1`` into the window,
-        from the pipeline's iterator, started (again) at ``start`` unless it is there already."""
-        if self._iterator is None or self._next_step != start:
-            self._iterator = iter(stream_lib.training_batches(
-                self.split, self.seed, self.batch_size, start, prefetch=self.window_steps))
-        self._fill(self._iterator, tf.constant(num_steps, tf.int32))
-        self._next_step = start + num_steps  # the iterator's position, whatever the call does
+        """Puts the examples of steps ``start … start + num_steps − 1`` into the window, then
+        starts reading the next ``window_steps`` steps' in a thread of its own, which the next
+        call takes if it starts where this one ends (it does, but after a restore)."""
+        if self._ahead is not None and self._ahead[0] == start:
+            positions, features = self._ahead[1].result()
+        else:
+            positions, features = self._read_steps(start, self.window_steps)
+        # The whole window in one assignment, which can take the read's buffer over (a slice
+        # assignment copies, and cost a quarter of a step); slots past the call are not used.
+        self._features.assign(features)
+        self._labels.assign(self._labels_of[positions])
+        following = start + num_steps
+        self._ahead = (following, self._reader.submit(self._read_steps, following,
+                                                      self.window_steps))
         return ()
 
-    def _fill_eagerly(self, iterator, count):
-        """Reads ``count`` mini-batches into slots 0 … count − 1 (each padded to b rows: a
-        smaller last mini-batch leaves its slot's tail unused), with one write of the window."""
-        b, width = self.batch_size, self._features.shape[1]
-
-        def body(slot, features, labels):
-            x, y = iterator.get_next()
-            padding = [[0, b - tf.shape(y)[0]]]
-            return (slot + 1,
-                    features.write(slot, tf.pad(tf.reshape(x, [-1, width]), padding + [[0, 0]])),
-                    labels.write(slot, tf.pad(y, padding)))
-
-        _, features, labels = tf.while_loop(
-            lambda slot, *_: slot < count, body,
-            (tf.constant(0), tf.TensorArray(tf.float32, size=count, element_shape=[b, width]),
-             tf.TensorArray(tf.int64, size=count, element_shape=[b])))
-        self._features[:count * b].assign(tf.reshape(features.stack(), [-1, width]))
-        self._labels[:count * b].assign(tf.reshape(labels.stack(), [-1]))
+    def _read_steps(self, start, num_steps):
+        """``(positions, features)`` of steps ``start … start + num_steps − 1``, in window
+        layout (a call of fewer steps uses the first slots)."""
+        positions = self._positions.positions(start, num_steps)
+        return positions, self._read(tf.constant(positions))
 
     def after_call(self, start, consumed):
-        del start, consumed  # the window was read from the iterator before the call
+        del start, consumed  # the window was read before the call
 
     @property
     def argument_specs(self):
