@@ -109,6 +109,22 @@ def _cpu_model():
     return platform.processor() or "unknown"
 
 
+GOALS_MARKERS = ("<!-- benchmark-goals -->", "<!-- /benchmark-goals -->")
+
+
+def with_goals(text, sections, date, before):
+    """``text`` (README.md) with the block between ``GOALS_MARKERS`` replaced by every goal of
+    ``sections`` and when and where it was measured; ValueError if the markers are missing."""
+    start, end = GOALS_MARKERS
+    if start not in text or end not in text:
+        raise ValueError(f"the page has no {start} ... {end} block for the goals")
+    goals = [r for s in sections for r in s.results if r.goal is not None]
+    block = (f"{sum(r.met for r in goals)} of {len(goals)} goals met on {date} ({before['cores']} "
+             f"CPU cores, load {before['load']}):\n\n{harness.markdown(goals)}\n")
+    head, rest = text.split(start, 1)
+    return f"{head}{start}\n{block}{end}{rest.split(end, 1)[1]}"
+
+
 def page(sections, command, date, before, after, quick=False):
     """The Markdown page of ``sections``: how they were taken, the goals, each table.
 

@@ -6,7 +6,15 @@ machine (as many pool workers, or concurrent Ray trials, as CPUs):
 - **search**: one round of ``search_trials`` random trials from ``examples/search_space.json``
   (moons, ``search_epochs`` epochs, the training flags' other defaults), as ``scripts/tune.py``;
 - **study**: the optimiser study (``scripts/study_optimizers.py``; default: 3 problems ×
-  8 optimisers × (7 learning rates + 5 seeds), 288 trials), its report and plots included.
+  8 optimisers × (7 learning rates + 5 seeds), 288 trials), its report and plots included;
+- **cluster**: ``cluster_trials`` trials of the search on a Ray cluster on localhost
+  (``benchmarks/ray_cluster.py``, ``ray start``, 1 CPU per node), run on its head alone and on
+  the head and a second node (started before the timed search, killed after it); goal: the two
+  nodes' wall time at most 0.6× the one node's (a speed-up ≥ 1/0.6);
+- **asha**: ``asha_trials`` trials of a search whose learning rate reaches diverging values
+  (``ASHA_SPACE``), run to their end and with ``--scheduler=asha``: the trial-epochs ASHA spends
+  against the full search's (goal ≤ 0.5) and the best dev accuracy of each, the full search's
+  best trial rerun over ``asha_seeds`` seeds for the seed spread (goal: ASHA's best within it).
 
 Contenders:
 
@@ -39,7 +47,8 @@ GOAL = 1 / 1.1
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEARCH_SPACE = os.path.join(REPO_ROOT, "examples", "search_space.json")
 # --quick: one trial of one epoch each way, the study left out (seconds, not minutes).
-QUICK = dict(rounds=1, workloads=("search",), search_trials=1, search_epochs=1)
+QUICK = dict(rounds=1, workloads=("search", "asha"), search_trials=1, search_epochs=1,
+             asha_trials=3, asha_epochs=3, asha_seeds=1)
 # How often the pool looked at its trial processes.
 POLL_SECONDS = 0.1
 
@@ -48,9 +57,11 @@ POLL_SECONDS = 0.1
 class TrialsBenchConfig:
     """What to time; each field is a flag of ``scripts/bench_trials.py``."""
 
-    workloads: tuple = setting(("search", "study"), "Workloads: search (one round of "
-                               "--search_trials trials) and study (the optimiser study).",
-                               names_among("search", "study"))
+    workloads: tuple = setting(("search", "study", "cluster", "asha"), "Workloads: search (one "
+                               "round of --search_trials trials), study (the optimiser study), "
+                               "cluster (one node against two) and asha (ASHA against the full "
+                               "search).",
+                               names_among("search", "study", "cluster", "asha"))
     search_trials: int = setting(20, "Trials of the search.", positive_int)
     search_epochs: int = setting(20, "Epochs of each search trial.", positive_int)
     study_problems: tuple = setting(("moons", "circles", "flower"), "The study's problems.",
@@ -60,6 +71,13 @@ class TrialsBenchConfig:
     study_seeds: int = setting(5, "The study's seeds per chosen learning rate.", positive_int)
     study_epochs: int = setting(0, "Epochs of every study trial; 0: each problem's own.",
                                 non_negative_int)
+    cluster_trials: int = setting(16, "Trials of the search on the localhost cluster.",
+                                  positive_int)
+    asha_trials: int = setting(27, "Trials of the search with and without ASHA.", positive_int)
+    asha_epochs: int = setting(27, "Epochs of each trial of the ASHA workload (ASHA's rungs are "
+                               "1, 3, 9, ... epochs).", positive_int)
+    asha_seeds: int = setting(5, "Seeds the full search's best trial is rerun over, for the "
+                              "seed spread of its dev accuracy.", positive_int)
     rounds: int = setting(2, "Timed rounds (each runs each workload once per contender).",
                           positive_int)
 
@@ -189,6 +207,113 @@ def study_on_ray(config, directory):
         return len(list(csv.DictReader(f)))
 
 
+# -- One node against two ---------------------------------------------------------------------
+
+def _cluster_contenders(config, cluster):
+    """The search on ``cluster``'s head alone, and on the head and its second node."""
+    from tfnet import trials, tuning
+
+    space, base = _search_setup(config)
+
+    def contender(name, nodes):
+        def run():
+            if nodes == 2:
+                cluster.start_second()
+            directory = tempfile.mkdtemp(prefix="bench-trials-cluster-")
+            try:
+                search = tuning.SearchConfig(directory, base_config=base, rounds=1,
+                                             trials_per_round=config.cluster_trials, seed=0)
+                started = time.perf_counter()
+                tuning.run_search(space, search, trials.ClusterConfig(ray_address=cluster.address))
+                return (time.perf_counter() - started) / config.cluster_trials
+            finally:
+                shutil.rmtree(directory, ignore_errors=True)
+                if nodes == 2:
+                    cluster.kill("second")
+
+        return harness.Contender(name, run)
+
+    return [contender("one node", 1), contender("two nodes", 2)]
+
+
+def _cluster(config, say):
+    from benchmarks.ray_cluster import LocalCluster
+
+    root = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths
+    cluster = LocalCluster(root)
+    saved = {name: os.environ.get(name) for name in cluster.auth_env}
+    os.environ.update(cluster.auth_env)  # the driver joins with the cluster's token
+    try:
+        cluster.start_head()
+        say(f"cluster: {config.cluster_trials} trials on one node vs two, {config.rounds} "
+            "rounds ...")
+        timings = harness.measure(_cluster_contenders(config, cluster), config.rounds,
+                                  warmup_rounds=0)
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return [harness.result(f"cluster: {config.cluster_trials} trials of {config.search_epochs} "
+                           "epochs, localhost nodes of 1 CPU", timings, "two nodes", "one node",
+                           "trial", 1 / 0.6)]
+
+
+# -- ASHA against the full search --------------------------------------------------------------
+
+# The search space of the ASHA workload: Adam's learning rate up to 10, where trials diverge or
+# stall, so that there are poor trials to stop.
+ASHA_SPACE = {"learning_rate": {"scale": "log", "low": 1e-4, "high": 10.0},
+              "hidden_units": {"scale": "choice", "values": ["8", "32,16"]}}
+
+
+def _asha(config, say):
+    import numpy as np
+
+    from tfnet import search_space as search_space_lib
+    from tfnet import training, tuning
+    from tfnet.config import TrainConfig
+
+    space = search_space_lib.SearchSpace.from_dict(ASHA_SPACE)
+    base = TrainConfig(epochs=config.asha_epochs)
+    with tempfile.TemporaryDirectory(prefix="bench-trials-asha-") as directory:
+        records = {}
+        for scheduler in ("none", "asha"):
+            say(f"asha: {config.asha_trials} trials of {config.asha_epochs} epochs, "
+                f"scheduler {scheduler} ...")
+            search = tuning.SearchConfig(os.path.join(directory, scheduler), base_config=base,
+                                         rounds=1, trials_per_round=config.asha_trials, seed=0,
+                                         scheduler=scheduler)
+            records[scheduler] = tuning.run_search(space, search)
+        # Trial-epochs of the trials that ran (a diverged trial stops at its first non-finite
+        # cost, with or without ASHA, and is left out of both).
+        epochs = {name: sum(r["epochs"] for r in rs if r["status"] != "failed")
+                  for name, rs in records.items()}
+        best = {name: max(r["dev_accuracy"] for r in rs if r["status"] == "ok")
+                for name, rs in records.items()}
+        best_values = next(r for r in records["none"] if r["status"] == "ok")["values"]
+        spread = []
+        for seed in range(config.asha_seeds):
+            run = tuning.trial_config(best_values, dataclasses.replace(base, seed=seed),
+                                      os.path.join(directory, f"seed{seed}"))
+            spread.append(training.train(run, verbose=0).dev_accuracy)
+    low = float(np.min(spread))
+    say(f"asha: trial-epochs {epochs}; best dev accuracy {best}; the full search's best over "
+        f"{config.asha_seeds} seeds: {sorted(spread)}")
+    description = (f"asha: {config.asha_trials} trials of {config.asha_epochs} epochs, "
+                   "α up to 10")
+    return [
+        harness.Figure(description, "trial-epochs, ASHA / full search",
+                       epochs["asha"] / epochs["none"], "×", 0.5, True),
+        harness.Figure(description, "best dev accuracy, full search", best["none"], ""),
+        harness.Figure(description, "best dev accuracy with ASHA, against the full search's "
+                       "best trial's lowest over seeds", best["asha"], "", low),
+    ]
+
+
 # -- The benchmark ---------------------------------------------------------------------------
 
 WORKLOADS = {"search": (search_with_pool, search_on_ray),
@@ -213,6 +338,9 @@ def run(config, say=print):
     pool for each."""
     results = []
     for workload in config.workloads:
+        if workload in ("cluster", "asha"):
+            results += {"cluster": _cluster, "asha": _asha}[workload](config, say)
+            continue
         pool, ray = WORKLOADS[workload]
         say(f"{workload}: process pool vs Ray, {config.rounds} rounds ...")
         timings = harness.measure([_contender("process pool", pool, config),

@@ -1,6 +1,6 @@
 """Runs every benchmark and writes their tables, with every goal and whether it is met, to one page.
 
-    python scripts/bench_all.py --data_dir=../shared/tfds --write=docs/benchmarks.md
+    python scripts/bench_all.py --data_dir=../shared/tfds --write=docs/benchmarks.md --readme=README.md
     python scripts/bench_all.py --benchmarks=training,runs --data_dir=../shared/tfds
     python scripts/bench_all.py --quick --write=/tmp/benchmarks.md   # a smoke run of each
 
@@ -31,6 +31,9 @@ flags.DEFINE_string("data_dir", None, "TFDS data directory holding mnist_t10k (t
                     "that need it skip it, with a line, when it is not there).")
 flags.DEFINE_string("write", None, "Write the page to this Markdown file (e.g. docs/benchmarks.md)"
                     "; without it the page is only printed.")
+flags.DEFINE_string("readme", None, "Also put every goal's row into this file (README.md), in "
+                    "place of its block between <!-- benchmark-goals --> and "
+                    "<!-- /benchmark-goals -->.")
 harness.define_quick_flag()
 
 
@@ -42,7 +45,24 @@ def _check_benchmarks(names):
     return True
 
 
+def _check_readme(path):
+    """Before any benchmark runs: the file exists and has the block the goals go in."""
+    if path is None:
+        return True
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as error:
+        raise flags.ValidationError(f"--readme must be a readable file. Received: "
+                                    f"--readme={path} ({error.strerror})") from None
+    if not all(marker in text for marker in suite.GOALS_MARKERS):
+        raise flags.ValidationError(f"--readme must hold a {' ... '.join(suite.GOALS_MARKERS)} "
+                                    f"block. Received: --readme={path}")
+    return True
+
+
 flags.register_validator("benchmarks", _check_benchmarks, message="invalid --benchmarks")
+flags.register_validator("readme", _check_readme, message="invalid --readme")
 FLAGS = flags.FLAGS
 
 
@@ -59,6 +79,12 @@ def main(argv):
         with open(FLAGS.write, "w") as page:
             page.write(text)
         print(f"written: {FLAGS.write}")
+    if FLAGS.readme:
+        with open(FLAGS.readme) as f:
+            updated = suite.with_goals(f.read(), sections, date, before)
+        with open(FLAGS.readme, "w") as f:
+            f.write(updated)
+        print(f"goals written into: {FLAGS.readme}")
     return harness.exit_status([r for s in sections for r in s.results])
 
 

@@ -15,6 +15,8 @@ import keras
 import pytest
 import tensorflow as tf
 
+from helpers import write_mnist_standin
+
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
@@ -54,12 +56,21 @@ def repo_root():
     return REPO_ROOT
 
 
-@pytest.fixture
-def shared_tfds():
-    """Path of the offline mnist_t10k TFDS data; skips the test where ../shared is absent."""
-    if not os.path.isdir(os.path.join(SHARED_TFDS, "mnist_t10k")):
-        pytest.skip(f"mnist_t10k not found under {SHARED_TFDS} (../shared is absent)")
-    return SHARED_TFDS
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory):
+    """``../shared`` where this machine has mnist_t10k prepared there, else a directory with a
+    small stand-in of it (``helpers.write_mnist_standin``: a fresh clone has no ../shared)."""
+    if os.path.isdir(os.path.join(SHARED_TFDS, "mnist_t10k")):
+        return os.path.dirname(SHARED_TFDS)
+    shared = tmp_path_factory.mktemp("shared")
+    write_mnist_standin(str(shared / "tfds"), num_train=1000, num_test=300)
+    return str(shared)
+
+
+@pytest.fixture(scope="session")
+def shared_tfds(shared_dir):
+    """The TFDS data directory holding mnist_t10k (the real one or its stand-in)."""
+    return os.path.join(shared_dir, "tfds")
 
 
 def _ray_temp_dir():
@@ -87,10 +98,10 @@ def ray_local():
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A two-node Ray cluster on localhost (tests/ray_cluster.py), for the drivers a test starts
+    """A two-node Ray cluster on localhost (benchmarks/ray_cluster.py), for the drivers a test starts
     with ``ray_cluster.env`` and ``--ray_address=ray_cluster.address``; stopped at the end of the
     module (its own processes only)."""
-    from ray_cluster import LocalCluster
+    from benchmarks.ray_cluster import LocalCluster
 
     temp_dir = _ray_temp_dir()
     cluster = LocalCluster(temp_dir)

@@ -224,6 +224,7 @@ def test_the_jax_contender_is_skipped_with_one_line_when_jax_is_missing(monkeypa
     lines = []
     config = training_benchmark.TrainingBenchConfig()
     assert training_benchmark._jax_available(config, lines.append) == jax_mlp.available()
+    lines.clear()
     monkeypatch.setattr(jax_mlp, "available", lambda: False)
     assert not training_benchmark._jax_available(config, lines.append)
     assert lines == ["skipped the JAX + Optax contender: JAX or Optax is not installed "
@@ -426,3 +427,20 @@ def test_bench_all_writes_the_page_of_a_quick_run_and_exits_with_the_goals_statu
     assert text.index("## optimizers") < text.index("## batch_norm")
     assert "python scripts/bench_optimizers.py --quick" in text
     assert "--benchmarks=optimizers,batch_norm" in text.splitlines()[2]
+
+
+def test_the_readme_block_gets_every_goal_and_nothing_else_changes():
+    sections = [suite.Section("training", "Training throughput.", "python scripts/bench_training.py", [
+        harness.Result("p", "tfnet", "numpy", 2e-6, "example", 3.5, 3.0),
+        harness.Result("p", "tfnet", "peak", 2e-6, "example", 0.4)]),
+        suite.Section("your_data", "Your data.", "python scripts/bench_your_data.py", [
+            harness.Figure("m", "peak", 1600.0, "MB", 1500.0, True)])]
+    where = dict(cpu="cpu", cores="2", load="1.00, 1.00, 1.00", python="3.11", versions="tf")
+    text = "intro\n<!-- benchmark-goals -->\nold rows\n<!-- /benchmark-goals -->\nend\n"
+    updated = suite.with_goals(text, sections, "2026-12-04", where)
+    assert updated.startswith("intro\n<!-- benchmark-goals -->\n1 of 2 goals met on 2026-12-04")
+    assert updated.endswith("<!-- /benchmark-goals -->\nend\n") and "old rows" not in updated
+    assert "| p | tfnet | numpy |" in updated and "| m | peak | 1,600 MB | ≤ 1500 MB | **no** |" in updated
+    assert "| p | tfnet | peak |" not in updated  # no goal
+    with pytest.raises(ValueError, match="benchmark-goals"):
+        suite.with_goals("no block", sections, "2026-12-04", where)

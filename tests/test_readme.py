@@ -13,23 +13,23 @@ gets the main job run first. Commands this machine cannot run are listed with th
 
 The workspace is a fresh checkout's view: scripts/ and examples/ of this repository, and
 ``../shared/tfds`` beside it — this machine's where it has one, else a small stand-in
-mnist_t10k generated for the test (``helpers.write_mnist_standin``), so the pages run on a
+mnist_t10k generated for the test (conftest's ``shared_dir``), so the pages run on a
 fresh clone too.
 """
 
 import os
 import re
 import shlex
+import shutil
 import sys
 
 import pytest
 
-from helpers import REPO_ROOT, run_forked, write_mnist_standin
+from helpers import REPO_ROOT, run_forked
 
 README = "README.md"
 DOCS = os.path.join(REPO_ROOT, "docs")
 PAGES = (README, *(f"docs/{name}" for name in sorted(os.listdir(DOCS)) if name.endswith(".md")))
-SHARED = os.path.join(os.path.dirname(REPO_ROOT), "shared")
 
 # Commands, or parts of `&&` chains, that a test cannot run here, and why.
 NOT_RUNNABLE = (
@@ -137,16 +137,6 @@ def _planned(kind, step):
             shlex.join(step))
 
 
-@pytest.fixture(scope="session")
-def shared_dir(tmp_path_factory):
-    """This machine's ../shared where it holds mnist_t10k, else one with a stand-in of it."""
-    if os.path.isdir(os.path.join(SHARED, "tfds", "mnist_t10k")):
-        return SHARED
-    shared = tmp_path_factory.mktemp("shared")
-    write_mnist_standin(str(shared / "tfds"))
-    return str(shared)
-
-
 @pytest.fixture
 def workspace(tmp_path, shared_dir):
     """A fresh checkout's view: scripts/ and examples/ of this repository, ../shared beside it."""
@@ -154,6 +144,7 @@ def workspace(tmp_path, shared_dir):
     repo.mkdir()
     for name in ("scripts", "examples"):
         os.symlink(os.path.join(REPO_ROOT, name), repo / name)
+    shutil.copy(os.path.join(REPO_ROOT, README), repo / README)  # bench_all.py --readme writes it
     os.symlink(shared_dir, tmp_path / "shared")
     return repo
 

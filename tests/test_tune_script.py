@@ -246,6 +246,6 @@ def test_bad_input_stops_the_search_with_one_line_before_any_trial(ray_cluster, 
 
 def _closed_port():
     """A port nothing listens on (bound, then released)."""
-    from ray_cluster import free_port
+    from benchmarks.ray_cluster import free_port
 
     return free_port()

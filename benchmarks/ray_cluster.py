@@ -1,5 +1,6 @@
-"""A two-node Ray cluster on localhost for the tests, started with `ray start` and stopped by
-process group: only the processes it started, never by name."""
+"""A Ray cluster on localhost (a head and a second node, 1 CPU each), started with `ray start` and
+stopped by process group: only the processes it started, never by name. The tests and the
+trials benchmark use it."""
 
 import json
 import os
