@@ -8,7 +8,6 @@ import pytest
 import tensorflow as tf
 from absl import flags as absl_flags
 
-from conftest import SHARED_TFDS
 from helpers import plugin_tags, read_scalars, run_script, script_command, script_env
 from tfnet import flags as tfnet_flags
 
@@ -92,24 +91,25 @@ BAD_FLAGS = {
     "keep_prob_per_layer": (["--keep_prob=0.9,0.8,0.7"], "--keep_prob must be one value or one per hidden layer (2, from hidden_units=64,32). Received: keep_prob='0.9,0.8,0.7'"),
     "jit_compile_mirrored": (["--jit_compile=on", "--strategy=mirrored"], "--jit_compile must be auto or off with strategy=mirrored"),
     "tpu_without_address": (["--strategy=tpu"], "--tpu must be given with strategy=tpu"),
-    "num_examples_for_tfds": (["--dataset=mnist_t10k", f"--data_dir={SHARED_TFDS}", "--num_examples=300"], "--num_examples must be 0 for the TFDS dataset mnist_t10k"),
+    "num_examples_for_tfds": (["--dataset=mnist_t10k", "--data_dir=<shared_tfds>", "--num_examples=300"], "--num_examples must be 0 for the TFDS dataset mnist_t10k"),
     "unknown_jit_compile": (["--jit_compile=yes"], "--jit_compile must be one of auto, on, off. Received: jit_compile='yes'"),
     "negative_steps_per_loop": (["--steps_per_loop=-1"], "--steps_per_loop must be a non-negative integer. Received: steps_per_loop=-1"),
     "zero_eval_every_epochs": (["--eval_every_epochs=0"], "--eval_every_epochs must be a positive integer. Received: eval_every_epochs=0"),
     "unknown_augmentation": (["--augment=crop,blur"], "--augment must be a comma-separated list of distinct augmentations among flip, crop, "),
     "augmentation_of_points": (["--augment=crop"], "--augment=crop does not fit --dataset=moons, whose examples have shape (2,): `input_shape` must be (height, width, channels)"),
-    "saturation_of_grey_images": (["--dataset=mnist_t10k", f"--data_dir={SHARED_TFDS}", "--augment=saturation"], "--augment=saturation does not fit --dataset=mnist_t10k, whose examples have shape (28, 28, 1): `saturation` needs RGB images (3 channels)"),
+    "saturation_of_grey_images": (["--dataset=mnist_t10k", "--data_dir=<shared_tfds>", "--augment=saturation"], "--augment=saturation does not fit --dataset=mnist_t10k, whose examples have shape (28, 28, 1): `saturation` needs RGB images (3 channels)"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FLAGS))
-def test_bad_flag_is_refused_at_parse_time_naming_flag_and_value(case):
+def test_bad_flag_is_refused_at_parse_time_naming_flag_and_value(case, request):
     # The parsing scripts/train.py does (its flags, validators and multi-flag validators).
     values = absl_flags.FlagValues()
     tfnet_flags.define_train_flags(values)
     args, message = BAD_FLAGS[case]
-    if case in ("num_examples_for_tfds", "saturation_of_grey_images") and not os.path.isdir(SHARED_TFDS):
-        pytest.skip(f"mnist_t10k not found under {SHARED_TFDS} (../shared is absent)")
+    if any("<shared_tfds>" in arg for arg in args):  # mnist_t10k: ../shared's, or its stand-in
+        tfds_dir = request.getfixturevalue("shared_tfds")
+        args = [arg.replace("<shared_tfds>", tfds_dir) for arg in args]
     with pytest.raises(absl_flags.IllegalFlagValueError) as error:
         values(["train.py", *args])
     assert message in str(error.value)
