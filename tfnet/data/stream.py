@@ -1,6 +1,6 @@
 """The training split's mini-batches read from disk as training goes, a window of steps at a time.
 
-``window_positions(m, seed, b, start_step, num_steps)`` says which examples global steps
+``WindowPositions(m, seed, b).positions(start_step, num_steps)`` says which examples global steps
 ``start_step … start_step + num_steps − 1`` train on: step g is mini-batch ``i = g mod ⌈m/b⌉``
 of epoch ``e = g div ⌈m/b⌉``, the examples ``order_e[i·b : (i + 1)·b]`` of that epoch's order
 (``tfnet.data.order.epoch_order``), the same mini-batch the in-memory path gathers. So the
@@ -49,7 +49,3 @@ class WindowPositions:
             step += count
         return positions.reshape(-1)
 
-
-def window_positions(num_examples, seed, batch_size, start_step, num_steps):
-    """``WindowPositions(num_examples, seed, batch_size).positions(start_step, num_steps)``."""
-    return WindowPositions(num_examples, seed, batch_size).positions(start_step, num_steps)
