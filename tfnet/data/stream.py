@@ -48,4 +48,3 @@ class WindowPositions:
             slots[:len(examples)] = examples  # only an epoch's last mini-batch can be short
             step += count
         return positions.reshape(-1)
-
