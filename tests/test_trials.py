@@ -1,19 +1,26 @@
 """The trial runner (tfnet.trials) on this session's Ray (conftest.ray_local): each trial's outcome
-with its reason, SIGINT stopping the run cleanly, and the settings it refuses.
+with its reason, SIGINT stopping the run cleanly, tasks of several trials (split, sized, and
+restarted after their worker died without training a finished trial again), and the settings it
+refuses.
 
 (Restarts after a node dies, on a two-node cluster: tests/test_tune_script.py.)
 """
 
+import dataclasses
 import json
 import os
 import re
 import signal
+import threading
+import time
 
 import pytest
 
+from helpers import assert_same_final_state, latest_checkpoint_number
 from tfnet import config as config_lib
-from tfnet import trials
+from tfnet import training, trials
 from tfnet.config import TrainConfig
+from tfnet.trials import runner
 
 
 def _trial(name, tmp_path, **fields):
@@ -64,6 +71,92 @@ def test_each_trial_ends_with_its_outcome_and_sigint_stops_the_rest(ray_local, t
     assert not (tmp_path / "tune").exists()
 
 
+def test_tasks_deal_the_trials_in_turn_and_keep_each_once():
+    names = [f"t{i}" for i in range(11)]
+    assert runner.tasks(names, 3) == [["t0", "t4", "t8"], ["t1", "t5", "t9"],
+                                      ["t2", "t6", "t10"], ["t3", "t7"]]
+    assert runner.tasks(names, 1) == [[name] for name in names]
+    assert runner.tasks(names, 20) == [names]
+
+
+def test_the_automatic_task_size_keeps_eight_tasks_per_slot_at_most_eight_trials(ray_local,
+                                                                                 tmp_path):
+    auto = trials.ClusterConfig()  # this session's Ray: one CPU, one slot
+    assert [runner.task_size(auto, count) for count in (1, 15, 16, 24, 64, 65, 1000)] == [
+        1, 1, 2, 3, 8, 8, 8]
+    halves = trials.ClusterConfig(cpus_per_trial=0.5)  # two slots
+    assert runner.task_size(halves, 32) == 2
+    assert runner.task_size(trials.ClusterConfig(trials_per_task=5), 3) == 5
+    asha = trials.Asha(max_epochs=3)
+    assert runner.task_size(auto, 1000, asha) == 1
+    with pytest.raises(ValueError, match=re.escape(
+            "trials_per_task must be 0 or 1 with a scheduler (ASHA stops a Ray Tune trial, so "
+            "each must be one of ours). Received: trials_per_task=2")):
+        trials.run([_trial("a", tmp_path)], tmp_path / "tune",
+                   trials.ClusterConfig(trials_per_task=2), scheduler=asha)
+
+
+STEPS_PER_EPOCH = 13  # moons: 800 training examples, b = 64
+
+
+def _checkpointed_trial(name, tmp_path, learning_rate):
+    config = TrainConfig(optimizer="keras_adam", epochs=8, learning_rate=learning_rate,
+                         deterministic=True, checkpoint_every_steps=STEPS_PER_EPOCH,
+                         checkpoint_every_seconds=0.0, export=False, evaluate_test=False,
+                         model_dir=str(tmp_path / name))
+    return trials.Trial(name, config)
+
+
+def test_a_task_whose_worker_dies_resumes_its_trial_and_skips_the_finished_one(ray_local,
+                                                                             tmp_path):
+    first, second = (_checkpointed_trial(name, tmp_path, rate)
+                     for name, rate in (("first", 0.01), ("second", 0.003)))
+    killed = {}
+
+    def kill_the_worker_in_the_second_trial():
+        # Once the second trial has written its third checkpoint (it reports each one to Tune
+        # before training on), SIGKILL the Ray worker training it: the run's lock names it.
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if latest_checkpoint_number(str(tmp_path / "second")) >= 3 * STEPS_PER_EPOCH:
+                holder = re.match(r"process (\d+) on ",
+                                  (tmp_path / "second" / "run.lock").read_text())
+                if holder:
+                    killed["first_results"] = (
+                        tmp_path / "first" / "results.json").stat().st_mtime_ns
+                    os.kill(int(holder.group(1)), signal.SIGKILL)
+                    killed["pid"] = int(holder.group(1))
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_worker_in_the_second_trial)
+    killer.start()
+    try:
+        outcomes = trials.run([first, second], tmp_path / "tune",
+                              trials.ClusterConfig(trials_per_task=2))
+    finally:
+        killer.join()
+    assert "pid" in killed, "the second trial never checkpointed"
+    assert [o.status for o in outcomes] == ["ok", "ok"], outcomes
+    # The finished trial was not trained again: one attempt, its results untouched ...
+    assert len(outcomes[0].attempts) == 1
+    assert (tmp_path / "first" / "results.json").stat().st_mtime_ns == killed["first_results"]
+    # ... and the one the worker was training went on from Tune's checkpoint ...
+    attempts = outcomes[1].attempts
+    assert len(attempts) == 2 and attempts[0]["first_epoch"] == 1, attempts
+    assert attempts[1]["first_epoch"] >= 3, attempts
+    # ... to end as it would have uninterrupted.
+    reference = tmp_path / "reference"
+    training.train(dataclasses.replace(second.config, model_dir=str(reference)), verbose=0)
+    expected, actual = (json.loads((path / "results.json").read_text())
+                        for path in (reference, tmp_path / "second"))
+    for history in (expected["history"], actual["history"]):
+        for epoch in history:
+            epoch.pop("seconds")
+    assert actual["history"] == expected["history"]
+    assert_same_final_state(str(reference), str(tmp_path / "second"))
+
+
 def test_a_trial_too_wide_for_every_node_is_refused(ray_local):
     with pytest.raises(ValueError, match=re.escape(
             "cpus_per_trial must be at most the CPUs of the cluster's largest node (1). "
@@ -85,6 +178,8 @@ def test_trial_names_must_be_distinct(tmp_path):
     (dict(cpus_per_trial=0.0), "cpus_per_trial must be > 0. Received: cpus_per_trial=0.0"),
     (dict(max_concurrent_trials=-1),
      "max_concurrent_trials must be a non-negative integer. Received: max_concurrent_trials=-1"),
+    (dict(trials_per_task=1.5),
+     "trials_per_task must be a non-negative integer. Received: trials_per_task=1.5"),
 ])
 def test_bad_cluster_settings_are_named(fields, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -271,7 +271,8 @@ def run_search(space, config, cluster=None, report=None):
     from tfnet import trials
 
     check_space(space, config.base_config)
-    _scheduler(config, space.to_dict())  # refuses ASHA settings that cannot stop a trial
+    # Refuses ASHA settings that cannot stop a trial, and tasks of several trials under ASHA.
+    trials.check_task_size(cluster or trials.ClusterConfig(), _scheduler(config, space.to_dict()))
     try:
         lock = locks.DirectoryLock.acquire(config.search_dir, "search.lock")
     except locks.LockHeldError as held:

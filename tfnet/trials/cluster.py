@@ -54,6 +54,12 @@ class ClusterConfig:
     max_concurrent_trials: int = config_lib.setting(
         0, "Trials running at once at most; 0: as many as the cluster's CPUs hold "
         "(CPUs / --cpus_per_trial).", config_lib.non_negative_int)
+    trials_per_task: int = config_lib.setting(
+        0, "Trials a Ray Tune trial (a task) trains one after another in its worker, > 1 to "
+        "spread Tune's cost per trial (its scheduling, reports and checkpoints: about 0.3 s) "
+        "over several short trials; 0: automatic, as many as keep eight tasks per concurrent "
+        "slot, at most 8 (1 when a scheduler such as ASHA decides on each trial, and for "
+        "searches of fewer than 16 trials per slot).", config_lib.non_negative_int)
 
 
 def tfnet_package_dir():
@@ -118,6 +124,16 @@ def largest_node_cpus():
 
     return max((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["Alive"]),
                default=0.0)
+
+
+def concurrent_tasks(cluster):
+    """How many tasks (Ray Tune trials) run at once: those of ``cluster.cpus_per_trial`` CPUs
+    that fit on the cluster's live nodes, at most ``cluster.max_concurrent_trials`` (if set)."""
+    import ray
+
+    fit = sum(int(node["Resources"].get("CPU", 0.0) // cluster.cpus_per_trial)
+              for node in ray.nodes() if node["Alive"])
+    return max(1, min(cluster.max_concurrent_trials or fit, fit))
 
 
 def check_fits(cluster):

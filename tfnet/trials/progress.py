@@ -1,12 +1,15 @@
 """What follows an experiment of ``runner.run`` in the driver: each trial's attempts and
 outcome (``Progress``), and the stop of the whole experiment when it is interrupted (``Stop``).
 
-An attempt begins when Tune starts the trial, or restarts it after its worker or node died; it
-is counted from its first report (which names its node and its first epoch). A trial ends
-complete (its last report says how: ok, diverged or failed; none when the scheduler stopped it)
-or in error (Ray lost it more than ``MAX_RESTARTS`` times). Once the experiment is interrupted —
-SIGINT or SIGTERM, or the caller's ``on_outcome`` raising — Tune stops the trials still running
-(``Stop.stop_all``), and these have no outcome: they are unfinished, not stopped by a scheduler.
+Tune sees tasks (``worker.run_task``); every report of a task names the trial it is about. An
+attempt of a trial begins at its first report after its task started, or restarted after its
+worker or node died, or went on to it from the task's previous trial (that report names its node
+and its first epoch). A trial ends with the report of its outcome (ok, diverged or failed), or
+with its task: stopped by the scheduler (no outcome reported), or in error (Ray lost the task
+more than ``MAX_RESTARTS`` times) for each of the task's trials without an outcome. Once the
+experiment is interrupted — SIGINT or SIGTERM, or the caller's ``on_outcome`` raising — Tune
+stops the tasks still running (``Stop.stop_all``), and their unfinished trials have no outcome:
+they are unfinished, not stopped by a scheduler.
 """
 
 import math
@@ -31,15 +34,18 @@ class Stop(tune.Stopper):
 
 
 class Progress(tune.Callback):
-    """Collects ``outcomes`` (name -> ``Outcome``) and calls ``on_outcome`` as each arrives; an
-    exception it raises interrupts the experiment (``stop``)."""
+    """Collects ``outcomes`` (trial name -> ``Outcome``) of the tasks ``tasks`` (task name -> its
+    trials' names) and calls ``on_outcome`` as each arrives; an exception it raises interrupts
+    the experiment (``stop``)."""
 
-    def __init__(self, stop, on_outcome=None):
+    def __init__(self, stop, tasks, on_outcome=None):
         self.stop = stop
+        self.tasks = tasks
         self.on_outcome = on_outcome
         self.outcomes = {}
-        self._attempts = {}
-        self._starting = set()
+        self._attempts = {}  # trial name -> [attempt dicts]
+        self._last = {}  # trial name -> its last report
+        self._training = {}  # Tune trial id -> the trial its attempt last reported on
 
     def __getstate__(self):
         # Tune pickles its callbacks with the experiment (for Tuner.restore, unused here); the
@@ -47,37 +53,43 @@ class Progress(tune.Callback):
         return {**self.__dict__, "on_outcome": None, "stop": None}
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._starting.add(trial.trial_id)
+        self._training.pop(trial.trial_id, None)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self._starting.add(trial.trial_id)
+        self._training.pop(trial.trial_id, None)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if trial.trial_id in self._starting:
-            self._starting.discard(trial.trial_id)
-            self._attempts.setdefault(trial.trial_id, []).append(
+        name = result["trial"]
+        if self._training.get(trial.trial_id) != name:
+            self._training[trial.trial_id] = name
+            self._attempts.setdefault(name, []).append(
                 dict(node_id=result["node_id"], first_epoch=int(result["epoch"])))
+        self._last[name] = result
+        if "outcome" in result:
+            self._finish(name, result["outcome"], result["error"])
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        result = trial.last_result
-        status = result.get("outcome", "stopped")
-        self._finish(trial, status, result.get("error", ""), result)
+        for name in self._unfinished(trial):
+            self._finish(name, "stopped", "")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         error = trial.get_pickled_error() or trial.get_error() or "unknown error"
         lines = str(error).strip().splitlines() or ["unknown error"]
-        self._finish(trial, "failed",
-                     f"Ray lost the trial {MAX_RESTARTS + 1} times: {lines[-1]}",
-                     trial.last_result)
+        for name in self._unfinished(trial):
+            self._finish(name, "failed",
+                         f"Ray lost its task {MAX_RESTARTS + 1} times: {lines[-1]}")
 
-    def _finish(self, trial, status, error, result):
+    def _unfinished(self, trial):
+        return [name for name in self.tasks[trial.config["task"]] if name not in self.outcomes]
+
+    def _finish(self, name, status, error):
         if self.stop.interruption is not None:
             return  # a trial stopped with the experiment: unfinished
+        result = self._last.get(name, {})
         last = {key: result.get(key, math.nan) for key in worker.EPOCH_KEYS}
         last["epoch"] = int(result.get("epoch", 0))
-        outcome = Outcome(trial.config["trial"], status, error, last,
-                          tuple(self._attempts.get(trial.trial_id, ())))
-        self.outcomes[outcome.name] = outcome
+        outcome = Outcome(name, status, error, last, tuple(self._attempts.get(name, ())))
+        self.outcomes[name] = outcome
         if self.on_outcome is not None:
             try:
                 self.on_outcome(outcome)

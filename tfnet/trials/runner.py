@@ -1,12 +1,16 @@
 """Running trials on Ray Tune: one Tune experiment over given training runs, outcomes as they end.
 
-``run(trials, tune_dir, cluster)`` starts one Tune trial per ``Trial`` (``worker.train_trial``),
-``cluster.cpus_per_trial`` CPUs each, at most ``cluster.max_concurrent_trials`` at once, in
-worker processes that Tune reuses from trial to trial, and calls ``on_outcome(outcome)`` in this
-process as each one ends. Tune's own files (its experiment state and each running trial's last
-checkpoint) are in ``tune_dir``, which must be on storage every node reaches; they serve only
-while the experiment runs, and are deleted with it. Tune's failure handling restarts a trial
-whose worker or node died, up to ``MAX_RESTARTS`` times, from the last state it reported.
+``run(trials, tune_dir, cluster)`` trains the ``Trial``s in Ray Tune trials — *tasks*
+(``worker.run_task``), each training ``cluster.trials_per_task`` of them one after another
+(``tasks``), ``cluster.cpus_per_trial`` CPUs each, at most ``cluster.max_concurrent_trials`` at
+once, in worker processes that Tune reuses from task to task — and calls ``on_outcome(outcome)``
+in this process as each trial ends. A task of several trials pays Tune's cost per Tune trial
+(scheduling it, its end, its reports and checkpoints: ≈ 0.3 s on two cores) once for all of
+them, which trials of a second or less feel. Tune's own files (its experiment state and each
+running task's last checkpoint) are in ``tune_dir``, which must be on storage every node
+reaches; they serve only while the experiment runs, and are deleted with it. Tune's failure
+handling restarts a task whose worker or node died, up to ``MAX_RESTARTS`` times, from the last
+state it reported: its finished trials are not trained again, the one it was training resumes.
 
 Nothing of Tune reaches the terminal (no progress tables, no loggers writing their own results
 and TensorBoard files): what the caller says about each outcome is the output.
@@ -22,8 +26,13 @@ import threading
 from tfnet.trials import cluster as cluster_lib
 from tfnet.trials import worker
 
-# Restarts of a trial whose worker or node died before Tune gives it up as failed.
+# Restarts of a task whose worker or node died before Tune gives it up as failed.
 MAX_RESTARTS = 3
+# The automatic task size: as many trials as keep this many tasks per concurrent slot (so that
+# the slots end together, give or take a task) ...
+TASKS_PER_SLOT = 8
+# ... and at most this many (Tune's cost per trial is then an eighth of what it was).
+MAX_TRIALS_PER_TASK = 8
 # How Tune is run: trials keep the driver's working directory (their paths are absolute anyway);
 # no CSV / JSON / TensorBoard loggers of Tune's own, no experiment table on the terminal (the
 # new output engine prints one even at verbose=0), and no SIGINT handler of Tune's: SIGINT and
@@ -140,15 +149,18 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
         node reaches (one machine: any).
       tune_dir: Tune's directory for this experiment (emptied first, deleted at the end).
       cluster: a ``cluster.ClusterConfig``; Ray is connected as it says unless it already is.
-        Default: Ray on this machine, a CPU per trial.
+        Default: Ray on this machine, a CPU per task, the task size automatic.
       on_outcome: optional callable ``on_outcome(outcome)``, called in this process as each
         trial ends.
-      scheduler: optional ``Asha``; default: every trial runs to its end.
+      scheduler: optional ``Asha`` (each task is then one trial); default: every trial runs to
+        its end.
 
     Raises:
+      ValueError: ``cluster`` cannot be used (``check_task_size``, ``cluster.connect``).
       Interrupted: SIGINT or SIGTERM arrived (in the main thread) while trials ran, or whatever
-        ``on_outcome`` raised: either way only once Tune has stopped the trials still running,
-        which get no outcome (their run directories resume where their checkpoints are).
+        ``on_outcome`` raised: either way only once Tune has stopped the tasks still running,
+        whose unfinished trials get no outcome (their run directories resume where their
+        checkpoints are).
     """
     if not trials:
         return []
@@ -156,7 +168,7 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
     if len(set(names)) != len(names):
         raise ValueError(f"trial names must be distinct. Received: {names}")
     cluster = cluster or cluster_lib.ClusterConfig()
-    configs = {trial.name: _with_absolute_paths(trial.config) for trial in trials}
+    check_task_size(cluster, scheduler)
     tune_dir = os.path.abspath(tune_dir)
     environment = dict(_TUNE_ENVIRONMENT, **({} if scheduler else _BUFFERED_RESULTS))
     with cluster_lib.connect(cluster), _environment(environment):
@@ -164,18 +176,23 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
 
         from tfnet.trials.progress import Progress, Stop
 
+        size = task_size(cluster, len(trials), scheduler)
+        task_trials = {f"task{index:04d}": [(trial.name, _with_absolute_paths(trial.config))
+                                            for trial in members]
+                       for index, members in enumerate(tasks(trials, size))}
         stop = Stop()
-        progress = Progress(stop, on_outcome)
+        progress = Progress(stop, {task: [name for name, _ in members]
+                                   for task, members in task_trials.items()}, on_outcome)
 
         shutil.rmtree(tune_dir, ignore_errors=True)  # an experiment a killed search left
-        trainable = tune.with_resources(tune.with_parameters(worker.train_trial, configs=configs),
+        trainable = tune.with_resources(tune.with_parameters(worker.run_task, tasks=task_trials),
                                         {"cpu": cluster.cpus_per_trial})
         tuner = tune.Tuner(
-            trainable, param_space={"trial": tune.grid_search(names)},
+            trainable, param_space={"task": tune.grid_search(list(task_trials))},
             tune_config=tune.TuneConfig(
                 scheduler=scheduler.make() if scheduler else None, reuse_actors=True,
                 max_concurrent_trials=cluster.max_concurrent_trials or None,
-                trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
+                trial_name_creator=_task_name, trial_dirname_creator=_task_name),
             run_config=tune.RunConfig(
                 name=os.path.basename(tune_dir), storage_path=os.path.dirname(tune_dir),
                 verbose=0, callbacks=[progress], stop=stop,
@@ -194,12 +211,38 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
     return [progress.outcomes[name] for name in names]
 
 
-def _trial_name(trial):
-    return trial.config["trial"]
+def check_task_size(cluster, scheduler):
+    """Raises ValueError when ``cluster.trials_per_task`` asks for tasks of several trials under
+    a scheduler, which stops tasks, not trials."""
+    if scheduler is not None and cluster.trials_per_task > 1:
+        from tfnet import config as config_lib
+
+        config_lib.fail("trials_per_task", "0 or 1 with a scheduler (ASHA stops a Ray Tune "
+                        "trial, so each must be one of ours)", cluster.trials_per_task)
 
 
-def _trial_dirname(trial):
-    return trial.config["trial"].replace(os.sep, "_")
+def task_size(cluster, count, scheduler=None):
+    """Trials per task for ``count`` trials: ``cluster.trials_per_task``, or when it is 0, 1 under
+    a scheduler and otherwise ``count // (TASKS_PER_SLOT · slots)`` within [1,
+    ``MAX_TRIALS_PER_TASK``], where slots is how many tasks the cluster runs at once."""
+    if cluster.trials_per_task:
+        return cluster.trials_per_task
+    if scheduler is not None:
+        return 1
+    slots = cluster_lib.concurrent_tasks(cluster)
+    return max(1, min(MAX_TRIALS_PER_TASK, count // (TASKS_PER_SLOT * slots)))
+
+
+def tasks(trials, size):
+    """``trials`` split into ``ceil(len / size)`` tasks of at most ``size``, dealt in turn (trial
+    i goes to task i mod the count): each task mixes the kinds of trials as the list does, so
+    tasks take about as long as one another."""
+    count = -(-len(trials) // size)
+    return [trials[index::count] for index in range(count)]
+
+
+def _task_name(trial):
+    return trial.config["task"]
 
 
 def _with_absolute_paths(config):

@@ -1,33 +1,37 @@
-"""One trial inside a Ray worker: a tfnet run in this process, reported to Tune as it goes.
+"""One task inside a Ray worker: its trials, tfnet runs in this process, reported to Tune as they go.
 
-``train_trial`` is the Tune trainable (function API) that ``tfnet.trials.run`` starts once per
-trial, in a worker process that Tune reuses from trial to trial (TensorFlow is imported once per
-worker). One call:
+``run_task`` is the Tune trainable (function API) that ``tfnet.trials.run`` starts once per
+task (a Ray Tune trial training one or more of tfnet's trials one after another), in a worker
+process that Tune reuses from task to task (TensorFlow is imported once per worker). For each
+trial of the task not finished yet, in order, it:
 
 1. takes the trial's run directory over: it waits while the lock of the run there is held (the
    attempt that ran on a node that died may take a moment to go: its process, or the lease of
    its lock on a network file system);
-2. restores the run's state from Tune's checkpoint when Tune restarts the trial after its node
-   died (``tune.get_checkpoint()``): ``checkpoints/``, ``best/``, ``config.json`` and
-   ``flags.txt`` are put back as they were reported, and tfnet resumes from there bit for bit
-   (it prunes the TensorBoard events logged past that step). A run directory holding no
-   checkpoint holds at most the leftovers of an attempt killed before its first one: it is
-   emptied, so the trial starts as new (one HParams session, no doubled curve);
+2. restores the run's state from Tune's checkpoint when Tune restarted the task after its node
+   died (``tune.get_checkpoint()``) while this trial was training: ``checkpoints/``, ``best/``,
+   ``config.json`` and ``flags.txt`` are put back as they were reported, and tfnet resumes from
+   there bit for bit (it prunes the TensorBoard events logged past that step). A run directory
+   holding no checkpoint holds at most the leftovers of an attempt killed before its first one:
+   it is emptied, so the trial starts as new (one HParams session, no doubled curve);
 3. trains with ``tfnet.training.train(config, actions=[report])``: after every evaluation the
-   epoch's metrics and this node's id go to Tune, with the run's state as the Tune checkpoint
-   when tfnet has written a checkpoint since the last report (how often is the trial's own
-   ``checkpoint_every_steps`` / ``checkpoint_every_seconds``). The run directory's TensorBoard
-   events stay where they are: a checkpoint holds what resuming needs, so a search directory
-   never shows a trial twice;
-4. reports the outcome last: ``ok``, ``diverged`` (``NonFiniteError``) or ``failed`` (any other
-   exception: a configuration or a dataset the run refuses), with the reason. These are the
-   trial's results, so they are returned, never raised: Tune restarts only a trial whose worker
-   or node died.
+   epoch's metrics, the trial's name and this node's id go to Tune, with the run's state as the
+   Tune checkpoint when tfnet has written a checkpoint since the last report (how often is the
+   trial's own ``checkpoint_every_steps`` / ``checkpoint_every_seconds``). The run directory's
+   TensorBoard events stay where they are: a checkpoint holds what resuming needs, so a search
+   directory never shows a trial twice;
+4. reports the trial's outcome: ``ok``, ``diverged`` (``NonFiniteError``) or ``failed`` (any
+   other exception: a configuration or a dataset the run refuses), with the reason. These are
+   the trial's results, so they are returned, never raised: Tune restarts only a task whose
+   worker or node died. Unless it is the task's last, the outcome's report carries a checkpoint
+   naming the task's finished trials (``TASK_FILE``), so that a restarted task skips them.
 
-A scheduler that stops the trial (ASHA) does so inside a report, where Tune ends this thread
-with ``SystemExit``; tfnet releases the run directory on the way out, and no outcome is reported.
+A scheduler that stops the task (ASHA; its tasks are single trials) does so inside a report,
+where Tune ends this thread with ``SystemExit``; tfnet releases the run directory on the way
+out, and no outcome is reported.
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -37,6 +41,9 @@ from tfnet import locks
 
 # The run's state as a Tune checkpoint: what tfnet needs to resume it exactly.
 STATE_ENTRIES = ("checkpoints", "best", "config.json", "flags.txt")
+# In every Tune checkpoint of a task: {"finished": [its trials that ended], "training": the
+# trial whose state the checkpoint holds, or null}.
+TASK_FILE = "task.json"
 # How long a new attempt waits for the previous attempt's lock on the run directory to go.
 LOCK_WAIT_SECONDS = 120.0
 # The keys of each evaluated epoch's record reported to Tune (tfnet's history record).
@@ -44,25 +51,47 @@ EPOCH_KEYS = ("epoch", "step", "train_loss", "train_accuracy", "dev_loss", "dev_
               "learning_rate", "seconds")
 
 
-def train_trial(tune_config, configs):
-    """The trainable: trains ``configs[tune_config["trial"]]`` (a ``TrainConfig``)."""
+def run_task(tune_config, tasks):
+    """The trainable: trains the trials of ``tasks[tune_config["task"]]``, a list of
+    ``(name, TrainConfig)``, one after another."""
     import ray
     from ray import tune
 
+    trials = tasks[tune_config["task"]]
+    node_id = ray.get_runtime_context().get_node_id()
+    checkpoint = tune.get_checkpoint()
+    task_state = {"finished": [], "training": None}
+    if checkpoint is not None:
+        with checkpoint.as_directory() as state_dir:
+            with open(os.path.join(state_dir, TASK_FILE)) as f:
+                task_state = json.load(f)
+    finished = list(task_state["finished"])
+    for index, (name, config) in enumerate(trials):
+        if name in finished:
+            continue
+        restore = checkpoint if name == task_state["training"] else None
+        outcome, report = _train(name, config, node_id, restore, finished)
+        finished.append(name)
+        result = {**report.last, **outcome, "trial": name, "node_id": node_id}
+        if index == len(trials) - 1:
+            tune.report(result)  # the task's end: Tune needs nothing to restart it from
+        else:
+            _report_with_state(result, None, {"finished": finished, "training": None})
+
+
+def _train(name, config, node_id, checkpoint, finished):
+    """Trains one trial of the task; returns its outcome dict and its ``_Report``."""
     from tfnet import training
 
-    config = configs[tune_config["trial"]]
-    node_id = ray.get_runtime_context().get_node_id()
     lock = _take_over(config.run_dir)
     if lock is not None:  # else training refuses the directory, naming who holds it
         with lock:
-            checkpoint = tune.get_checkpoint()
             if checkpoint is not None:
                 with checkpoint.as_directory() as state_dir:
                     _restore_state(state_dir, config.run_dir)
             elif not _has_checkpoint(config.run_dir):
                 _empty(config.run_dir)
-    report = _Report(config.run_dir, node_id)
+    report = _Report(name, config.run_dir, node_id, finished)
     outcome = dict(outcome="ok", error="")
     try:
         training.train(config, verbose=0, actions=[report])
@@ -70,15 +99,18 @@ def train_trial(tune_config, configs):
         kind = "diverged" if isinstance(error, training.NonFiniteError) else "failed"
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         outcome = dict(outcome=kind, error=f"{type(error).__name__}: {first_line}")
-    tune.report({**report.last, **outcome, "node_id": node_id})
+    return outcome, report
 
 
 class _Report:
-    """The action reporting each evaluated epoch to Tune, with the run's state when it changed."""
+    """The action reporting each evaluated epoch of trial ``name`` to Tune, with the run's state
+    when it changed."""
 
-    def __init__(self, run_dir, node_id):
+    def __init__(self, name, run_dir, node_id, finished):
+        self.name = name
         self.run_dir = run_dir
         self.node_id = node_id
+        self.finished = list(finished)
         self.last = {key: float("nan") for key in EPOCH_KEYS}
         self.last["epoch"] = 0
         self._reported_state = _checkpoint_state(run_dir)
@@ -87,19 +119,31 @@ class _Report:
         from ray import tune
 
         self.last = {key: metrics[key] for key in EPOCH_KEYS}
+        result = {**self.last, "trial": self.name, "node_id": self.node_id}
         state = _checkpoint_state(self.run_dir)
         if state == self._reported_state:
-            tune.report({**self.last, "node_id": self.node_id})
+            tune.report(result)
             return
-        staging = tempfile.mkdtemp(prefix="tfnet-trial-state-")
-        try:
-            _copy_entries(self.run_dir, staging)
-            tune.report({**self.last, "node_id": self.node_id},
-                        checkpoint=tune.Checkpoint.from_directory(staging))
-        finally:
-            # Tune copied it to its storage before report returned (or ended this thread).
-            shutil.rmtree(staging, ignore_errors=True)
+        _report_with_state(result, self.run_dir,
+                           {"finished": self.finished, "training": self.name})
         self._reported_state = state
+
+
+def _report_with_state(result, run_dir, task_state):
+    """Reports ``result`` with a Tune checkpoint of ``task_state`` (``TASK_FILE``) and, if
+    ``run_dir`` is given, the run's state."""
+    from ray import tune
+
+    staging = tempfile.mkdtemp(prefix="tfnet-trial-state-")
+    try:
+        if run_dir is not None:
+            _copy_entries(run_dir, staging)
+        with open(os.path.join(staging, TASK_FILE), "w") as f:
+            json.dump(task_state, f)
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(staging))
+    finally:
+        # Tune copied it to its storage before report returned (or ended this thread).
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _checkpoint_state(run_dir):
