@@ -45,9 +45,11 @@ NOT_RUNNABLE = (
 SHORTER = {
     "train.py": ["--epochs=2"],
     "compare_optimizers.py": ["--epochs=2", "--optimizers=adam,keras_adam"],
-    "tune.py": ["--epochs=1", "--rounds=1", "--trials_per_round=2"],
+    # One trial at a time: one Ray worker importing TensorFlow, not one per CPU.
+    "tune.py": ["--epochs=1", "--rounds=1", "--trials_per_round=2", "--max_concurrent_trials=1"],
     "experiments.py": ["--quick", "--experiment=batch_norm"],  # each is tests/experiments' job
-    "study_optimizers.py": ["--epochs=1", "--lr_points=2", "--seeds=1", "--optimizers=adam"],
+    "study_optimizers.py": ["--epochs=1", "--lr_points=1", "--seeds=1", "--optimizers=adam",
+                            "--max_concurrent_trials=1"],
     "bench_training.py": ["--rounds=1", "--problems=course", "--seconds_per_round=0.05"],
     "bench_runs.py": ["--quick", "--benchmarks=main_job"],
     "bench_optimizers.py": ["--rounds=1", "--steps_per_round=5", "--optimizers=gd",
@@ -57,7 +59,8 @@ SHORTER = {
                            "--large_layers=4,4,2", "--batch=2"],
     "bench_input.py": ["--rounds=1", "--datasets=mnist_t10k", "--mnist_augment=flip",
                        "--hidden_units=8"],
-    "bench_trials.py": ["--quick"],
+    # The page gives --rounds=2, which --quick leaves as given.
+    "bench_trials.py": ["--quick", "--rounds=1"],
     "bench_your_data.py": ["--quick", "--benchmarks=memory"],
     # One benchmark, and the page written into the workspace, never over docs/benchmarks.md.
     "bench_all.py": ["--quick", "--benchmarks=optimizers", "--write=benchmarks.md"],
