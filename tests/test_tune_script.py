@@ -223,6 +223,9 @@ def test_bad_input_stops_the_search_with_one_line_before_any_trial(ray_cluster, 
         ([f"--search_space={good}", f"--ray_address={ray_cluster.address}", "--cpus_per_trial=2"],
          "error: cpus_per_trial must be at most the CPUs of the cluster's largest node (1). "
          "Received: cpus_per_trial=2.0"),
+        ([f"--search_space={good}", "--scheduler=asha", "--trials_per_task=2"],
+         "error: trials_per_task must be 0 or 1 with a scheduler (ASHA stops a Ray Tune trial, "
+         "so each must be one of ours). Received: trials_per_task=2"),
     ]
     steps = [dict(argv=[os.path.join(REPO_ROOT, "scripts", "tune.py"), *args,
                         f"--search_dir={tmp_path / f'search{i}'}", *TRIALS])

@@ -107,7 +107,7 @@ def test_mlp_with_he_init_and_l2_is_correct_and_cost_includes_l2():
     model = _he_l2_mlp()
     x, y = _data()
     report = gradcheck.check_gradients(model, x, y, _sparse_xent())
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     assert report.relative_difference <= 1e-7
     # J twice at θ (the second time to test that it is deterministic), twice per component.
     assert report.evaluations == 2 + 2 * model.count_params()
@@ -127,7 +127,7 @@ def test_softmax_cross_entropy_from_logits_is_correct():
     report = gradcheck.check_gradients(
         model, x, y, keras.losses.CategoricalCrossentropy(from_logits=True)
     )
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     w, b = (v.numpy().astype(np.float64) for v in model.trainable_variables)
     np.testing.assert_allclose(report.cost, _numpy_xent(x @ w + b, labels), rtol=1e-12)
 
@@ -151,7 +151,7 @@ def test_batch_norm_checked_in_training_mode_and_moving_averages_unchanged():
     before = [v.numpy().copy() for v in model.non_trainable_variables]
     x, y = _data()
     report = gradcheck.check_gradients(model, x, y, _sparse_xent())
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     for old, new in zip(before, model.non_trainable_variables):
         np.testing.assert_array_equal(old, new.numpy())
     # Keras' own training-mode forward pass (batch statistics) gives the same J.
@@ -224,7 +224,7 @@ def test_a_zero_gradient_at_round_off_is_correct():
     )
     x, y = _data()
     report = gradcheck.check_gradients(model, x, y, _sparse_xent())
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     (bias,) = [b for b in report.blocks if b.name.endswith("dense/bias")]
     assert bias.reverse_norm < 1e-14 and bias.numerical_norm < 1e-9, report
     assert bias.round_off_norm / report.correct_threshold > 1e3 * (bias.reverse_norm + bias.numerical_norm)
@@ -282,7 +282,7 @@ def test_dropout_in_inference_mode_is_checked(inference_layers):
     report = gradcheck.check_gradients(
         _dropout_model(), x, y, _sparse_xent(), inference_layers=inference_layers
     )
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
 
 
 def test_kink_is_reported_not_counted():
@@ -309,7 +309,7 @@ def test_kink_is_reported_not_counted():
     # Keras prefixes a Sequential's variable paths with the model's name.
     bias_path = f"{model.name}/relu/bias"
     assert (bias_path, (0,)) in [(k.input, k.input_index) for k in report.kinks], report
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     assert report.blocks[[b.name for b in report.blocks].index(bias_path)].kinks >= 1
 
 
@@ -348,7 +348,7 @@ def test_runs_on_the_device_of_the_current_strategy():
     with strategy.scope():
         report = gradcheck.check_gradients(_he_l2_mlp(), x, y, _sparse_xent())
     assert _ran_on(report) == {"DEVICE:CPU:1"}, report.ran_on
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
 
 
 @pytest.mark.parametrize("mode", ["full", "directional"])
@@ -475,7 +475,7 @@ def test_training_model_is_correct_at_initialisation():
 
     report = training_model.check_training_model(_moons_config(), examples=16)
     model, _ = training_model.build_training_model(_moons_config())
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     assert report.evaluations == 2 + 2 * sum(int(np.prod(v.shape)) for v in model.trainable_variables)
 
 
@@ -489,7 +489,7 @@ def test_training_model_restored_from_checkpoint(tmp_path):
         variable.assign(variable * 1.5 + 0.1)
     tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
     report = training_model.check_training_model(config, checkpoint=str(tmp_path), examples=16)
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     # J of the restored weights, from Keras' float32 forward pass and training's own loss.
     x, y = train.features[:16], train.labels[:16]  # the split in memory (tfnet.data.Examples)
     expected = float(tf.reduce_mean(training.cross_entropy(y, model(x))))

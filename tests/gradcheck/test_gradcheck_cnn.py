@@ -102,7 +102,7 @@ def test_batch_norm_over_channels_is_checked_in_training_mode_and_left_unchanged
     batch_norm.moving_mean.assign([0.5, -1.0, 2.0])  # not the batch statistics
     before = [v.numpy().copy() for v in model.non_trainable_variables]
     report = gradcheck.check_gradients(model, x, y, _xent(), mode="sampled")
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     for old, variable in zip(before, model.non_trainable_variables):
         np.testing.assert_array_equal(old, variable.numpy(), err_msg=variable.path)
     logits = model(x, training=True)
@@ -186,7 +186,7 @@ def test_same_conv_with_its_gradient_right_is_correct():
     # The planted bug is the only cause of the "wrong" verdicts above.
     x, y = _data()
     report = gradcheck.check_gradients(_cnn("average", _planted("none")), x, y, _xent())
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
 
 
 class L2Conv2D(keras.layers.Conv2D):
@@ -215,7 +215,7 @@ def test_a_custom_conv_layer_cloned_from_its_config_keeps_its_l2_cost():
     report = gradcheck.check_gradients(_cnn("average", with_l2(L2)), x, y, _xent())
     without = gradcheck.check_gradients(_cnn("average", with_l2(0.0)), x, y, _xent(),
                                         mode="directional")
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     kernel = _cnn("average", with_l2(L2)).get_layer("conv_2").kernel.numpy().astype(np.float64)
     np.testing.assert_allclose(report.cost - without.cost,
                                L2 / (2 * len(y)) * np.sum(kernel**2), rtol=1e-10)
@@ -250,6 +250,6 @@ def test_the_layers_a_custom_layer_makes_itself_are_twinned_in_float64():
     block = ConvBlock(3, name="block")(inputs)
     model = keras.Model(inputs, layers.Dense(CLASSES, name="logits")(keras.layers.Flatten()(block)))
     report = gradcheck.check_gradients(model, x, y, _xent())
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     assert {"block/conv/kernel", "block/norm/gamma"} <= {b.name for b in report.blocks}, report
     assert model.get_layer("block").conv.kernel.dtype == "float32"  # the model's own: unchanged

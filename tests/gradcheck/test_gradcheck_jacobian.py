@@ -119,7 +119,7 @@ def test_jvp_disagreeing_with_the_vjp_is_found_in_forward_mode():
 
 def test_directional_mode_of_a_correct_function_is_correct():
     report = gradcheck.check_jacobian(_smooth, [X, W], mode="directional", num_directions=3)
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     # One block per (output, input), 3 random (u, v) pairs each.
     assert len(report.blocks) == 4 and all(b.checked == 3 for b in report.blocks), report
 
@@ -217,7 +217,7 @@ def _quartic(values):
 
 def test_second_order_of_a_correct_function_matches_the_hessian_by_hand():
     report = gradcheck.check_function(_quartic, [X], order=2, k_worst=9)
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     # J = Σw⁴/4 + w0 w1 + w1 w2: H = diag(3w²) + 1 at (0, 1), (1, 0), (1, 2), (2, 1).
     hessian = np.diag(3 * X**2) + np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]])
     assert len(report.second_order.worst) == 9
@@ -235,7 +235,7 @@ def test_kink_in_a_jacobian_is_reported_not_counted():
     x = np.array([1e-7, 0.5, -0.3])
     report = gradcheck.check_jacobian(lambda v: tf.nn.relu(v[0]), [x])
     assert [(k.output_index, k.input_index) for k in report.kinks] == [((0,), (0,))], report
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
 
 
 @tf.custom_gradient

@@ -56,7 +56,7 @@ def test_he_init_with_l2_is_correct_and_cost_includes_the_l2_term(float64):
     x, y = _data()
     model = _build(x, l2=L2)
     report = gradcheck.check_gradients(model, x, y, _xent())
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     assert report.relative_difference <= 1e-7
     weights = {v.path: v.numpy() for v in model.trainable_variables}
     kernels = [weights[f"dense_{i}/kernel"] for i in (1, 2)] + [weights["logits/kernel"]]
@@ -101,7 +101,7 @@ def test_batch_norm_is_correct_and_its_running_averages_unchanged(float64, bias_
     assert len(state) == (6 if bias_correction else 4)
     before = [v.numpy().copy() for v in state]
     report = gradcheck.check_gradients(model, x, y, _xent())
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     assert report.relative_difference <= 1e-7
     assert any(b.name == "batch_norm_1/gamma" for b in report.blocks), report
     for old, variable in zip(before, state):
@@ -126,7 +126,7 @@ def test_inverted_dropout_in_inference_mode_is_checked(float64, inference_layers
     x, y = _data()
     model = _build(x, keep_prob=(0.5,), l2=L2)
     report = gradcheck.check_gradients(model, x, y, _xent(), inference_layers=inference_layers)
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     # In inference mode dropout is the identity: J equals the numpy cost without dropout.
     weights = {v.path: v.numpy() for v in model.trainable_variables}
     kernels = [weights[f"dense_{i}/kernel"] for i in (1, 2)] + [weights["logits/kernel"]]
@@ -167,7 +167,7 @@ def test_same_tfnet_layers_model_without_the_bug_is_correct(float64):
     # The planted subclass is the only cause of the "wrong" verdict above.
     x, y = _data()
     report = gradcheck.check_gradients(_tfnet_layers_model(layers.Dense), x, y, _xent())
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     assert re.search(r"planted/kernel", str(report))
 
 
@@ -183,7 +183,7 @@ def test_training_model_has_the_configs_batch_norm_dropout_and_l2():
     model, _ = training_model.build_training_model(config)
     assert {"batch_norm_1", "batch_norm_2", "dropout_1", "dropout_2"} <= {l.name for l in model.layers}
     report = training_model.check_training_model(config, examples=16, inference_layers=True)
-    assert report.verdict == "correct", report
+    assert report.verdict == "correct", str(report)
     names = [b.name for b in report.blocks]
     assert "batch_norm_1/gamma" in names and "dense_1/bias" not in names, report
     without_l2 = training_model.check_training_model(
