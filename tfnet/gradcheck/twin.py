@@ -154,6 +154,13 @@ def model_cost(twin, x, y, loss, dtype):
     y = tf.nest.map_structure(cast, y)
 
     def cost(values, state):
+        # Keras tracks which collected loss is whose by `id()` of the tensors and forgets none
+        # of the ids until a call clears them; `stateless_call` enters each sublayer's call as a
+        # call of its own, which drops from the collected losses any whose id that layer has
+        # kept from an earlier trace. Python reuses the ids of freed tensors, so a stale id of
+        # one layer could drop another's L2 term from J in one trace and not the next (seen as a
+        # wrong BatchNorm check in some test orders). Every id is cleared first.
+        _forget_loss_ids(twin)
         y_pred, new_state, losses = twin.stateless_call(
             values, state, x, training=True, return_losses=True
         )
@@ -163,3 +170,10 @@ def model_cost(twin, x, y, loss, dtype):
         return tf.reshape(j, [1]), new_state
 
     return cost
+
+
+def _forget_loss_ids(model):
+    """Clears the ids by which `model` and every layer in it, however nested, recognise their
+    added losses (Keras' private `Layer._loss_ids` and `_flatten_layers`)."""
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        layer._loss_ids.clear()
