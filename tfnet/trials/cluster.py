@@ -56,7 +56,7 @@ class ClusterConfig:
         "(CPUs / --cpus_per_trial).", config_lib.non_negative_int)
     trials_per_task: int = config_lib.setting(
         0, "Trials a Ray Tune trial (a task) trains one after another in its worker, > 1 to "
-        "spread Tune's cost per trial (its scheduling, reports and checkpoints: about 0.3 s) "
+        "spread Tune's cost per trial (its scheduling, reports and end: about 0.2 s) "
         "over several short trials; 0: automatic, as many as keep eight tasks per concurrent "
         "slot, at most 8 (1 when a scheduler such as ASHA decides on each trial, and for "
         "searches of fewer than 16 trials per slot).", config_lib.non_negative_int)

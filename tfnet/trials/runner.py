@@ -5,7 +5,7 @@
 (``tasks``), ``cluster.cpus_per_trial`` CPUs each, at most ``cluster.max_concurrent_trials`` at
 once, in worker processes that Tune reuses from task to task — and calls ``on_outcome(outcome)``
 in this process as each trial ends. A task of several trials pays Tune's cost per Tune trial
-(scheduling it, its end, its reports and checkpoints: ≈ 0.3 s on two cores) once for all of
+(scheduling it, its end, its reports: ≈ 0.2 s of a worker's time, two cores) once for all of
 them, which trials of a second or less feel. Tune's own files (its experiment state and each
 running task's last checkpoint) are in ``tune_dir``, which must be on storage every node
 reaches; they serve only while the experiment runs, and are deleted with it. Tune's failure
@@ -73,7 +73,7 @@ class Outcome:
       name: the trial's name.
       status: "ok" (trained to the end: its run directory holds ``results.json``), "diverged"
         (a non-finite cost stopped it), "failed" (the run refused its configuration or data, or
-        Ray lost it more than ``MAX_RESTARTS`` times), or "stopped" (the scheduler stopped it).
+        Ray lost its task more than ``MAX_RESTARTS`` times), or "stopped" (the scheduler stopped it).
       error: why it diverged or failed, in one line; "" otherwise.
       last: its last evaluated epoch as reported (``worker.EPOCH_KEYS``; epoch 0 and NaNs when
         it reported none).
