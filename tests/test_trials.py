@@ -71,12 +71,27 @@ def test_each_trial_ends_with_its_outcome_and_sigint_stops_the_rest(ray_local, t
     assert not (tmp_path / "tune").exists()
 
 
-def test_tasks_deal_the_trials_in_turn_and_keep_each_once():
-    names = [f"t{i}" for i in range(11)]
-    assert runner.tasks(names, 3) == [["t0", "t4", "t8"], ["t1", "t5", "t9"],
-                                      ["t2", "t6", "t10"], ["t3", "t7"]]
-    assert runner.tasks(names, 1) == [[name] for name in names]
-    assert runner.tasks(names, 20) == [names]
+def test_tasks_keep_each_trial_once_and_shrink_to_single_trials_at_the_end():
+    names = [f"t{i:03d}" for i in range(168)]  # the default study's tuning phase
+    split = runner.tasks(names, 8, slots=2)
+    assert sorted(name for task in split for name in task) == names
+    sizes = [len(task) for task in split]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] == 8
+    # no slot idles through a long last task: each task is at most half of a slot's share of
+    # what remains when it starts, so the last four are single trials
+    for index, size in enumerate(sizes):
+        assert size == max(1, min(8, sum(sizes[index:]) // 4))
+    assert sizes[-4:] == [1, 1, 1, 1]
+    # each task of several trials mixes the list (a study lists its problems one after another):
+    # it holds trials from each third of it
+    for task in split:
+        if len(task) >= 3:
+            assert {int(name[1:]) * 3 // 168 for name in task} == {0, 1, 2}, task
+    # --trials_per_task: every task that size, the last what is left
+    explicit = runner.tasks(names[:11], 3)
+    assert [len(task) for task in explicit] == [3, 3, 3, 2]
+    assert sorted(name for task in explicit for name in task) == names[:11]
+    assert runner.tasks(names[:11], 1, slots=2) == [[name] for name in names[:11]]  # in order
 
 
 def test_the_automatic_task_size_keeps_eight_tasks_per_slot_at_most_eight_trials(ray_local,

@@ -31,21 +31,33 @@ MAX_RESTARTS = 3
 # The automatic task size: as many trials as keep this many tasks per concurrent slot (so that
 # the slots end together, give or take a task) ...
 TASKS_PER_SLOT = 8
-# ... and at most this many (Tune's cost per trial is then an eighth of what it was).
+# ... and at most this many (Tune's cost per trial is then an eighth of what it was). Tasks
+# shrink as the trials run out, each taking at most 1 / TAIL_TASKS of a slot's share of what
+# remains (``tasks``).
 MAX_TRIALS_PER_TASK = 8
+TAIL_TASKS = 2
+# φ⁻¹ = (√5 − 1) / 2, the step of the golden-ratio order trials are dealt in (``tasks``).
+_GOLDEN = 0.6180339887498949
 # How Tune is run: trials keep the driver's working directory (their paths are absolute anyway);
 # no CSV / JSON / TensorBoard loggers of Tune's own, no experiment table on the terminal (the
 # new output engine prints one even at verbose=0), and no SIGINT handler of Tune's: SIGINT and
 # SIGTERM stop the run here (_signals_stop).
 _TUNE_ENVIRONMENT = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
                      "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
-# Without a scheduler to act on each report at once, a trial's reports reach the driver in
-# batches of at least a second (Tune's result buffering: the trial's worker collects them), not
-# one round trip each: a trial whose epochs take milliseconds would otherwise wait on the
-# driver after each one (the moons part of the optimiser study ran 1.4 to 1.6 times as fast
-# so, on two shared cores). A report that
-# carries a checkpoint ends its batch, so Tune always holds the last checkpoint reported.
-_BUFFERED_RESULTS = {"TUNE_RESULT_BUFFER_LENGTH": "1000", "TUNE_RESULT_BUFFER_MIN_TIME_S": "1.0"}
+# Without a scheduler to act on each report at once, a task's reports reach the driver in
+# batches (Tune's result buffering: the task's worker collects them), not one round trip each:
+# the driver's Tune loop spent 12 s of CPU per 100 s of a study on two cores handling single
+# reports, CPU the two workers wanted. A batch ends after RESULTS_PER_BATCH reports or that many
+# seconds, whichever comes first, at a report that carries a checkpoint (so Tune always holds
+# the last one reported, and an outcome's report reaches the driver at once) and at the task's
+# end; SIGINT then waits at most that long for the batch in flight. The two variables get the
+# same number because Ray 2.60 hands them to ``Trainable.train_buffered`` in each other's place
+# (``TUNE_RESULT_BUFFER_LENGTH`` as its time, the minimum time as its length: with 1000 results
+# and 1 s, as tfnet first set, every batch was a single report); equal, they mean the same
+# whichever way round Ray passes them.
+RESULTS_PER_BATCH = 5
+_BUFFERED_RESULTS = {"TUNE_RESULT_BUFFER_LENGTH": str(RESULTS_PER_BATCH),
+                     "TUNE_RESULT_BUFFER_MIN_TIME_S": str(RESULTS_PER_BATCH)}
 
 
 class Interrupted(BaseException):
@@ -176,10 +188,11 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
 
         from tfnet.trials.progress import Progress, Stop
 
-        size = task_size(cluster, len(trials), scheduler)
+        split = tasks(trials, task_size(cluster, len(trials), scheduler),
+                      None if cluster.trials_per_task else cluster_lib.concurrent_tasks(cluster))
         task_trials = {f"task{index:04d}": [(trial.name, _with_absolute_paths(trial.config))
                                             for trial in members]
-                       for index, members in enumerate(tasks(trials, size))}
+                       for index, members in enumerate(split)}
         stop = Stop()
         progress = Progress(stop, {task: [name for name, _ in members]
                                    for task, members in task_trials.items()}, on_outcome)
@@ -222,7 +235,7 @@ def check_task_size(cluster, scheduler):
 
 
 def task_size(cluster, count, scheduler=None):
-    """Trials per task for ``count`` trials: ``cluster.trials_per_task``, or when it is 0, 1 under
+    """The largest task for ``count`` trials: ``cluster.trials_per_task``, or when it is 0, 1 under
     a scheduler and otherwise ``count // (TASKS_PER_SLOT · slots)`` within [1,
     ``MAX_TRIALS_PER_TASK``], where slots is how many tasks the cluster runs at once."""
     if cluster.trials_per_task:
@@ -233,12 +246,31 @@ def task_size(cluster, count, scheduler=None):
     return max(1, min(MAX_TRIALS_PER_TASK, count // (TASKS_PER_SLOT * slots)))
 
 
-def tasks(trials, size):
-    """``trials`` split into ``ceil(len / size)`` tasks of at most ``size``, dealt in turn (trial
-    i goes to task i mod the count): each task mixes the kinds of trials as the list does, so
-    tasks take about as long as one another."""
-    count = -(-len(trials) // size)
-    return [trials[index::count] for index in range(count)]
+def tasks(trials, size, slots=None):
+    """``trials`` split into tasks of at most ``size``, in the order Tune starts them.
+
+    With ``slots`` (tasks running at once) the tasks shrink towards the end, guided
+    self-scheduling (Polychronopoulos & Kuck, 1987): a task takes ``remaining // (TAIL_TASKS ·
+    slots)`` of the trials not yet dealt, within [1, ``size``], so that the last tasks are single
+    trials and no slot idles through a long last task of another (the tail of a study phase on
+    two cores was one slot idle for a task of eight trials). Without ``slots`` every task is
+    ``size`` (the last may be shorter): what ``--trials_per_task`` asks for.
+
+    Either way tasks of several trials are cut from ``trials`` in golden-ratio order (trial i's place sorted by
+    the fractional part of i·φ⁻¹; Weyl's sequence), whose every run of consecutive places spreads
+    over the whole list: each task mixes the kinds of trials as the list does (a study lists
+    its trials problem by problem), so tasks of one size take about as long as one another.
+    """
+    mixed = list(trials)
+    if size > 1:
+        mixed = [trials[index] for index in
+                 sorted(range(len(trials)), key=lambda index: (index * _GOLDEN) % 1.0)]
+    split = []
+    while mixed:
+        take = size if slots is None else max(1, min(size, len(mixed) // (TAIL_TASKS * slots)))
+        split.append(mixed[:take])
+        mixed = mixed[take:]
+    return split
 
 
 def _task_name(trial):
