@@ -256,10 +256,11 @@ def tasks(trials, size, slots=None):
     two cores was one slot idle for a task of eight trials). Without ``slots`` every task is
     ``size`` (the last may be shorter): what ``--trials_per_task`` asks for.
 
-    Either way tasks of several trials are cut from ``trials`` in golden-ratio order (trial i's place sorted by
-    the fractional part of i·φ⁻¹; Weyl's sequence), whose every run of consecutive places spreads
-    over the whole list: each task mixes the kinds of trials as the list does (a study lists
-    its trials problem by problem), so tasks of one size take about as long as one another.
+    Tasks of several trials are cut from ``trials`` in golden-ratio order (trial i's place
+    sorted by the fractional part of i·φ⁻¹; Weyl's sequence), whose every run of consecutive
+    places spreads over the whole list: each task mixes the kinds of trials as the list does (a
+    study lists its trials problem by problem), so tasks of one size take about as long as one
+    another. Tasks of one trial keep the list's order: one at a time, trials run as listed.
     """
     mixed = list(trials)
     if size > 1:
