@@ -212,3 +212,42 @@ def test_bad_cluster_settings_are_named(fields, message):
 def test_bad_asha_settings_are_named(fields, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         trials.Asha(**fields)
+
+
+def test_tune_as_tfnet_runs_it_registers_every_reported_checkpoint_once(ray_local, tmp_path):
+    # Ray 2.60's result buffering (TUNE_RESULT_BUFFER_LENGTH > 1) registered some checkpoints of
+    # this trainable several times and others never, deleting the latest from storage: a task
+    # restarted from it would have found nothing. tfnet runs Tune without it.
+    from ray import tune
+
+    def back_to_back_checkpoints(config):
+        # Three times over: two epochs, then two checkpoints at once (a trial's outcome, then
+        # the next trial's: what a task reports whose next trial trains nothing).
+        import tempfile
+
+        for round_ in range(3):
+            for epoch in range(2):
+                tune.report({"round": round_, "epoch": epoch})
+            for _ in range(2):
+                state = tempfile.mkdtemp()
+                with open(os.path.join(state, "state.txt"), "w") as f:
+                    f.write(str(round_))
+                tune.report({"round": round_}, checkpoint=tune.Checkpoint.from_directory(state))
+
+    class Checkpoints(tune.Callback):
+        def __init__(self):
+            self.names = []
+
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            self.names.append(os.path.basename(checkpoint.path))
+
+    seen = Checkpoints()  # (defined here, the trainable is pickled by value for the workers)
+    with runner._environment(runner._TUNE_ENVIRONMENT):
+        result = tune.Tuner(back_to_back_checkpoints, run_config=tune.RunConfig(
+            name="tune", storage_path=str(tmp_path), verbose=0, callbacks=[seen],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1))).fit()
+    assert not result.errors
+    assert seen.names == [f"checkpoint_{index:06d}" for index in range(6)]
+    latest = result[0].checkpoint
+    with open(os.path.join(latest.path, "state.txt")) as f:
+        assert f.read() == "2"

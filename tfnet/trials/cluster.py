@@ -58,8 +58,9 @@ class ClusterConfig:
         0, "Trials a Ray Tune trial (a task) trains one after another in its worker, > 1 to "
         "spread Tune's cost per trial (its scheduling, reports and end: about 0.2 s) "
         "over several short trials; 0: automatic, as many as keep eight tasks per concurrent "
-        "slot, at most 8 (1 when a scheduler such as ASHA decides on each trial, and for "
-        "searches of fewer than 16 trials per slot).", config_lib.non_negative_int)
+        "slot, at most 8, shrinking to single trials as the trials run out (1 when a scheduler "
+        "such as ASHA decides on each trial, and for searches of fewer than 16 trials per "
+        "slot).", config_lib.non_negative_int)
 
 
 def tfnet_package_dir():

@@ -41,23 +41,15 @@ _GOLDEN = 0.6180339887498949
 # How Tune is run: trials keep the driver's working directory (their paths are absolute anyway);
 # no CSV / JSON / TensorBoard loggers of Tune's own, no experiment table on the terminal (the
 # new output engine prints one even at verbose=0), and no SIGINT handler of Tune's: SIGINT and
-# SIGTERM stop the run here (_signals_stop).
+# SIGTERM stop the run here (_signals_stop). Each report is a round trip to the driver (Tune's
+# result buffering, TUNE_RESULT_BUFFER_LENGTH > 1, is left off: in Ray 2.60 it hands its length
+# and time to ``Trainable.train_buffered`` in each other's place, and once a batch holds several
+# reports the driver registers the wrong checkpoints — two checkpoints reported back to back
+# (a trial's outcome, then the next trial's at once) left one unregistered and one registered
+# three times, deleting the latest from storage; one report per batch registers each once).
 _TUNE_ENVIRONMENT = {"RAY_CHDIR_TO_TRIAL_DIR": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-                     "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
-# Without a scheduler to act on each report at once, a task's reports reach the driver in
-# batches (Tune's result buffering: the task's worker collects them), not one round trip each:
-# the driver's Tune loop spent 12 s of CPU per 100 s of a study on two cores handling single
-# reports, CPU the two workers wanted. A batch ends after RESULTS_PER_BATCH reports or that many
-# seconds, whichever comes first, at a report that carries a checkpoint (so Tune always holds
-# the last one reported, and an outcome's report reaches the driver at once) and at the task's
-# end; SIGINT then waits at most that long for the batch in flight. The two variables get the
-# same number because Ray 2.60 hands them to ``Trainable.train_buffered`` in each other's place
-# (``TUNE_RESULT_BUFFER_LENGTH`` as its time, the minimum time as its length: with 1000 results
-# and 1 s, as tfnet first set, every batch was a single report); equal, they mean the same
-# whichever way round Ray passes them.
-RESULTS_PER_BATCH = 5
-_BUFFERED_RESULTS = {"TUNE_RESULT_BUFFER_LENGTH": str(RESULTS_PER_BATCH),
-                     "TUNE_RESULT_BUFFER_MIN_TIME_S": str(RESULTS_PER_BATCH)}
+                     "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1",
+                     "TUNE_RESULT_BUFFER_LENGTH": "1"}
 
 
 class Interrupted(BaseException):
@@ -182,8 +174,7 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
     cluster = cluster or cluster_lib.ClusterConfig()
     check_task_size(cluster, scheduler)
     tune_dir = os.path.abspath(tune_dir)
-    environment = dict(_TUNE_ENVIRONMENT, **({} if scheduler else _BUFFERED_RESULTS))
-    with cluster_lib.connect(cluster), _environment(environment):
+    with cluster_lib.connect(cluster), _environment(_TUNE_ENVIRONMENT):
         from ray import tune
 
         from tfnet.trials.progress import Progress, Stop
