@@ -251,3 +251,41 @@ def test_tune_as_tfnet_runs_it_registers_every_reported_checkpoint_once(ray_loca
     latest = result[0].checkpoint
     with open(os.path.join(latest.path, "state.txt")) as f:
         assert f.read() == "2"
+
+
+def test_a_trial_reports_its_epochs_in_batches_and_at_once_with_a_checkpoint(tmp_path,
+                                                                             monkeypatch):
+    from ray import tune
+
+    from tfnet.trials import worker
+
+    sent = []  # (result, the checkpoint's task.json or None) per report
+    monkeypatch.setattr(tune, "report", lambda result, checkpoint=None: sent.append((
+        result, checkpoint and json.loads(open(os.path.join(checkpoint.path,
+                                                            worker.TASK_FILE)).read()))))
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+
+    def epoch(number):
+        return {key: float(number) for key in worker.EPOCH_KEYS}
+
+    report = worker._Report("a", str(run_dir), "node", ["done"], every_seconds=3600.0)
+    report(epoch(1))
+    report(epoch(2))
+    assert sent == []  # batched: not an hour yet
+    (run_dir / "checkpoints" / "checkpoint").write_text("ckpt-3")  # tfnet checkpointed
+    report(epoch(3))
+    report(epoch(4))
+    (result, task), = sent  # at once, with the state, every epoch since the last report
+    assert [e["epoch"] for e in result["epochs"]] == [1, 2, 3] and result["epoch"] == 3
+    assert task == {"finished": ["done"], "training": "a"}
+    last = report.result()  # what the outcome's report carries: the rest
+    assert [e["epoch"] for e in last["epochs"]] == [4] and last["epoch"] == 4
+    assert (last["trial"], last["node_id"]) == ("a", "node")
+    assert report.result()["epochs"] == []
+
+    sent.clear()
+    each = worker._Report("b", str(tmp_path / "other"), "node", [], every_seconds=0.0)
+    for number in (1, 2):
+        each(epoch(number))
+    assert [[e["epoch"] for e in r["epochs"]] for r, _ in sent] == [[1], [2]]  # under ASHA

@@ -62,8 +62,9 @@ class Progress(tune.Callback):
         name = result["trial"]
         if self._training.get(trial.trial_id) != name:
             self._training[trial.trial_id] = name
+            epochs = result.get("epochs") or [result]
             self._attempts.setdefault(name, []).append(
-                dict(node_id=result["node_id"], first_epoch=int(result["epoch"])))
+                dict(node_id=result["node_id"], first_epoch=int(epochs[0]["epoch"])))
         self._last[name] = result
         if "outcome" in result:
             self._finish(name, result["outcome"], result["error"])

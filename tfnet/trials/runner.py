@@ -36,6 +36,9 @@ TASKS_PER_SLOT = 8
 # remains (``tasks``).
 MAX_TRIALS_PER_TASK = 8
 TAIL_TASKS = 2
+# Without a scheduler, a task reports its evaluated epochs together at most this often (and at
+# once with a checkpoint or a trial's outcome): ``worker._Report``.
+REPORT_EVERY_SECONDS = 1.0
 # φ⁻¹ = (√5 − 1) / 2, the step of the golden-ratio order trials are dealt in (``tasks``).
 _GOLDEN = 0.6180339887498949
 # How Tune is run: trials keep the driver's working directory (their paths are absolute anyway);
@@ -192,7 +195,9 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
         trainable = tune.with_resources(tune.with_parameters(worker.run_task, tasks=task_trials),
                                         {"cpu": cluster.cpus_per_trial})
         tuner = tune.Tuner(
-            trainable, param_space={"task": tune.grid_search(list(task_trials))},
+            trainable, param_space={"task": tune.grid_search(list(task_trials)),
+                                    "report_every_seconds": 0.0 if scheduler else
+                                    REPORT_EVERY_SECONDS},
             tune_config=tune.TuneConfig(
                 scheduler=scheduler.make() if scheduler else None, reuse_actors=True,
                 max_concurrent_trials=cluster.max_concurrent_trials or None,
