@@ -35,13 +35,29 @@ def run(config, cluster=None, say=print):
             trials.connect(cluster or trials.ClusterConfig()):
         tuning = protocol.tuning_trials(config)
         say(f"tuning: {len(tuning)} trials ({len(config.problems)} problems × "
-            f"{len(config.optimizers)} optimisers × {config.lr_points} learning rates, seed 0)")
-        tuning_rows = runner.run_all(tuning, config, cluster, say)
+            f"{len(config.optimizers)} optimisers × {config.lr_points} learning rates, seed 0), "
+            f"then each chosen learning rate × {config.seeds} seeds")
+        seeded = set()
+
+        def seeds_of_the_chosen(rows):
+            # A problem's and optimiser's seeds start as soon as its tuning trials have ended,
+            # in the same Ray Tune experiment (its workers keep TensorFlow imported).
+            more = []
+            chosen, _ = protocol.choose_all(config, _tuning_rows(rows), partial=True)
+            for pair, rate in chosen.items():
+                if pair not in seeded:
+                    seeded.add(pair)
+                    more += protocol.seed_trials(config, {pair: rate})
+            return more
+
+        rows = runner.run_all(tuning, config, cluster, say, then=seeds_of_the_chosen)
+        tuning_rows = [rows[trial] for trial in tuning]
         chosen, unchosen = protocol.choose_all(config, tuning_rows)
-        seeds = protocol.seed_trials(config, chosen)
-        say(f"seeds: {len(seeds)} trials (each chosen learning rate × {config.seeds} seeds)")
-        seed_rows = runner.run_all(seeds, config, cluster, say)
+        seed_rows = [rows[trial] for trial in protocol.seed_trials(config, chosen)]
         return report.write(config, tuning_rows + seed_rows, chosen, unchosen)
 
+
+def _tuning_rows(rows):
+    return [row for trial, row in rows.items() if not trial.evaluate_test]
 
 __all__ = ["Problem", "StudyConfig", "run"]

@@ -111,13 +111,17 @@ def choose(records):
     return best["learning_rate"]
 
 
-def choose_all(config, tuning_rows):
-    """``({(problem, optimizer): chosen α}, [(problem, optimizer) whose every α diverged])``."""
+def choose_all(config, tuning_rows, partial=False):
+    """``({(problem, optimizer): chosen α}, [(problem, optimizer) whose every α diverged])``;
+    with ``partial``, of the pairs whose every tuning trial has its row, the others left out."""
     chosen, unchosen = {}, []
     for problem in config.problems:
         for optimizer in config.optimizers:
-            rate = choose([r for r in tuning_rows
-                           if (r["problem"], r["optimizer"]) == (problem, optimizer)])
+            records = [r for r in tuning_rows
+                       if (r["problem"], r["optimizer"]) == (problem, optimizer)]
+            if partial and len(records) < config.lr_points:
+                continue
+            rate = choose(records)
             if rate is None:
                 unchosen.append((problem, optimizer))
             else:

@@ -5,8 +5,8 @@ Each trial is one ``tfnet.training.train`` run in its own directory,
 ``results.csv``) is read back from the run's ``results.json`` — or, for a run whose cost became
 non-finite, from the ``diverged.json`` the study writes beside it — so a study run again skips
 every finished trial without building anything, and a trial interrupted half-way resumes from
-its last checkpoint. A trial that fails otherwise (its data refused, say) stops the study after
-its phase, naming it (``TrialsFailedError``).
+its last checkpoint. A trial that fails otherwise (its data refused, say) stops the study once the
+other trials have ended, naming it (``TrialsFailedError``).
 """
 
 import json
@@ -77,40 +77,62 @@ def _read_json(path):
         return None
 
 
-def run_all(trials, config, cluster, say):
+def run_all(trials, config, cluster, say, then=None):
     """Runs ``trials`` on Ray (``cluster``: a ``tfnet.trials.ClusterConfig``), saying each
-    result; returns their rows in the order of ``trials``. Finished trials are read back, not run.
+    result, and the trials ``then(rows)`` asks for as rows arrive, in the same Ray Tune
+    experiment; returns ``{trial: row}`` of them all. Finished trials are read back, not run.
+
+    ``then(rows)`` gets every row so far (``{trial: row}``) each time one arrives and returns the
+    trials it now wants (it is asked again later, so it returns each trial once).
 
     Raises:
-      TrialsFailedError: some trials failed (not diverged), each named with its reason.
+      TrialsFailedError: some trials failed (not diverged), each named with its reason, once
+        every other trial has ended.
     """
-    rows = [record(trial, config) for trial in trials]
-    todo = {trial.name: index for index, (trial, row) in enumerate(zip(trials, rows))
-            if row is None}
+    rows = {}
+    failures = []
+    by_name = {}
+
+    def grow(trials):
+        """The trials of ``trials`` to train; rows of the finished ones read back first."""
+        todo = []
+        for trial in trials:
+            row = record(trial, config)
+            if row is None:
+                todo.append(trial)
+            else:
+                rows[trial] = row
+        if then is not None and len(todo) < len(trials):  # rows arrived: more may follow
+            todo += grow(then(rows))
+        return todo
+
+    def tune_trial(trial):
+        name = f"{'seeds' if trial.evaluate_test else 'tuning'}:{trial.name}"
+        by_name[name] = trial
+        return trials_lib.Trial(name, trial.train_config(config))
+
+    todo = grow(trials)
     if len(todo) < len(trials):
         say(f"{len(trials) - len(todo)} of {len(trials)} trials already finished")
-    failures = []
 
     def finished(outcome):
-        index = todo[outcome.name]
-        trial = trials[index]
+        trial = by_name[outcome.name]
         if outcome.status == "failed":
             failures.append(f"{trial.name}: {outcome.error}")
-            say(f"[{sum(r is not None for r in rows)}/{len(trials)}] {trial.name}: FAILED: "
-                f"{outcome.error}")
-            return
+            say(f"[{len(rows)}] {trial.name}: FAILED: {outcome.error}")
+            return []
         if outcome.status == "diverged":
             with open(os.path.join(trial.train_config(config).run_dir, DIVERGED_FILE), "w") as f:
                 json.dump({"message": outcome.error}, f)
-        rows[index] = row = record(trial, config)
+        rows[trial] = row = record(trial, config)
         said = ("diverged" if row["diverged"] else
                 f"dev {row['dev_accuracy']:.4f} train {row['train_accuracy']:.4f}"
                 + (f" test {row['test_accuracy']:.4f}" if row["test_accuracy"] is not None else "")
                 + f" ({row['seconds']:.1f} s)")
-        say(f"[{sum(r is not None for r in rows)}/{len(trials)}] {trial.name}: {said}")
+        say(f"[{len(rows)}] {trial.name}: {said}")
+        return [tune_trial(more) for more in grow(then(rows))] if then is not None else []
 
-    trials_lib.run([trials_lib.Trial(trial.name, trial.train_config(config))
-                    for trial in trials if trial.name in todo],
+    trials_lib.run([tune_trial(trial) for trial in todo],
                    os.path.join(config.output_dir, "tune"), cluster, on_outcome=finished)
     if failures:
         raise TrialsFailedError(f"{len(failures)} trials failed: " + "; ".join(failures))

@@ -34,13 +34,12 @@ class Stop(tune.Stopper):
 
 
 class Progress(tune.Callback):
-    """Collects ``outcomes`` (trial name -> ``Outcome``) of the tasks ``tasks`` (task name -> its
-    trials' names) and calls ``on_outcome`` as each arrives; an exception it raises interrupts
-    the experiment (``stop``)."""
+    """Collects ``outcomes`` (trial name -> ``Outcome``) of the tasks' trials and calls
+    ``on_outcome`` as each arrives; an exception it raises interrupts the experiment
+    (``stop``)."""
 
-    def __init__(self, stop, tasks, on_outcome=None):
+    def __init__(self, stop, on_outcome=None):
         self.stop = stop
-        self.tasks = tasks
         self.on_outcome = on_outcome
         self.outcomes = {}
         self._attempts = {}  # trial name -> [attempt dicts]
@@ -81,7 +80,7 @@ class Progress(tune.Callback):
                          f"Ray lost its task {MAX_RESTARTS + 1} times: {lines[-1]}")
 
     def _unfinished(self, trial):
-        return [name for name in self.tasks[trial.config["task"]] if name not in self.outcomes]
+        return [name for name, _ in trial.config["trials"] if name not in self.outcomes]
 
     def _finish(self, name, status, error):
         if self.stop.interruption is not None:

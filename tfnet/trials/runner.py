@@ -149,7 +149,8 @@ class Asha:
 
 
 def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
-    """Runs ``trials`` on Ray Tune; returns their ``Outcome``s in the order of ``trials``.
+    """Runs ``trials`` on Ray Tune, and the trials ``on_outcome`` adds as they end; returns the
+    ``Outcome``s of all of them, those of ``trials`` first, in the order given.
 
     Args:
       trials: ``Trial``s with distinct names. Their run directories must be on storage every
@@ -158,12 +159,15 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
       cluster: a ``cluster.ClusterConfig``; Ray is connected as it says unless it already is.
         Default: Ray on this machine, a CPU per task, the task size automatic.
       on_outcome: optional callable ``on_outcome(outcome)``, called in this process as each
-        trial ends.
+        trial ends; it may return more ``Trial``s (names new), which join the same experiment:
+        the workers, TensorFlow imported, go on to them (a study's seeds once a pair's
+        learning rate is chosen).
       scheduler: optional ``Asha`` (each task is then one trial); default: every trial runs to
         its end.
 
     Raises:
-      ValueError: ``cluster`` cannot be used (``check_task_size``, ``cluster.connect``).
+      ValueError: ``cluster`` cannot be used (``check_task_size``, ``cluster.connect``), or a
+        trial's name is not new.
       Interrupted: SIGINT or SIGTERM arrived (in the main thread) while trials ran, or whatever
         ``on_outcome`` raised: either way only once Tune has stopped the tasks still running,
         whose unfinished trials get no outcome (their run directories resume where their
@@ -171,9 +175,7 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
     """
     if not trials:
         return []
-    names = [trial.name for trial in trials]
-    if len(set(names)) != len(names):
-        raise ValueError(f"trial names must be distinct. Received: {names}")
+    names = _distinct([], trials)
     cluster = cluster or cluster_lib.ClusterConfig()
     check_task_size(cluster, scheduler)
     tune_dir = os.path.abspath(tune_dir)
@@ -182,25 +184,25 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
 
         from tfnet.trials.progress import Progress, Stop
 
-        split = tasks(trials, task_size(cluster, len(trials), scheduler),
-                      None if cluster.trials_per_task else cluster_lib.concurrent_tasks(cluster))
-        task_trials = {f"task{index:04d}": [(trial.name, _with_absolute_paths(trial.config))
-                                            for trial in members]
-                       for index, members in enumerate(split)}
-        stop = Stop()
-        progress = Progress(stop, {task: [name for name, _ in members]
-                                   for task, members in task_trials.items()}, on_outcome)
+        queue = _TaskQueue(trials, task_size(cluster, len(trials), scheduler),
+                           None if cluster.trials_per_task else
+                           cluster_lib.concurrent_tasks(cluster),
+                           0.0 if scheduler else REPORT_EVERY_SECONDS)
 
+        def outcome_then_more(outcome):
+            more = list((on_outcome(outcome) if on_outcome else None) or ())
+            _distinct(names, more)
+            queue.add(more)
+
+        stop = Stop()
+        progress = Progress(stop, outcome_then_more)
         shutil.rmtree(tune_dir, ignore_errors=True)  # an experiment a killed search left
-        trainable = tune.with_resources(tune.with_parameters(worker.run_task, tasks=task_trials),
-                                        {"cpu": cluster.cpus_per_trial})
         tuner = tune.Tuner(
-            trainable, param_space={"task": tune.grid_search(list(task_trials)),
-                                    "report_every_seconds": 0.0 if scheduler else
-                                    REPORT_EVERY_SECONDS},
+            tune.with_resources(worker.run_task, {"cpu": cluster.cpus_per_trial}),
             tune_config=tune.TuneConfig(
-                scheduler=scheduler.make() if scheduler else None, reuse_actors=True,
-                max_concurrent_trials=cluster.max_concurrent_trials or None,
+                search_alg=queue, num_samples=-1,  # until the queue says it is finished
+                scheduler=scheduler.make() if scheduler else None,
+                reuse_actors=True, max_concurrent_trials=cluster.max_concurrent_trials or None,
                 trial_name_creator=_task_name, trial_dirname_creator=_task_name),
             run_config=tune.RunConfig(
                 name=os.path.basename(tune_dir), storage_path=os.path.dirname(tune_dir),
@@ -218,6 +220,65 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
     if missing:
         raise RuntimeError(f"Ray Tune ended without an outcome for trials {missing}")
     return [progress.outcomes[name] for name in names]
+
+
+def _distinct(names, more):
+    """Appends the names of the trials ``more`` to ``names`` (and returns it), or raises
+    ValueError if one is not new."""
+    added = [trial.name for trial in more]
+    if len(set(names + added)) != len(names) + len(added):
+        raise ValueError(f"trial names must be distinct. Received: {added}"
+                         + (f" after {names}" if names else ""))
+    names.extend(added)
+    return names
+
+
+def _task_queue_class():
+    from ray.tune.search import Searcher
+
+    class TaskQueue(Searcher):
+        """Tune's search algorithm here: each Tune trial it suggests is the next task cut from
+        the trials waiting (``take_task``), whose configuration carries them; ``add`` queues
+        more while the experiment runs. It says the experiment is over once nothing waits and
+        every task has ended."""
+
+        def __init__(self, trials, size, slots, report_every_seconds):
+            super().__init__()
+            self.waiting = list(trials)
+            self.size = size
+            self.slots = slots
+            self.report_every_seconds = report_every_seconds
+            self.count = 0
+            self.running = set()  # Tune trial ids of the tasks not ended
+
+        def add(self, trials):
+            self.waiting.extend(trials)
+
+        def suggest(self, trial_id):
+            if not self.waiting:
+                return None if self.running else Searcher.FINISHED
+            members, self.waiting = take_task(self.waiting, self.size, self.slots)
+            self.running.add(trial_id)
+            self.count += 1
+            return {"task": f"task{self.count - 1:04d}",
+                    "trials": [(trial.name, _with_absolute_paths(trial.config))
+                               for trial in members],
+                    "report_every_seconds": self.report_every_seconds}
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            self.running.discard(trial_id)
+
+        def save(self, checkpoint_path):
+            pass  # a run resumes from tfnet's own records, never Tune's
+
+        def restore(self, checkpoint_path):
+            pass
+
+    return TaskQueue
+
+
+def _TaskQueue(*args):
+    return _task_queue_class()(*args)
 
 
 def check_task_size(cluster, scheduler):
@@ -243,7 +304,17 @@ def task_size(cluster, count, scheduler=None):
 
 
 def tasks(trials, size, slots=None):
-    """``trials`` split into tasks of at most ``size``, in the order Tune starts them.
+    """``trials`` split into tasks, as ``take_task`` cuts them one after another."""
+    split, waiting = [], list(trials)
+    while waiting:
+        task, waiting = take_task(waiting, size, slots)
+        split.append(task)
+    return split
+
+
+def take_task(waiting, size, slots=None):
+    """The next task from the trials ``waiting`` (in the order Tune starts them), and the trials
+    left: ``(task, rest)``.
 
     With ``slots`` (tasks running at once) the tasks shrink towards the end, guided
     self-scheduling (Polychronopoulos & Kuck, 1987): a task takes ``remaining // (TAIL_TASKS ·
@@ -258,16 +329,13 @@ def tasks(trials, size, slots=None):
     study lists its trials problem by problem), so tasks of one size take about as long as one
     another. Tasks of one trial keep the list's order: one at a time, trials run as listed.
     """
-    mixed = list(trials)
+    order = list(range(len(waiting)))
     if size > 1:
-        mixed = [trials[index] for index in
-                 sorted(range(len(trials)), key=lambda index: (index * _GOLDEN) % 1.0)]
-    split = []
-    while mixed:
-        take = size if slots is None else max(1, min(size, len(mixed) // (TAIL_TASKS * slots)))
-        split.append(mixed[:take])
-        mixed = mixed[take:]
-    return split
+        order.sort(key=lambda index: (index * _GOLDEN) % 1.0)
+    take = size if slots is None else max(1, min(size, len(waiting) // (TAIL_TASKS * slots)))
+    chosen = set(order[:take])
+    return ([waiting[index] for index in order[:take]],
+            [trial for index, trial in enumerate(waiting) if index not in chosen])
 
 
 def _task_name(trial):

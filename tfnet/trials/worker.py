@@ -57,13 +57,13 @@ EPOCH_KEYS = ("epoch", "step", "train_loss", "train_accuracy", "dev_loss", "dev_
               "learning_rate", "seconds")
 
 
-def run_task(tune_config, tasks):
-    """The trainable: trains the trials of ``tasks[tune_config["task"]]``, a list of
+def run_task(tune_config):
+    """The trainable: trains the trials of ``tune_config["trials"]``, a list of
     ``(name, TrainConfig)``, one after another."""
     import ray
     from ray import tune
 
-    trials = tasks[tune_config["task"]]
+    trials = tune_config["trials"]
     every = tune_config["report_every_seconds"]
     node_id = ray.get_runtime_context().get_node_id()
     checkpoint = tune.get_checkpoint()
