@@ -289,3 +289,19 @@ def test_a_trial_reports_its_epochs_in_batches_and_at_once_with_a_checkpoint(tmp
     for number in (1, 2):
         each(epoch(number))
     assert [[e["epoch"] for e in r["epochs"]] for r, _ in sent] == [[1], [2]]  # under ASHA
+
+
+def test_trials_an_outcome_asks_for_run_in_the_same_experiment(ray_local, tmp_path):
+    first, second, third = (_trial(name, tmp_path, learning_rate=0.1)
+                            for name in ("first", "second", "third"))
+    asked = {"first": [second, third]}  # the study's seeds, once a learning rate is chosen
+
+    outcomes = trials.run([first], tmp_path / "tune", on_outcome=lambda o: asked.get(o.name))
+    assert [(o.name, o.status) for o in outcomes] == [("first", "ok"), ("second", "ok"),
+                                                      ("third", "ok")]
+    assert all((tmp_path / name / "results.json").exists() for name in ("second", "third"))
+
+    again = _trial("first", tmp_path / "again", learning_rate=0.1)
+    with pytest.raises(ValueError, match=re.escape(
+            "trial names must be distinct. Received: ['first'] after ['first']")):
+        trials.run([again], tmp_path / "tune", on_outcome=lambda o: [again] if o.name else None)

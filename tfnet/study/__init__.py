@@ -6,7 +6,9 @@
 outputs of ``tfnet.study.report`` into ``config.output_dir``. Each trial is a run of
 ``tfnet.training`` in a directory of its own, trained in a Ray worker (``tfnet.trials``: this
 machine, or a cluster), so the study is resumable: run again, it reads the finished trials back
-and runs the others; one study at a time holds ``study.lock`` there.
+and runs the others; one study at a time holds ``study.lock`` there. The whole study is one Ray
+Tune experiment: the seeds of a problem and optimiser start as soon as its tuning trials have
+ended and its α is chosen.
 
     from tfnet import study
     report, paths = study.run(study.StudyConfig(problems=("moons",), seeds=3))
@@ -59,5 +61,6 @@ def run(config, cluster=None, say=print):
 
 def _tuning_rows(rows):
     return [row for trial, row in rows.items() if not trial.evaluate_test]
+
 
 __all__ = ["Problem", "StudyConfig", "run"]

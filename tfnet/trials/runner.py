@@ -1,10 +1,14 @@
-"""Running trials on Ray Tune: one Tune experiment over given training runs, outcomes as they end.
+"""Running trials on Ray Tune: one Tune experiment over training runs, outcomes as they end.
 
 ``run(trials, tune_dir, cluster)`` trains the ``Trial``s in Ray Tune trials — *tasks*
 (``worker.run_task``), each training ``cluster.trials_per_task`` of them one after another
-(``tasks``), ``cluster.cpus_per_trial`` CPUs each, at most ``cluster.max_concurrent_trials`` at
+(``take_task``), ``cluster.cpus_per_trial`` CPUs each, at most ``cluster.max_concurrent_trials`` at
 once, in worker processes that Tune reuses from task to task — and calls ``on_outcome(outcome)``
-in this process as each trial ends. A task of several trials pays Tune's cost per Tune trial
+in this process as each trial ends. ``on_outcome`` may return more trials, which join the same
+experiment: Tune's search algorithm here is a queue (``_task_queue_class``) cutting each task
+from the trials waiting when a slot asks for one, so the workers, TensorFlow imported, go on
+to them (a study's seeds start as soon as a learning rate is chosen, not in a second
+experiment whose workers import TensorFlow again). A task of several trials pays Tune's cost per Tune trial
 (scheduling it, its end, its reports: ≈ 0.2 s of a worker's time, two cores) once for all of
 them, which trials of a second or less feel. Tune's own files (its experiment state and each
 running task's last checkpoint) are in ``tune_dir``, which must be on storage every node
