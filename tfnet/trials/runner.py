@@ -5,10 +5,10 @@
 (``take_task``), ``cluster.cpus_per_trial`` CPUs each, at most ``cluster.max_concurrent_trials`` at
 once, in worker processes that Tune reuses from task to task — and calls ``on_outcome(outcome)``
 in this process as each trial ends. ``on_outcome`` may return more trials, which join the same
-experiment: Tune's search algorithm here is a queue (``_task_queue_class``) cutting each task
-from the trials waiting when a slot asks for one, so the workers, TensorFlow imported, go on
-to them (a study's seeds start as soon as a learning rate is chosen, not in a second
-experiment whose workers import TensorFlow again). A task of several trials pays Tune's cost per Tune trial
+experiment: Tune's search algorithm here is a queue (``_task_queue``) cutting each task from
+the trials waiting when a slot asks for one, so the workers, TensorFlow imported, go on to them
+(a study's seeds start as soon as a learning rate is chosen, not in a second experiment whose
+workers import TensorFlow again). A task of several trials pays Tune's cost per Tune trial
 (scheduling it, its end, its reports: ≈ 0.2 s of a worker's time, two cores) once for all of
 them, which trials of a second or less feel. Tune's own files (its experiment state and each
 running task's last checkpoint) are in ``tune_dir``, which must be on storage every node
@@ -37,13 +37,13 @@ MAX_RESTARTS = 3
 TASKS_PER_SLOT = 8
 # ... and at most this many (Tune's cost per trial is then an eighth of what it was). Tasks
 # shrink as the trials run out, each taking at most 1 / TAIL_TASKS of a slot's share of what
-# remains (``tasks``).
+# remains (``take_task``).
 MAX_TRIALS_PER_TASK = 8
 TAIL_TASKS = 2
 # Without a scheduler, a task reports its evaluated epochs together at most this often (and at
 # once with a checkpoint or a trial's outcome): ``worker._Report``.
 REPORT_EVERY_SECONDS = 1.0
-# φ⁻¹ = (√5 − 1) / 2, the step of the golden-ratio order trials are dealt in (``tasks``).
+# φ⁻¹ = (√5 − 1) / 2, the step of the golden-ratio order trials are dealt in (``take_task``).
 _GOLDEN = 0.6180339887498949
 # How Tune is run: trials keep the driver's working directory (their paths are absolute anyway);
 # no CSV / JSON / TensorBoard loggers of Tune's own, no experiment table on the terminal (the
@@ -188,7 +188,7 @@ def run(trials, tune_dir, cluster=None, on_outcome=None, scheduler=None):
 
         from tfnet.trials.progress import Progress, Stop
 
-        queue = _TaskQueue(trials, task_size(cluster, len(trials), scheduler),
+        queue = _task_queue(trials, task_size(cluster, len(trials), scheduler),
                            None if cluster.trials_per_task else
                            cluster_lib.concurrent_tasks(cluster),
                            0.0 if scheduler else REPORT_EVERY_SECONDS)
@@ -237,7 +237,8 @@ def _distinct(names, more):
     return names
 
 
-def _task_queue_class():
+def _task_queue(trials, size, slots, report_every_seconds):
+    """A ``TaskQueue`` (Tune's Searcher, imported with Ray when a run starts) of ``trials``."""
     from ray.tune.search import Searcher
 
     class TaskQueue(Searcher):
@@ -278,11 +279,7 @@ def _task_queue_class():
         def restore(self, checkpoint_path):
             pass
 
-    return TaskQueue
-
-
-def _TaskQueue(*args):
-    return _task_queue_class()(*args)
+    return TaskQueue(trials, size, slots, report_every_seconds)
 
 
 def check_task_size(cluster, scheduler):
