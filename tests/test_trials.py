@@ -71,9 +71,18 @@ def test_each_trial_ends_with_its_outcome_and_sigint_stops_the_rest(ray_local, t
     assert not (tmp_path / "tune").exists()
 
 
+def _tasks(trials, size, slots=None):
+    """``trials`` split into tasks as the run's queue cuts them, one after another."""
+    split, waiting = [], list(trials)
+    while waiting:
+        task, waiting = runner.take_task(waiting, size, slots)
+        split.append(task)
+    return split
+
+
 def test_tasks_keep_each_trial_once_and_shrink_to_single_trials_at_the_end():
     names = [f"t{i:03d}" for i in range(168)]  # the default study's tuning phase
-    split = runner.tasks(names, 8, slots=2)
+    split = _tasks(names, 8, slots=2)
     assert sorted(name for task in split for name in task) == names
     sizes = [len(task) for task in split]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] == 8
@@ -88,10 +97,10 @@ def test_tasks_keep_each_trial_once_and_shrink_to_single_trials_at_the_end():
         if len(task) >= 3:
             assert {int(name[1:]) * 3 // 168 for name in task} == {0, 1, 2}, task
     # --trials_per_task: every task that size, the last what is left
-    explicit = runner.tasks(names[:11], 3)
+    explicit = _tasks(names[:11], 3)
     assert [len(task) for task in explicit] == [3, 3, 3, 2]
     assert sorted(name for task in explicit for name in task) == names[:11]
-    assert runner.tasks(names[:11], 1, slots=2) == [[name] for name in names[:11]]  # in order
+    assert _tasks(names[:11], 1, slots=2) == [[name] for name in names[:11]]  # in order
 
 
 def test_the_automatic_task_size_keeps_eight_tasks_per_slot_at_most_eight_trials(ray_local,
@@ -304,4 +313,4 @@ def test_trials_an_outcome_asks_for_run_in_the_same_experiment(ray_local, tmp_pa
     again = _trial("first", tmp_path / "again", learning_rate=0.1)
     with pytest.raises(ValueError, match=re.escape(
             "trial names must be distinct. Received: ['first'] after ['first']")):
-        trials.run([again], tmp_path / "tune", on_outcome=lambda o: [again] if o.name else None)
+        trials.run([again], tmp_path / "tune", on_outcome=lambda o: [again])

@@ -304,15 +304,6 @@ def task_size(cluster, count, scheduler=None):
     return max(1, min(MAX_TRIALS_PER_TASK, count // (TASKS_PER_SLOT * slots)))
 
 
-def tasks(trials, size, slots=None):
-    """``trials`` split into tasks, as ``take_task`` cuts them one after another."""
-    split, waiting = [], list(trials)
-    while waiting:
-        task, waiting = take_task(waiting, size, slots)
-        split.append(task)
-    return split
-
-
 def take_task(waiting, size, slots=None):
     """The next task from the trials ``waiting`` (in the order Tune starts them), and the trials
     left: ``(task, rest)``.
